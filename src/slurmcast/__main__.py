@@ -1,0 +1,3 @@
+from slurmcast.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,218 @@
+"""Client requests and server replies of the WebSocket protocol (docs/protocol.md).
+
+``parse_request`` turns one decoded JSON value into a typed request or raises
+``ProtocolError`` with the code that names exactly what was wrong; the reply
+builders produce the server's JSON objects. Nothing here touches a socket.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from slurmcast.core.channels import Channel, parse_channel
+from slurmcast.errors import ErrorCode, ProtocolError
+
+RequestId = str | int
+
+#: Longest string ``id`` echoed back; longer ones are a client bug, not a use case.
+MAX_ID_LENGTH = 128
+#: Most channels one subscribe/unsubscribe request may name.
+MAX_CHANNELS_PER_REQUEST = 32
+
+REQUEST_TYPES = ("subscribe", "unsubscribe", "ping", "broadcast")
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    channels: tuple[Channel, ...]
+    request_id: RequestId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    channels: tuple[Channel, ...]
+    request_id: RequestId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    request_id: RequestId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    channel: str
+    message: Mapping[str, Any]
+    request_id: RequestId | None = None
+
+
+Request = Subscribe | Unsubscribe | Ping | Broadcast
+
+
+def decode_frame(frame: str) -> Any:
+    """Decode a text frame's JSON.
+
+    Raises:
+        ProtocolError: ``invalid_json`` when the text is not JSON.
+    """
+    try:
+        return json.loads(frame)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(ErrorCode.INVALID_JSON, f"message is not valid JSON: {exc}") from None
+
+
+def parse_request(value: Any) -> Request:
+    """Validate one decoded client message.
+
+    Args:
+        value: the decoded JSON value of one text frame.
+
+    Returns:
+        The typed request.
+
+    Raises:
+        ProtocolError: with the code naming the first problem found, and the
+            request's ``id`` when it could be read.
+    """
+    if not isinstance(value, dict):
+        raise ProtocolError(
+            ErrorCode.NOT_AN_OBJECT,
+            f"message must be a JSON object, got {_json_type(value)}",
+        )
+    request_id = _parse_id(value)
+    kind = value.get("type")
+    if kind is None:
+        raise ProtocolError(
+            ErrorCode.MISSING_TYPE, "message has no 'type' field", request_id=request_id
+        )
+    if not isinstance(kind, str):
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD, "'type' must be a string", request_id=request_id
+        )
+    if kind in ("subscribe", "unsubscribe"):
+        channels = _parse_channels(value, request_id)
+        if kind == "subscribe":
+            return Subscribe(channels, request_id)
+        return Unsubscribe(channels, request_id)
+    if kind == "ping":
+        return Ping(request_id)
+    if kind == "broadcast":
+        return _parse_broadcast(value, request_id)
+    raise ProtocolError(
+        ErrorCode.UNKNOWN_TYPE,
+        f"unknown message type {kind[:64]!r}; known types: {', '.join(REQUEST_TYPES)}",
+        request_id=request_id,
+    )
+
+
+def _parse_id(value: Mapping[str, Any]) -> RequestId | None:
+    request_id: Any = value.get("id")
+    if request_id is None:
+        return None
+    # bool is an int subclass; an id of `true` is a client bug worth reporting.
+    valid = (isinstance(request_id, int) and not isinstance(request_id, bool)) or (
+        isinstance(request_id, str) and len(request_id) <= MAX_ID_LENGTH
+    )
+    if not valid:
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD,
+            f"'id' must be an integer or a string of at most {MAX_ID_LENGTH} characters",
+        )
+    return request_id  # type: ignore[no-any-return]  # checked just above
+
+
+def _parse_channels(value: Mapping[str, Any], request_id: RequestId | None) -> tuple[Channel, ...]:
+    has_one, has_many = "channel" in value, "channels" in value
+    if has_one and has_many:
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD,
+            "give either 'channel' or 'channels', not both",
+            request_id=request_id,
+        )
+    if has_one:
+        return (parse_channel(value["channel"], request_id=request_id),)
+    if not has_many:
+        raise ProtocolError(
+            ErrorCode.MISSING_CHANNEL,
+            "message needs 'channel' (a name) or 'channels' (a list of names)",
+            request_id=request_id,
+        )
+    names = value["channels"]
+    if not isinstance(names, list) or not names or len(names) > MAX_CHANNELS_PER_REQUEST:
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD,
+            f"'channels' must be a list of 1 to {MAX_CHANNELS_PER_REQUEST} channel names",
+            request_id=request_id,
+        )
+    # Validate all before acting on any: a request is accepted or rejected whole.
+    parsed = [parse_channel(name, request_id=request_id) for name in names]
+    return tuple(dict.fromkeys(parsed))
+
+
+def _parse_broadcast(value: Mapping[str, Any], request_id: RequestId | None) -> Broadcast:
+    channel = value.get("channel")
+    if channel is None:
+        raise ProtocolError(
+            ErrorCode.MISSING_CHANNEL, "broadcast needs a 'channel'", request_id=request_id
+        )
+    if channel != "all":
+        channel = parse_channel(channel, request_id=request_id)
+    message = value.get("message")
+    if message is None:
+        raise ProtocolError(
+            ErrorCode.MISSING_MESSAGE, "broadcast needs a 'message'", request_id=request_id
+        )
+    if not isinstance(message, dict):
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD, "'message' must be a JSON object", request_id=request_id
+        )
+    return Broadcast(str(channel), message, request_id)
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null"
+
+
+def _with_id(reply: dict[str, Any], request_id: RequestId | None) -> dict[str, Any]:
+    if request_id is not None:
+        reply["id"] = request_id
+    return reply
+
+
+def subscribed(
+    channel: Channel, request_id: RequestId | None, *, already: bool = False
+) -> dict[str, Any]:
+    message = f"Already subscribed to {channel}" if already else f"Subscribed to {channel}"
+    return _with_id(
+        {"type": "subscribed", "channel": channel.value, "message": message}, request_id
+    )
+
+
+def unsubscribed(
+    channel: Channel, request_id: RequestId | None, *, was_subscribed: bool = True
+) -> dict[str, Any]:
+    message = (
+        f"Unsubscribed from {channel}" if was_subscribed else f"Was not subscribed to {channel}"
+    )
+    return _with_id(
+        {"type": "unsubscribed", "channel": channel.value, "message": message}, request_id
+    )
+
+
+def pong(request_id: RequestId | None) -> dict[str, Any]:
+    return _with_id({"type": "pong"}, request_id)
+
+
+def error(code: ErrorCode, message: str, request_id: RequestId | None = None) -> dict[str, Any]:
+    return _with_id({"type": "error", "code": code.value, "message": message}, request_id)

@@ -1,0 +1,63 @@
+"""Who is subscribed to what: channel -> clients, client -> channels."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Set
+from typing import Generic, TypeVar
+
+C = TypeVar("C", bound=Hashable)
+
+
+class SubscriptionRegistry(Generic[C]):
+    """Both directions of the subscription relation, kept consistent.
+
+    Lookups by channel are what every publication needs, so they return the
+    live set without copying; callers that may mutate while iterating copy.
+    """
+
+    def __init__(self) -> None:
+        self._by_channel: dict[str, set[C]] = {}
+        self._by_client: dict[C, set[str]] = {}
+
+    def add(self, client: C, channel: str) -> bool:
+        """Subscribe; returns False if the client already was."""
+        channels = self._by_client.setdefault(client, set())
+        if channel in channels:
+            return False
+        channels.add(channel)
+        self._by_channel.setdefault(channel, set()).add(client)
+        return True
+
+    def remove(self, client: C, channel: str) -> bool:
+        """Unsubscribe; returns False if the client was not subscribed."""
+        channels = self._by_client.get(client)
+        if channels is None or channel not in channels:
+            return False
+        channels.discard(channel)
+        if not channels:
+            del self._by_client[client]
+        subscribers = self._by_channel[channel]
+        subscribers.discard(client)
+        if not subscribers:
+            del self._by_channel[channel]
+        return True
+
+    def remove_client(self, client: C) -> list[str]:
+        """Drop every subscription of a client; returns the channels it had."""
+        channels = self._by_client.pop(client, set())
+        for channel in channels:
+            subscribers = self._by_channel[channel]
+            subscribers.discard(client)
+            if not subscribers:
+                del self._by_channel[channel]
+        return sorted(channels)
+
+    def subscribers(self, channel: str) -> Set[C]:
+        return self._by_channel.get(channel, frozenset())
+
+    def channels_of(self, client: C) -> Set[str]:
+        return self._by_client.get(client, frozenset())
+
+    def counts(self, channels: Iterable[str]) -> dict[str, int]:
+        """Subscriber count of each named channel (0 for channels nobody watches)."""
+        return {channel: len(self._by_channel.get(channel, ())) for channel in channels}

@@ -1,0 +1,106 @@
+"""Error and close codes, and the exception tree.
+
+Every failure the server reports to a client carries a stable, documented
+string code (``ErrorCode``); every connection it closes on purpose uses a
+``CloseCode``. Codes never change meaning once published: clients branch on
+them.
+
+Exception tree::
+
+    SlurmcastError                 code, temporary
+    ├── ProtocolError              a client request was rejected (reply, keep the connection)
+    ├── ConfigError                settings could not be loaded or are invalid
+    ├── SourceError                the cluster source failed (monitor backs off, /health degrades)
+    └── PublishError               a publication could not be delivered to the broker
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Codes carried by ``{"type": "error", "code": ...}`` replies and HTTP errors."""
+
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_TYPE = "missing_type"
+    UNKNOWN_TYPE = "unknown_type"
+    MISSING_CHANNEL = "missing_channel"
+    UNKNOWN_CHANNEL = "unknown_channel"
+    INVALID_FIELD = "invalid_field"
+    BINARY_NOT_SUPPORTED = "binary_not_supported"
+    FORBIDDEN = "forbidden"
+    MISSING_MESSAGE = "missing_message"
+    INTERNAL = "internal"
+    # Not sent to WebSocket clients: used in /health and logs.
+    SOURCE_FAILED = "source_failed"
+    SOURCE_TIMEOUT = "source_timeout"
+    CONFIG_INVALID = "config_invalid"
+    PUBLISH_FAILED = "publish_failed"
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the server uses.
+
+    4000-4499 tell the client it may reconnect (and should recover);
+    4500-4999 are terminal until the client changes something.
+    """
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    SLOW_CONSUMER = 4008
+
+
+class SlurmcastError(Exception):
+    """Base of every error slurmcast raises on purpose.
+
+    Attributes:
+        code: the stable error code reported to clients or in /health.
+        temporary: True when retrying the same thing later may succeed.
+    """
+
+    code: ErrorCode = ErrorCode.INTERNAL
+    temporary: bool = False
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ProtocolError(SlurmcastError):
+    """A client request was malformed or not allowed.
+
+    ``request_id`` is the request's ``id`` when one could be read, so the
+    error reply can still be correlated by the client.
+    """
+
+    def __init__(
+        self, code: ErrorCode, message: str, *, request_id: str | int | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.request_id = request_id
+
+
+class ConfigError(SlurmcastError):
+    code = ErrorCode.CONFIG_INVALID
+
+
+class SourceError(SlurmcastError):
+    """The cluster source could not produce a snapshot. Always worth retrying."""
+
+    code = ErrorCode.SOURCE_FAILED
+    temporary = True
+
+
+class PublishError(SlurmcastError):
+    code = ErrorCode.PUBLISH_FAILED
+    temporary = True
