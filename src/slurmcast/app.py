@@ -1,0 +1,165 @@
+"""The composition root: the only module that knows every concrete class.
+
+``SlurmcastApp`` builds the parts from ``Settings``, starts them in order
+(broker, servers, monitors) and stops them in reverse, so a shutdown closes
+every client with 1001 before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from slurmcast import __version__
+from slurmcast.brokers.memory import MemoryBroker
+from slurmcast.config import Settings
+from slurmcast.core.alerts import AlertThresholds
+from slurmcast.errors import ConfigError
+from slurmcast.http.app import HttpServer, create_app
+from slurmcast.hub import Hub
+from slurmcast.monitors.poller import ClusterMonitor, MonitorSettings
+from slurmcast.node import Node
+from slurmcast.ports import Source
+from slurmcast.transport.frames import text_frame
+from slurmcast.transport.ws_server import WebSocketServer, WebSocketSettings
+
+log = logging.getLogger("slurmcast")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_notification_id() -> str:
+    return f"notif-{uuid.uuid4().hex[:16]}"
+
+
+def build_source(settings: Settings) -> Source:
+    if settings.source == "simulator":
+        from slurmcast.sources.simulator import SimulatorSource
+
+        return SimulatorSource(
+            seed=settings.sim_seed,
+            speed=settings.sim_speed,
+            nodes=settings.sim_nodes,
+            node_events_per_day=settings.sim_node_events,
+        )
+    raise ConfigError(f"unknown source {settings.source!r}")
+
+
+def monitor_settings(settings: Settings) -> MonitorSettings:
+    return MonitorSettings(
+        jobs_interval=settings.jobs_interval,
+        nodes_interval=settings.nodes_interval,
+        metrics_interval=settings.metrics_interval,
+        source_timeout=settings.source_timeout,
+        backoff_max=settings.backoff_max,
+        cpu_change_threshold=settings.cpu_change_threshold,
+        thresholds=AlertThresholds(
+            cpu_usage=settings.alert_cpu_threshold,
+            memory_usage=settings.alert_memory_threshold,
+            hysteresis=settings.alert_hysteresis,
+        ),
+    )
+
+
+class SlurmcastApp:
+    def __init__(self, settings: Settings, *, source: Source | None = None) -> None:
+        self.settings = settings
+        self.source = source if source is not None else build_source(settings)
+        self.hub = Hub(text_frame)
+        self.broker = MemoryBroker()
+        self.node = Node(self.broker, self.hub)
+        self.monitor = ClusterMonitor(
+            self.source,
+            self.node,
+            monitor_settings(settings),
+            clock=utc_now,
+            new_id=new_notification_id,
+        )
+        self.ws = WebSocketServer(
+            self.hub,
+            WebSocketSettings(
+                host=settings.host,
+                port=settings.ws_port,
+                max_message_size=settings.max_message_size,
+                client_buffer_limit=settings.client_buffer_limit,
+                ping_interval=settings.ping_interval,
+                ping_timeout=settings.ping_timeout,
+                slow_client_grace=settings.slow_client_grace,
+            ),
+        )
+        self.http = HttpServer(
+            create_app(self.node, self.health, settings.http_max_body),
+            settings.host,
+            settings.http_port,
+        )
+        self._started = time.monotonic()
+        self._monitor_task: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    async def start(self) -> None:
+        await self.node.start()
+        await self.source.start()
+        await self.ws.start()
+        await self.http.start()
+        self._monitor_task = asyncio.create_task(self.monitor.run(), name="monitor")
+        log.info(
+            "slurmcast %s serving the %s source (ws://%s:%d, http://%s:%d)",
+            __version__,
+            self.source.kind,
+            self.settings.host,
+            self.ws.port,
+            self.settings.host,
+            self.http.port,
+        )
+
+    async def stop(self) -> None:
+        """Stop polling, close every client with 1001, stop the API, release the source."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._monitor_task is not None:
+            self._monitor_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor_task
+        await self.ws.stop()
+        await self.http.stop()
+        await self.node.close()
+        await self.source.close()
+        log.info("slurmcast stopped")
+
+    def health(self) -> dict[str, Any]:
+        source = self.monitor.health.to_dict()
+        source["details"] = self.source.describe()
+        return {
+            "status": "degraded" if self.monitor.health.degraded else "ok",
+            "version": __version__,
+            "clients": self.hub.client_count,
+            "subscriptions": self.hub.subscription_counts(),
+            "uptime_s": round(time.monotonic() - self._started, 3),
+            "source": source,
+            "published": self.node.published,
+            "polls": dict(self.monitor.polls),
+        }
+
+
+async def serve_forever(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    app = SlurmcastApp(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await app.start()
+    try:
+        await stop.wait()
+        log.info("shutdown requested")
+    finally:
+        await app.stop()

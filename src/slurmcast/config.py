@@ -1,0 +1,211 @@
+"""Settings, and where they come from.
+
+Every option can be given four ways; the first that is set wins:
+
+1. a command-line flag (``--ws-port 6011``),
+2. an environment variable (``SLURMCAST_WS_PORT=6011``),
+3. a key in the TOML config file (``ws_port = 6011``) named by ``--config`` or
+   ``SLURMCAST_CONFIG``,
+4. the built-in default.
+
+``MOCK_MODE=true|false`` (from the original design) is an environment alias
+for ``source``: true selects the simulated cluster, false real Slurm. An
+explicit ``SLURMCAST_SOURCE`` or ``--source`` takes precedence over it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from slurmcast.errors import ConfigError
+
+ENV_PREFIX = "SLURMCAST_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SOURCES = ("simulator", "slurm")
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    positive: bool = False,
+) -> Any:
+    """A settings field with the metadata the CLI, env and file loaders share."""
+    return field(
+        default=default,
+        metadata={
+            "help": help,
+            "choices": choices,
+            "minimum": minimum,
+            "maximum": maximum,
+            "positive": positive,
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything that can be configured. Field names are the config-file keys."""
+
+    host: str = option("0.0.0.0", "address both servers listen on")
+    ws_port: int = option(5011, "WebSocket port", minimum=0, maximum=65535)
+    http_port: int = option(5012, "HTTP API port", minimum=0, maximum=65535)
+    source: str = option("simulator", "where cluster state comes from", choices=SOURCES)
+    jobs_interval: float = option(5.0, "seconds between job polls", positive=True)
+    nodes_interval: float = option(5.0, "seconds between node polls", positive=True)
+    metrics_interval: float = option(15.0, "seconds between metrics_update messages", positive=True)
+    source_timeout: float = option(30.0, "seconds before a source call is abandoned", positive=True)
+    backoff_max: float = option(
+        60.0, "longest wait between retries while the source fails", positive=True
+    )
+    sim_seed: int = option(1, "seed of the simulated cluster (same seed, same cluster)")
+    sim_speed: float = option(
+        1.0, "simulated seconds per real second (60 = an hour per minute)", positive=True
+    )
+    sim_node_events: float = option(
+        0.3, "simulated node drains and failures per node per simulated day", minimum=0
+    )
+    sim_nodes: int = option(16, "number of simulated nodes (8-32)", minimum=8, maximum=32)
+    log_level: str = option("INFO", "logging level", choices=LOG_LEVELS)
+    max_message_size: int = option(
+        65536, "largest client frame in bytes; larger closes the connection with 1009", minimum=1
+    )
+    client_buffer_limit: int = option(
+        1048576,
+        "bytes queued for one client before it is closed as a slow consumer (4008)",
+        minimum=1,
+    )
+    slow_client_grace: float = option(
+        5.0,
+        "seconds a slow consumer gets to read its close frame before its connection is cut",
+        positive=True,
+    )
+    ping_interval: float = option(20.0, "seconds between keepalive pings", positive=True)
+    ping_timeout: float = option(
+        20.0, "seconds to wait for a pong before dropping the connection", positive=True
+    )
+    cpu_change_threshold: float = option(
+        20.0, "CPU usage points a node must move to raise node_resource_change", minimum=0
+    )
+    alert_cpu_threshold: float = option(
+        90.0, "cluster CPU usage percent above which an alert fires", minimum=0
+    )
+    alert_memory_threshold: float = option(
+        95.0, "cluster memory usage percent above which an alert fires", minimum=0
+    )
+    alert_hysteresis: float = option(
+        5.0, "points below a threshold a value must fall for its alert to resolve", minimum=0
+    )
+    http_max_body: int = option(1048576, "largest HTTP request body in bytes", minimum=1)
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def settings_fields() -> tuple[Field[Any], ...]:
+    return fields(Settings)
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_path: str | Path | None = None,
+) -> Settings:
+    """Build settings from flags, environment, file and defaults, in that order.
+
+    Args:
+        flags: option name -> value given on the command line (None = not given).
+        environ: the process environment (pass ``os.environ``).
+        config_path: TOML file; when None, ``SLURMCAST_CONFIG`` is consulted.
+
+    Raises:
+        ConfigError: naming the option and where the bad value came from.
+    """
+    flags = flags or {}
+    environ = environ or {}
+    path = config_path or environ.get(env_name("config")) or None
+    from_file = _read_file(Path(path)) if path else {}
+    values: dict[str, Any] = {}
+    for spec in settings_fields():
+        name = spec.name
+        raw: Any
+        if flags.get(name) is not None:
+            raw, origin = flags[name], f"--{name.replace('_', '-')}"
+        elif env_name(name) in environ:
+            raw, origin = environ[env_name(name)], env_name(name)
+        elif name == "source" and "MOCK_MODE" in environ:
+            mock = _to_bool(environ["MOCK_MODE"], "MOCK_MODE")
+            raw, origin = ("simulator" if mock else "slurm"), "MOCK_MODE"
+        elif name in from_file:
+            raw, origin = from_file[name], f"{path}: {name}"
+        else:
+            continue
+        values[name] = _convert(spec, raw, origin)
+    return Settings(**values)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+    known = {spec.name for spec in settings_fields()}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"config file {path} has unknown keys: {', '.join(unknown)}")
+    return data
+
+
+def _convert(spec: Field[Any], raw: Any, origin: str) -> Any:
+    kind: type[Any] = type(spec.default) if spec.default is not MISSING else str
+    meta = spec.metadata
+    try:
+        if kind is bool:
+            value: Any = raw if isinstance(raw, bool) else _to_bool(str(raw), origin)
+        elif kind is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError(raw)
+            value = int(raw)
+        elif kind is float:
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            value = float(raw)
+        else:
+            if not isinstance(raw, str):
+                raise ValueError(raw)
+            value = raw
+    except ValueError:
+        raise ConfigError(f"{origin}: expected {kind.__name__}, got {raw!r}") from None
+    if spec.name == "log_level":
+        value = value.upper()
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{origin}: {value!r} is not one of {', '.join(meta['choices'])}")
+    if meta.get("positive") and not value > 0:
+        raise ConfigError(f"{origin}: must be greater than 0, got {value!r}")
+    minimum = meta.get("minimum")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{origin}: must be at least {minimum:g}, got {value!r}")
+    maximum = meta.get("maximum")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{origin}: must be at most {maximum:g}, got {value!r}")
+    return value
+
+
+def _to_bool(text: str, origin: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{origin}: expected true or false, got {text!r}")

@@ -1,0 +1,215 @@
+"""The monitor loops: poll the source, diff, publish.
+
+One ``ClusterMonitor`` per server runs three loops (jobs, nodes, metrics)
+against one source, however many clients are connected. A failing source
+never stops the loops: the error is logged, /health turns ``degraded``, a
+``source_unavailable`` alert fires once, and the loop retries with backoff.
+The last good snapshot is kept, so the first good poll after an outage is
+diffed against it: nothing invented, nothing lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from slurmcast.core.alerts import AlertBook, AlertSeverity, AlertThresholds
+from slurmcast.core.backoff import backoff_delay
+from slurmcast.core.diff import diff_jobs, diff_nodes, vanished_unfinished
+from slurmcast.core.events import Event
+from slurmcast.core.metrics import cluster_metrics
+from slurmcast.core.notifications import notifications_for
+from slurmcast.core.snapshot import JobsSnapshot, NodeRecord, NodesSnapshot
+from slurmcast.errors import ErrorCode, SourceError
+from slurmcast.monitors.health import SourceHealth
+from slurmcast.node import Node
+from slurmcast.ports import Source
+
+log = logging.getLogger("slurmcast.monitor")
+T = TypeVar("T")
+
+#: Above this many jobs the diff runs in a worker thread so the loop keeps serving.
+OFF_LOOP_DIFF_JOBS = 5000
+#: How far before the previous poll a vanished job may have ended (clock skew, slow polls).
+FINAL_STATE_MARGIN = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSettings:
+    jobs_interval: float = 5.0
+    nodes_interval: float = 5.0
+    metrics_interval: float = 15.0
+    source_timeout: float = 30.0
+    backoff_max: float = 60.0
+    cpu_change_threshold: float = 20.0
+    thresholds: AlertThresholds = field(default_factory=AlertThresholds)
+
+
+class ClusterMonitor:
+    def __init__(
+        self,
+        source: Source,
+        node: Node,
+        settings: MonitorSettings,
+        *,
+        clock: Callable[[], datetime],
+        new_id: Callable[[], str],
+    ) -> None:
+        self.source = source
+        self.node = node
+        self.settings = settings
+        self.clock = clock
+        self.new_id = new_id
+        self.health = SourceHealth(source.kind)
+        self.alerts = AlertBook(settings.thresholds)
+        self.jobs: JobsSnapshot | None = None
+        self.nodes: NodesSnapshot | None = None
+        self._reported_nodes: dict[str, NodeRecord] = {}
+        self.polls = {"jobs": 0, "nodes": 0, "metrics": 0}
+
+    async def run(self) -> None:
+        """Run every loop until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._every("jobs", self.settings.jobs_interval, self.poll_jobs))
+            group.create_task(self._every("nodes", self.settings.nodes_interval, self.poll_nodes))
+            group.create_task(
+                self._every(
+                    "metrics",
+                    self.settings.metrics_interval,
+                    self.publish_metrics,
+                    polls_source=False,
+                )
+            )
+
+    async def poll_jobs(self) -> None:
+        """One jobs cycle: fetch, resolve vanished jobs, diff, publish."""
+        current = await self._call(self.source.jobs())
+        previous = self.jobs
+        if previous is None:
+            # The first snapshot is the baseline: existing jobs are not "submitted" now.
+            self.jobs = current
+            return
+        vanished = vanished_unfinished(previous.jobs, current.jobs)
+        finals = {}
+        if vanished:
+            since = previous.taken_at - FINAL_STATE_MARGIN
+            finals = dict(await self._call(self.source.final_states(vanished, since)))
+        if len(current.jobs) + len(previous.jobs) > OFF_LOOP_DIFF_JOBS:
+            events = await asyncio.to_thread(diff_jobs, previous.jobs, current.jobs, finals)
+        else:
+            events = diff_jobs(previous.jobs, current.jobs, finals)
+        now = self.clock()
+        notes = notifications_for(events, now, self.new_id)
+        await self._publish([*events, *notes], now)
+        # Only after publishing: if publishing failed, the next poll re-diffs.
+        self.jobs = current
+
+    async def poll_nodes(self) -> None:
+        current = await self._call(self.source.nodes())
+        now = self.clock()
+        if self.nodes is None:
+            self._reported_nodes = dict(current.nodes)
+            events: list[Event] = []
+        else:
+            node_events, self._reported_nodes = diff_nodes(
+                self._reported_nodes, current.nodes, self.settings.cpu_change_threshold
+            )
+            events = list(node_events)
+        events += self.alerts.on_nodes(current.nodes, now)
+        await self._publish(events, now)
+        self.nodes = current
+
+    async def publish_metrics(self) -> None:
+        if self.jobs is None or self.nodes is None:
+            return
+        now = self.clock()
+        sample = cluster_metrics(self.jobs.jobs, self.nodes.nodes)
+        await self._publish([sample, *self.alerts.on_metrics(sample, now)], now)
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self.settings.source_timeout):
+                return await call
+        except TimeoutError:
+            raise SourceError(
+                f"{self.source.kind} source did not answer within "
+                f"{self.settings.source_timeout:g}s",
+                code=ErrorCode.SOURCE_TIMEOUT,
+            ) from None
+
+    async def _publish(self, events: Sequence[Event], now: datetime) -> None:
+        if events:
+            await self.node.publish_events(events, now)
+
+    async def _every(
+        self,
+        name: str,
+        interval: float,
+        step: Callable[[], Awaitable[None]],
+        *,
+        polls_source: bool = True,
+    ) -> None:
+        """Run ``step`` every ``interval`` seconds, backing off while it fails.
+
+        Only loops that call the source (``polls_source``) count towards the
+        source's health; the metrics loop computes from snapshots already taken.
+        """
+        failures = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await step()
+            except SourceError as exc:
+                failures += 1
+                log.warning("%s poll failed (attempt %d): %s", name, failures, exc.message)
+                if polls_source:
+                    await self._failed(name, exc.message)
+            except Exception as exc:  # a bug must not kill the loop; it is logged loudly
+                failures += 1
+                log.exception("%s cycle crashed", name)
+                if polls_source:
+                    await self._failed(name, f"internal error: {exc!r}")
+            else:
+                self.polls[name] += 1
+                if failures:
+                    log.info("%s: recovered after %d failed attempt(s)", name, failures)
+                failures = 0
+                if polls_source:
+                    await self._succeeded(name)
+            delay = backoff_delay(interval, failures, self.settings.backoff_max)
+            await asyncio.sleep(max(0.0, delay - (time.monotonic() - started)))
+
+    async def _failed(self, loop: str, message: str) -> None:
+        now = self.clock()
+        if self.health.record_failure(loop, message, now):
+            alerts = self.alerts.set(
+                "source_unavailable",
+                "source_unavailable",
+                AlertSeverity.CRITICAL,
+                f"Cluster source ({self.source.kind}) is unavailable: {message}",
+                {"source": self.source.kind, "error": message, "loop": loop},
+                now,
+            )
+            await self._publish_quietly(alerts, now)
+
+    async def _succeeded(self, loop: str) -> None:
+        now = self.clock()
+        if self.health.record_success(loop, now):
+            alerts = self.alerts.clear(
+                "source_unavailable",
+                f"Cluster source ({self.source.kind}) is available again",
+                {"source": self.source.kind},
+                now,
+            )
+            await self._publish_quietly(alerts, now)
+
+    async def _publish_quietly(self, events: Sequence[Event], now: datetime) -> None:
+        try:
+            await self._publish(events, now)
+        except Exception:
+            log.exception("could not publish source alert")

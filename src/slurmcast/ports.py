@@ -1,0 +1,70 @@
+"""The pluggable parts of slurmcast, as ``typing.Protocol`` classes.
+
+Each port has one module per implementation under a folder named for the
+part (``sources/``, ``brokers/``); only ``app.py`` picks the concrete class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from slurmcast.core.publication import Publication
+from slurmcast.core.snapshot import JobRecord, JobsSnapshot, NodesSnapshot
+
+
+class Source(Protocol):
+    """Where cluster state comes from: the simulated cluster or real Slurm.
+
+    Methods raise ``SourceError`` on failure; they never return a partial
+    snapshot, so a failed poll can never look like jobs vanishing.
+    """
+
+    kind: str
+
+    async def start(self) -> None:
+        """Prepare the source (detect capabilities); may raise SourceError."""
+
+    async def jobs(self) -> JobsSnapshot:
+        """Every job the source currently knows, finished ones included."""
+
+    async def nodes(self) -> NodesSnapshot:
+        """Every node the source currently knows."""
+
+    async def final_states(
+        self, job_ids: Iterable[str], since: datetime
+    ) -> Mapping[str, JobRecord]:
+        """Resolve jobs that left the queue without being seen finished.
+
+        Args:
+            job_ids: ids of jobs that vanished while not in a terminal state.
+            since: a lower bound on when they may have ended (bounds the lookup).
+
+        Returns:
+            The final record of every job the source could resolve; ids it
+            could not resolve are absent (the caller must not invent a state).
+        """
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about the source for /health (kind, detected capabilities)."""
+
+    async def close(self) -> None: ...
+
+
+class PublicationHandler(Protocol):
+    """What a broker calls for every publication, on every instance."""
+
+    def handle_publication(self, publication: Publication) -> int:
+        """Deliver to local subscribers; return how many were written to."""
+
+
+class Broker(Protocol):
+    """Carries publications to every instance's handler (even in memory)."""
+
+    async def start(self, handler: PublicationHandler) -> None: ...
+
+    async def publish(self, publication: Publication) -> int:
+        """Publish; returns the local delivery count (best effort for remote brokers)."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,91 @@
+"""A real slurmcast server on free loopback ports, and a real WebSocket client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+from slurmcast.app import SlurmcastApp
+from slurmcast.config import Settings
+
+#: Upper bound on any wait in a test: a guard against hanging, not a speed target.
+WAIT = 30.0
+
+
+def server_settings(**overrides: Any) -> Settings:
+    """Settings for an in-process server: loopback, OS-chosen ports, quiet monitors."""
+    values: dict[str, Any] = {"host": "127.0.0.1", "ws_port": 0, "http_port": 0}
+    values.update(overrides)
+    return dataclasses.replace(Settings(), **values)
+
+
+@contextlib.asynccontextmanager
+async def running_server(**overrides: Any) -> AsyncIterator[SlurmcastApp]:
+    app = SlurmcastApp(server_settings(**overrides))
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
+class Client:
+    """A websockets client with JSON helpers that wait for messages, never sleep."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(cls, app_or_port: SlurmcastApp | int, **kwargs: Any) -> AsyncIterator[Client]:
+        port = app_or_port if isinstance(app_or_port, int) else app_or_port.ws.port
+        async with connect(f"ws://127.0.0.1:{port}/", **kwargs) as ws:
+            yield cls(ws)
+
+    async def send(self, message: Any) -> None:
+        await self.ws.send(
+            message if isinstance(message, str | bytes) else orjson.dumps(message).decode()
+        )
+
+    async def recv(self, timeout: float = WAIT) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            raw = await self.ws.recv()
+        value = orjson.loads(raw)
+        assert isinstance(value, dict)
+        return value
+
+    async def request(self, message: Any) -> dict[str, Any]:
+        await self.send(message)
+        return await self.recv()
+
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = WAIT
+    ) -> dict[str, Any]:
+        """Read messages until one matches; fails after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.recv(timeout)
+                if predicate(message):
+                    return message
+
+    async def subscribe(self, *channels: str) -> None:
+        await self.send({"type": "subscribe", "channels": list(channels)})
+        for _ in channels:
+            reply = await self.recv()
+            assert reply["type"] == "subscribed", reply
+
+
+async def http_json(
+    app: SlurmcastApp, method: str, path: str, body: Any = None, *, raw: bytes | None = None
+) -> tuple[int, dict[str, Any]]:
+    url = f"http://127.0.0.1:{app.http.port}{path}"
+    data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
+    async with aiohttp.ClientSession() as session, session.request(method, url, data=data) as resp:
+        return resp.status, await resp.json(content_type=None)

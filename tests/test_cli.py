@@ -1,0 +1,176 @@
+"""The `slurmcast` command and start.sh / stop.sh, as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from support.server import Client
+from support.waiting import eventually
+
+ROOT = Path(__file__).resolve().parents[1]
+SLURMCAST = Path(sys.executable).with_name("slurmcast")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def health(port: int) -> dict | None:
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/health") as resp,
+        ):
+            return await resp.json()
+    except aiohttp.ClientError:
+        return None
+
+
+def env_for(ws_port: int, http_port: int, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        SLURMCAST_HOST="127.0.0.1",
+        SLURMCAST_WS_PORT=str(ws_port),
+        SLURMCAST_HTTP_PORT=str(http_port),
+        **extra,
+    )
+    return env
+
+
+async def test_serve_shuts_down_gracefully_on_sigterm(tmp_path: Path):
+    ws_port, http_port = free_port(), free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(SLURMCAST), "serve", "--ws-port", str(ws_port), "--log-level", "debug"],
+            env=env_for(ws_port, http_port),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        await eventually(lambda: health(http_port), lambda h: h is not None)
+        async with Client.connect(ws_port) as client:
+            await client.subscribe("jobs")
+            process.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as info:
+                await client.recv()
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+        assert await asyncio.to_thread(process.wait, 30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = log.read_text()
+    assert "shutdown requested" in text and "slurmcast stopped" in text
+    assert "connected from 127.0.0.1" in text and "disconnected from 127.0.0.1" in text
+
+
+def test_bad_option_exits_with_clear_message():
+    result = subprocess.run(
+        [str(SLURMCAST), "serve", "--ws-port", "not-a-port"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "--ws-port: expected int" in result.stderr
+
+
+def test_port_in_use_exits_non_zero():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [
+                str(SLURMCAST),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--ws-port",
+                str(port),
+                "--http-port",
+                str(free_port()),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr
+
+
+def test_help_lists_every_option_with_its_environment_variable():
+    result = subprocess.run(
+        [str(SLURMCAST), "serve", "--help"], capture_output=True, text=True, timeout=30
+    )
+    for option, env in [
+        ("--host", "SLURMCAST_HOST"),
+        ("--ws-port", "SLURMCAST_WS_PORT"),
+        ("--http-port", "SLURMCAST_HTTP_PORT"),
+        ("--source", "SLURMCAST_SOURCE"),
+        ("--jobs-interval", "SLURMCAST_JOBS_INTERVAL"),
+        ("--nodes-interval", "SLURMCAST_NODES_INTERVAL"),
+        ("--metrics-interval", "SLURMCAST_METRICS_INTERVAL"),
+        ("--sim-seed", "SLURMCAST_SIM_SEED"),
+        ("--sim-speed", "SLURMCAST_SIM_SPEED"),
+        ("--config", "SLURMCAST_CONFIG"),
+        ("--log-level", "SLURMCAST_LOG_LEVEL"),
+    ]:
+        assert option in result.stdout and env in result.stdout
+
+
+async def run_script(name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    # In a thread: the client under test shares this event loop and must keep
+    # answering (e.g. the closing handshake) while the script runs.
+    return await asyncio.to_thread(
+        subprocess.run,
+        ["bash", str(ROOT / name)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_start_and_stop_scripts(tmp_path: Path):
+    ws_port, http_port = free_port(), free_port()
+    pidfile, logfile = tmp_path / "slurmcast.pid", tmp_path / "slurmcast.log"
+    env = env_for(
+        ws_port, http_port, SLURMCAST_PIDFILE=str(pidfile), SLURMCAST_LOGFILE=str(logfile)
+    )
+    started = await run_script("start.sh", env)
+    assert started.returncode == 0, started.stderr
+    pid = int(pidfile.read_text())
+    try:
+        assert (await health(http_port)) is not None
+        again = await run_script("start.sh", env)
+        assert again.returncode == 1 and "already running" in again.stderr
+        async with Client.connect(ws_port) as client:
+            await client.subscribe("jobs")
+            stopped = await run_script("stop.sh", env)
+            assert stopped.returncode == 0, stopped.stderr
+            with pytest.raises(ConnectionClosed) as info:
+                await client.recv()
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+    finally:
+        if pidfile.exists():
+            os.kill(pid, signal.SIGKILL)
+    assert not pidfile.exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert "slurmcast stopped" in logfile.read_text()
+    # Stopping again is harmless.
+    again = await run_script("stop.sh", env)
+    assert again.returncode == 0 and "not running" in again.stdout
