@@ -1,0 +1,43 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUN_ARGS ?=
+
+.PHONY: run test lint bench install install-test clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "slurmcast needs Python >= 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed-run
+
+install: $(VENV)/.installed-run
+install-test: $(VENV)/.installed-test
+
+## Start the server on the simulated cluster (ws://0.0.0.0:5011, http://0.0.0.0:5012).
+run: install
+	$(BIN)/slurmcast serve $(RUN_ARGS)
+
+## Run the whole test suite.
+test: install-test
+	$(BIN)/python -m pytest
+
+## Static checks: ruff and mypy --strict.
+lint: install-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+## Fan-out benchmark (see docs/performance.md).
+bench: install-test
+	$(BIN)/python bench/fanout.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache bench/.build
