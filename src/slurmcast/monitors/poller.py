@@ -71,20 +71,26 @@ class ClusterMonitor:
         self.nodes: NodesSnapshot | None = None
         self._reported_nodes: dict[str, NodeRecord] = {}
         self.polls = {"jobs": 0, "nodes": 0, "metrics": 0}
+        self._have_snapshots = asyncio.Event()
 
     async def run(self) -> None:
         """Run every loop until cancelled."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self._every("jobs", self.settings.jobs_interval, self.poll_jobs))
             group.create_task(self._every("nodes", self.settings.nodes_interval, self.poll_nodes))
-            group.create_task(
-                self._every(
-                    "metrics",
-                    self.settings.metrics_interval,
-                    self.publish_metrics,
-                    polls_source=False,
-                )
-            )
+            group.create_task(self._metrics_loop())
+
+    async def _metrics_loop(self) -> None:
+        # The first sample goes out as soon as there is something to measure,
+        # not one whole interval later.
+        await self._have_snapshots.wait()
+        await self._every(
+            "metrics", self.settings.metrics_interval, self.publish_metrics, polls_source=False
+        )
+
+    def _note_snapshots(self) -> None:
+        if self.jobs is not None and self.nodes is not None:
+            self._have_snapshots.set()
 
     async def poll_jobs(self) -> None:
         """One jobs cycle: fetch, resolve vanished jobs, diff, publish."""
@@ -93,6 +99,7 @@ class ClusterMonitor:
         if previous is None:
             # The first snapshot is the baseline: existing jobs are not "submitted" now.
             self.jobs = current
+            self._note_snapshots()
             return
         vanished = vanished_unfinished(previous.jobs, current.jobs)
         finals = {}
@@ -123,6 +130,7 @@ class ClusterMonitor:
         events += self.alerts.on_nodes(current.nodes, now)
         await self._publish(events, now)
         self.nodes = current
+        self._note_snapshots()
 
     async def publish_metrics(self) -> None:
         if self.jobs is None or self.nodes is None:
