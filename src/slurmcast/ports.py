@@ -6,7 +6,7 @@ part (``sources/``, ``brokers/``); only ``app.py`` picks the concrete class.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -33,17 +33,20 @@ class Source(Protocol):
         """Every node the source currently knows."""
 
     async def final_states(
-        self, job_ids: Iterable[str], since: datetime
+        self, jobs: Mapping[str, JobRecord], since: datetime
     ) -> Mapping[str, JobRecord]:
-        """Resolve jobs that left the queue without being seen finished.
+        """Ask the authoritative record (Slurm accounting) how these jobs ended.
 
         Args:
-            job_ids: ids of jobs that vanished while not in a terminal state.
+            jobs: the last-seen records of jobs that left the queue unfinished,
+                or were just seen finishing (terminal or COMPLETING).
             since: a lower bound on when they may have ended (bounds the lookup).
 
         Returns:
-            The final record of every job the source could resolve; ids it
-            could not resolve are absent (the caller must not invent a state).
+            Updated records for the jobs the source could resolve; ids it could
+            not resolve are absent (the caller must not invent a state). A
+            source whose accounting is down returns what it can (maybe
+            nothing) and says so in ``describe()``; it does not raise.
         """
 
     def describe(self) -> dict[str, Any]:

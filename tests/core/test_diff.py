@@ -1,4 +1,4 @@
-from slurmcast.core.diff import diff_jobs, diff_nodes, vanished_unfinished
+from slurmcast.core.diff import diff_jobs, diff_nodes, needs_final_state
 from slurmcast.core.events import (
     JobStateChanged,
     JobSubmitted,
@@ -11,10 +11,16 @@ from slurmcast.core.snapshot import NOT_RESPONDING, JobState, NodeState
 from support.builders import T0, by_id, by_name, finished, job, node
 
 P, R = JobState.PENDING, JobState.RUNNING
+CG = JobState.COMPLETING
+
+
+def events_of(prev, curr, finals=None, carry=frozenset()):
+    events, _ = diff_jobs(prev, curr, finals, carry)
+    return events
 
 
 def test_new_pending_job_is_submitted_only():
-    events = diff_jobs({}, by_id(job("1")))
+    events = events_of({}, by_id(job("1")))
     assert events == [JobSubmitted(job("1"))]
     data = events[0].data()
     assert events[0].event_type == "job_submitted"
@@ -25,7 +31,7 @@ def test_new_pending_job_is_submitted_only():
 
 def test_new_job_first_seen_running_gets_submitted_then_update_from_pending():
     running = job("1", R, nodes=("node001", "node002"), start_time=T0)
-    submitted, update = diff_jobs({}, by_id(running))
+    submitted, update = events_of({}, by_id(running))
     assert isinstance(submitted, JobSubmitted) and update == JobStateChanged(running, P)
     # Submitted as it was submitted, so previous_status chains for clients.
     assert submitted.data()["status"] == "PENDING"
@@ -36,7 +42,7 @@ def test_new_job_first_seen_running_gets_submitted_then_update_from_pending():
 
 def test_new_job_first_seen_finished_reports_its_final_state():
     done = finished("1", JobState.COMPLETED, exit_code=0)
-    submitted, update = diff_jobs({}, by_id(done))
+    submitted, update = events_of({}, by_id(done))
     assert submitted.data()["status"] == "PENDING"
     assert update.data()["status"] == "COMPLETED" and update.data()["exit_code"] == 0
 
@@ -44,37 +50,77 @@ def test_new_job_first_seen_finished_reports_its_final_state():
 def test_state_change_and_no_change():
     prev = by_id(job("1"), job("2"))
     curr = by_id(job("1", R), job("2"))
-    events = diff_jobs(prev, curr)
+    events, baseline = diff_jobs(prev, curr)
     assert events == [JobStateChanged(job("1", R), P)]
     data = events[0].data()
     assert data["status"] == "RUNNING" and data["previous_status"] == "PENDING"
+    assert baseline == curr
 
 
 def test_finished_in_listing_carries_exit_code():
     done = finished("1", JobState.FAILED, exit_code=3)
-    (event,) = diff_jobs(by_id(job("1", R)), by_id(done))
+    (event,) = events_of(by_id(job("1", R)), by_id(done))
     assert event.data()["exit_code"] == 3 and event.data()["status"] == "FAILED"
     assert event.data()["end_time"] == "2026-01-01T14:30:00Z"
 
 
+def test_needs_final_state_lists_vanished_and_finishing_jobs():
+    prev = by_id(job("1", R), job("2", JobState.COMPLETED), job("3", R), job("4", R), job("5", R))
+    curr = by_id(job("3", CG), finished("4", JobState.FAILED), job("5", R), job("6", CG))
+    wanted = needs_final_state(prev, curr)
+    assert set(wanted) == {"1", "3", "4", "6"}
+    assert wanted["1"] == prev["1"] and wanted["3"] == curr["3"]
+    # A job already reported finished is never asked about again.
+    assert needs_final_state(by_id(finished("4", JobState.FAILED)), curr).keys() == {"3", "6"}
+
+
 def test_vanished_job_resolved_from_finals():
     prev = by_id(job("1", R), job("2", JobState.COMPLETED))
-    assert vanished_unfinished(prev, {}) == ["1"]
     final = finished("1", JobState.TIMEOUT)
-    events = diff_jobs(prev, {}, {"1": final})
+    events, baseline = diff_jobs(prev, {}, {"1": final})
     assert events == [JobStateChanged(final, R)]
+    assert baseline == {}
 
 
-def test_vanished_job_without_final_is_unconfirmed_not_invented():
+def test_accounting_final_beats_the_listing_and_is_reported_once():
+    # squeue shows COMPLETING while the epilog runs; accounting already knows FAILED.
     prev = by_id(job("1", R))
-    (event,) = diff_jobs(prev, {}, {})
+    final = finished("1", JobState.FAILED, exit_code=3)
+    events, baseline = diff_jobs(prev, by_id(job("1", CG)), {"1": final})
+    assert events == [JobStateChanged(final, R)]
+    assert baseline["1"] == final
+    # Later readings of the finished job change nothing...
+    for reading in (job("1", CG), finished("1", JobState.COMPLETED, exit_code=0)):
+        events, baseline = diff_jobs(baseline, by_id(reading))
+        assert events == [] and baseline["1"] == final
+    # ...and its leaving the listing is silent.
+    assert diff_jobs(baseline, {}) == ([], {})
+
+
+def test_requeue_after_finish_is_reported():
+    failed = finished("1", JobState.NODE_FAIL)
+    (event,) = events_of(by_id(failed), by_id(job("1", P, reason="BeginTime")))
+    assert event.data()["previous_status"] == "NODE_FAIL" and event.data()["status"] == "PENDING"
+
+
+def test_non_terminal_final_is_not_used():
+    # Accounting lags: it still says RUNNING for a job squeue shows COMPLETING.
+    events = events_of(by_id(job("1", R)), by_id(job("1", CG)), {"1": job("1", R)})
+    assert [e.data()["status"] for e in events] == ["COMPLETING"]
+
+
+def test_vanished_job_without_final_is_carried_then_unconfirmed():
+    prev = by_id(job("1", R))
+    events, baseline = diff_jobs(prev, {}, {}, carry=frozenset({"1"}))
+    assert events == [] and baseline == prev
+    (event,) = events_of(baseline, {}, {})
     assert isinstance(event, JobStateChanged) and event.confirmed is False
     data = event.data()
     assert data["status"] == "RUNNING" and data["final_state_confirmed"] is False
 
 
 def test_terminal_job_leaving_listing_is_silent():
-    assert diff_jobs(by_id(finished("1", JobState.COMPLETED)), {}) == []
+    assert events_of(by_id(finished("1", JobState.COMPLETED)), {}) == []
 
 
 def test_diff_is_linear_sized_output_for_large_queue():
@@ -82,7 +128,7 @@ def test_diff_is_linear_sized_output_for_large_queue():
     curr = dict(prev)
     curr["5"] = job("5", R)
     curr["20000"] = job("20000")
-    events = diff_jobs(prev, curr)
+    events = events_of(prev, curr)
     assert [type(e) for e in events] == [JobStateChanged, JobSubmitted]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -41,10 +41,10 @@ class FlakySource:
         return await self.inner.nodes()
 
     async def final_states(
-        self, job_ids: Iterable[str], since: datetime
+        self, jobs: Mapping[str, JobRecord], since: datetime
     ) -> Mapping[str, JobRecord]:
         await self._gate()
-        return await self.inner.final_states(job_ids, since)
+        return await self.inner.final_states(jobs, since)
 
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()

@@ -11,6 +11,7 @@ import sys
 import textwrap
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -564,7 +565,9 @@ async def test_final_states_returns_only_what_the_archive_knows() -> None:
     jobs = await source.jobs()
     finished = next(j for j in jobs.jobs.values() if j.state.is_terminal)
     running = next(j for j in jobs.jobs.values() if j.state is JobState.RUNNING)
-    found = await source.final_states([finished.job_id, running.job_id, "42"], WALL)
+    asked = {j.job_id: j for j in (finished, running)}
+    asked["42"] = replace(running, job_id="42")
+    found = await source.final_states(asked, WALL)
     assert found == {finished.job_id: finished}
 
 

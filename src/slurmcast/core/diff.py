@@ -7,7 +7,7 @@ rule is unit-tested on hand-built snapshots.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import replace
 
 from slurmcast.core.events import (
@@ -23,16 +23,31 @@ from slurmcast.core.events import (
 from slurmcast.core.snapshot import JobRecord, JobState, NodeRecord
 
 
-def vanished_unfinished(prev: Mapping[str, JobRecord], curr: Mapping[str, JobRecord]) -> list[str]:
-    """Ids of jobs that left the listing without being seen in a terminal state.
+def needs_final_state(
+    prev: Mapping[str, JobRecord], curr: Mapping[str, JobRecord]
+) -> dict[str, JobRecord]:
+    """Jobs whose real final state must be asked of the source, with their last record.
 
-    Their final state must be looked up (``Source.final_states``) before the
-    diff: Slurm purges finished jobs after MinJobAge, so a job that ended
-    between two polls may never be listed as finished.
+    Two kinds, resolved together in one batch:
+
+    * jobs that left the listing without being seen finished: Slurm purges
+      finished jobs after MinJobAge, so a job that ended between two polls may
+      never be listed as finished;
+    * jobs seen finishing (terminal or COMPLETING) that were not finished
+      before: ``squeue`` shows COMPLETING instead of the final state while the
+      epilog runs, and its exit codes are raw wait statuses; accounting has
+      the authoritative state and exit code.
     """
-    return [
-        job_id for job_id, job in prev.items() if job_id not in curr and not job.state.is_terminal
-    ]
+    wanted: dict[str, JobRecord] = {}
+    for job_id, old in prev.items():
+        if job_id not in curr and not old.state.is_terminal:
+            wanted[job_id] = old
+    for job_id, job in curr.items():
+        if job.state.is_terminal or job.state is JobState.COMPLETING:
+            seen = prev.get(job_id)
+            if seen is None or not seen.state.is_terminal:
+                wanted[job_id] = job
+    return wanted
 
 
 def as_submitted(job: JobRecord) -> JobRecord:
@@ -52,27 +67,43 @@ def diff_jobs(
     prev: Mapping[str, JobRecord],
     curr: Mapping[str, JobRecord],
     finals: Mapping[str, JobRecord] | None = None,
-) -> list[JobEvent]:
-    """Events that turn ``prev`` into ``curr``.
+    carry: Set[str] = frozenset(),
+) -> tuple[list[JobEvent], dict[str, JobRecord]]:
+    """Events that turn ``prev`` into ``curr``, and the baseline for the next call.
 
     Args:
-        prev: jobs at the previous poll, by id.
-        curr: jobs now, by id.
-        finals: final records of vanished unfinished jobs, as resolved by the
-            source. A vanished job missing from ``finals`` is reported with its
-            last seen state and ``confirmed=False``: never an invented state.
+        prev: the baseline returned by the previous call (jobs by id).
+        curr: jobs now, as the source lists them.
+        finals: records resolved by ``Source.final_states`` for the jobs of
+            ``needs_final_state``; a terminal final replaces what the listing
+            says (accounting is the authority on how a job ended).
+        carry: ids of vanished, unresolved jobs to keep in the baseline
+            without an event, so their resolution is retried next time
+            (accounting lags behind the controller). A vanished unresolved job
+            not in ``carry`` is reported with its last seen state and
+            ``confirmed=False``: never an invented final state.
 
     Returns:
-        ``JobSubmitted`` for every new job, and a ``JobStateChanged`` for
-        every state change, including jobs that left the listing. A job first
-        seen past PENDING (it started, or even ended, between two polls) gives
-        ``JobSubmitted`` as it was submitted, then ``JobStateChanged`` from
-        PENDING: every Slurm job is created PENDING, and clients following a
-        job see one unbroken chain of ``previous_status``.
+        The events, and the next baseline.
+
+        * ``JobSubmitted`` for every new job. A job first seen past PENDING
+          (it started, or even ended, between two polls) gives
+          ``JobSubmitted`` as it was submitted, then ``JobStateChanged`` from
+          PENDING: every Slurm job is created PENDING, and a client following
+          a job sees one unbroken chain of ``previous_status``.
+        * ``JobStateChanged`` for every state change, including jobs that
+          left the listing.
+        * A job's end is reported once: later readings of a finished job
+          (COMPLETING while its epilog runs, or a different terminal word)
+          change nothing, and its baseline record stays the reported one.
+          Only a requeue (back to a non-terminal state) is reported again.
     """
     finals = finals or {}
     events: list[JobEvent] = []
-    for job_id, job in curr.items():
+    baseline: dict[str, JobRecord] = {}
+    for job_id, listed in curr.items():
+        final = finals.get(job_id)
+        job = final if final is not None and final.state.is_terminal else listed
         old = prev.get(job_id)
         if old is None:
             if job.state is JobState.PENDING:
@@ -80,17 +111,22 @@ def diff_jobs(
             else:
                 events.append(JobSubmitted(as_submitted(job)))
                 events.append(JobStateChanged(job, JobState.PENDING))
+        elif old.state.is_terminal and (job.state.is_terminal or job.state is JobState.COMPLETING):
+            job = old
         elif old.state is not job.state:
             events.append(JobStateChanged(job, old.state))
+        baseline[job_id] = job
     for job_id, old in prev.items():
         if job_id in curr or old.state.is_terminal:
             continue
         final = finals.get(job_id)
-        if final is None:
-            events.append(JobStateChanged(old, old.state, confirmed=False))
-        elif final.state is not old.state:
+        if final is not None and final.state.is_terminal:
             events.append(JobStateChanged(final, old.state))
-    return events
+        elif job_id in carry:
+            baseline[job_id] = old
+        else:
+            events.append(JobStateChanged(old, old.state, confirmed=False))
+    return events, baseline
 
 
 def diff_nodes(

@@ -13,18 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 from slurmcast.core.alerts import AlertBook, AlertSeverity, AlertThresholds
 from slurmcast.core.backoff import backoff_delay
-from slurmcast.core.diff import diff_jobs, diff_nodes, vanished_unfinished
+from slurmcast.core.diff import diff_jobs, diff_nodes, needs_final_state
 from slurmcast.core.events import Event
 from slurmcast.core.metrics import cluster_metrics
 from slurmcast.core.notifications import notifications_for
-from slurmcast.core.snapshot import JobsSnapshot, NodeRecord, NodesSnapshot
+from slurmcast.core.snapshot import JobRecord, JobsSnapshot, NodeRecord, NodesSnapshot
 from slurmcast.errors import ErrorCode, SourceError
 from slurmcast.monitors.health import SourceHealth
 from slurmcast.node import Node
@@ -47,6 +47,7 @@ class MonitorSettings:
     source_timeout: float = 30.0
     backoff_max: float = 60.0
     cpu_change_threshold: float = 20.0
+    final_state_attempts: int = 3
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
 
 
@@ -70,6 +71,7 @@ class ClusterMonitor:
         self.jobs: JobsSnapshot | None = None
         self.nodes: NodesSnapshot | None = None
         self._reported_nodes: dict[str, NodeRecord] = {}
+        self._unresolved: dict[str, int] = {}
         self.polls = {"jobs": 0, "nodes": 0, "metrics": 0}
         self._have_snapshots = asyncio.Event()
 
@@ -93,7 +95,7 @@ class ClusterMonitor:
             self._have_snapshots.set()
 
     async def poll_jobs(self) -> None:
-        """One jobs cycle: fetch, resolve vanished jobs, diff, publish."""
+        """One jobs cycle: fetch, resolve how finished jobs ended, diff, publish."""
         current = await self._call(self.source.jobs())
         previous = self.jobs
         if previous is None:
@@ -101,20 +103,54 @@ class ClusterMonitor:
             self.jobs = current
             self._note_snapshots()
             return
-        vanished = vanished_unfinished(previous.jobs, current.jobs)
-        finals = {}
-        if vanished:
+        wanted = needs_final_state(previous.jobs, current.jobs)
+        finals: Mapping[str, JobRecord] = {}
+        if wanted:
             since = previous.taken_at - FINAL_STATE_MARGIN
-            finals = dict(await self._call(self.source.final_states(vanished, since)))
+            finals = await self._call(self.source.final_states(wanted, since))
+        carry = self._carry_unresolved(wanted, current.jobs, finals)
         if len(current.jobs) + len(previous.jobs) > OFF_LOOP_DIFF_JOBS:
-            events = await asyncio.to_thread(diff_jobs, previous.jobs, current.jobs, finals)
+            events, baseline = await asyncio.to_thread(
+                diff_jobs, previous.jobs, current.jobs, finals, carry
+            )
         else:
-            events = diff_jobs(previous.jobs, current.jobs, finals)
+            events, baseline = diff_jobs(previous.jobs, current.jobs, finals, carry)
         now = self.clock()
         notes = notifications_for(events, now, self.new_id)
         await self._publish([*events, *notes], now)
         # Only after publishing: if publishing failed, the next poll re-diffs.
-        self.jobs = current
+        self.jobs = JobsSnapshot(current.taken_at, baseline)
+        self._unresolved = {job_id: n for job_id, n in self._unresolved.items() if job_id in carry}
+
+    def _carry_unresolved(
+        self,
+        wanted: Mapping[str, JobRecord],
+        listed: Mapping[str, JobRecord],
+        finals: Mapping[str, JobRecord],
+    ) -> frozenset[str]:
+        """Vanished jobs accounting could not resolve yet and that get another try.
+
+        slurmdbd records a job's end a moment after slurmctld forgets it, so
+        a miss is retried on the next polls before the job is reported with
+        an unconfirmed final state.
+        """
+        carry = set()
+        for job_id in wanted:
+            final = finals.get(job_id)
+            if job_id in listed or (final is not None and final.state.is_terminal):
+                continue
+            attempts = self._unresolved.get(job_id, 0) + 1
+            if attempts < self.settings.final_state_attempts:
+                self._unresolved[job_id] = attempts
+                carry.add(job_id)
+            else:
+                log.warning(
+                    "job %s left the queue and accounting has no final state for it "
+                    "after %d attempts; reporting it unconfirmed",
+                    job_id,
+                    attempts,
+                )
+        return frozenset(carry)
 
     async def poll_nodes(self) -> None:
         current = await self._call(self.source.nodes())

@@ -26,7 +26,7 @@ import math
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -670,13 +670,13 @@ class SimulatorSource:
             return self._cluster.nodes_snapshot()
 
     async def final_states(
-        self, job_ids: Iterable[str], since: datetime
+        self, jobs: Mapping[str, JobRecord], since: datetime
     ) -> Mapping[str, JobRecord]:
         """The archived final records of those jobs (the archive needs no ``since``)."""
         async with self._lock:
             self._check_open()
             await self._wait_catch_up()
-            records = {job_id: self._cluster.final_record(job_id) for job_id in job_ids}
+            records = {job_id: self._cluster.final_record(job_id) for job_id in jobs}
             return {job_id: r for job_id, r in records.items() if r is not None}
 
     def describe(self) -> dict[str, Any]:
