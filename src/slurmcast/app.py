@@ -50,6 +50,17 @@ def build_source(settings: Settings) -> Source:
             nodes=settings.sim_nodes,
             node_events_per_day=settings.sim_node_events,
         )
+    if settings.source == "slurm":
+        from slurmcast.sources.slurm_cli import SlurmCliSource, SlurmSettings
+
+        return SlurmCliSource(
+            SlurmSettings(
+                bin_dir=settings.slurm_bin_dir,
+                timeout=settings.slurm_timeout,
+                output_format=settings.slurm_format,
+                json_max_jobs=settings.slurm_json_max_jobs,
+            )
+        )
     raise ConfigError(f"unknown source {settings.source!r}")
 
 
@@ -61,6 +72,7 @@ def monitor_settings(settings: Settings) -> MonitorSettings:
         source_timeout=settings.source_timeout,
         backoff_max=settings.backoff_max,
         cpu_change_threshold=settings.cpu_change_threshold,
+        final_state_attempts=settings.final_state_attempts,
         thresholds=AlertThresholds(
             cpu_usage=settings.alert_cpu_threshold,
             memory_usage=settings.alert_memory_threshold,
@@ -137,9 +149,11 @@ class SlurmcastApp:
 
     def health(self) -> dict[str, Any]:
         source = self.monitor.health.to_dict()
-        source["details"] = self.source.describe()
+        details = self.source.describe()
+        source["details"] = details
+        degraded = self.monitor.health.degraded or bool(details.get("problems"))
         return {
-            "status": "degraded" if self.monitor.health.degraded else "ok",
+            "status": "degraded" if degraded else "ok",
             "version": __version__,
             "clients": self.hub.client_count,
             "subscriptions": self.hub.subscription_counts(),

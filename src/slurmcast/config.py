@@ -65,6 +65,25 @@ class Settings:
     backoff_max: float = option(
         60.0, "longest wait between retries while the source fails", positive=True
     )
+    slurm_bin_dir: str = option(
+        "", "directory holding squeue, sinfo, sacct and scontrol (default: search PATH)"
+    )
+    slurm_format: str = option(
+        "auto",
+        "Slurm output to parse: auto (JSON where Slurm >= 21.08 supports it), json or delimited",
+        choices=("auto", "json", "delimited"),
+    )
+    slurm_timeout: float = option(20.0, "seconds before one Slurm command is killed", positive=True)
+    slurm_json_max_jobs: int = option(
+        5000,
+        "above this many jobs, auto mode lists jobs in the delimited format (cheaper to parse)",
+        minimum=0,
+    )
+    final_state_attempts: int = option(
+        3,
+        "polls a vanished job's final state is looked up before it is reported unconfirmed",
+        minimum=1,
+    )
     sim_seed: int = option(1, "seed of the simulated cluster (same seed, same cluster)")
     sim_speed: float = option(
         1.0, "simulated seconds per real second (60 = an hour per minute)", positive=True

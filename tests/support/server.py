@@ -54,7 +54,7 @@ class Client:
             message if isinstance(message, str | bytes) else orjson.dumps(message).decode()
         )
 
-    async def recv(self, timeout: float = WAIT) -> dict[str, Any]:
+    async def recv(self, timeout: float | None = WAIT) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
             raw = await self.ws.recv()
         value = orjson.loads(raw)
