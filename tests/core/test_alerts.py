@@ -3,6 +3,7 @@ from datetime import timedelta
 from slurmcast.core.alerts import AlertBook, AlertSeverity, AlertThresholds
 from slurmcast.core.metrics import MetricsSample
 from slurmcast.core.snapshot import NOT_RESPONDING, NodeState
+
 from support.builders import T0, by_name, node
 
 

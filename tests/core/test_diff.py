@@ -8,6 +8,7 @@ from slurmcast.core.events import (
     NodeStateChanged,
 )
 from slurmcast.core.snapshot import NOT_RESPONDING, JobState, NodeState
+
 from support.builders import T0, by_id, by_name, finished, job, node
 
 P, R = JobState.PENDING, JobState.RUNNING

@@ -5,6 +5,7 @@ import pytest
 from slurmcast.core.events import JobStateChanged, JobSubmitted
 from slurmcast.core.notifications import notifications_for
 from slurmcast.core.snapshot import JobState
+
 from support.builders import T0, finished, job
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from support.recorder import Recorder, job_event, notification
 from support.server import Client, http_json, running_server
 from support.waiting import eventually

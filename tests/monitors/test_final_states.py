@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from support.fakeslurm import FakeSlurm, sacct_line, squeue_line
 from support.server import Client, running_server
 from support.waiting import eventually

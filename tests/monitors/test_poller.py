@@ -11,6 +11,7 @@ from slurmcast.app import SlurmcastApp
 from slurmcast.core.snapshot import JobRecord, JobsSnapshot, NodesSnapshot
 from slurmcast.errors import SourceError
 from slurmcast.sources.simulator import SimulatorSource
+
 from support.server import Client, http_json, server_settings
 
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from support.fakeslurm import FIXTURES, FakeSlurm, sacct_line, squeue_line
 
 from slurmcast.core.snapshot import JobState
 from slurmcast.errors import ErrorCode, SourceError
@@ -20,6 +19,9 @@ from slurmcast.sources.slurm_cli import (
     parse_version,
     run_command,
 )
+
+from support.fakeslurm import FIXTURES, FakeSlurm, sacct_line, squeue_line
+from support.waiting import eventually
 
 SINCE = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)
 
@@ -67,8 +69,11 @@ async def test_timeout_kills_the_command(tmp_path: Path):
 async def test_cancelled_caller_kills_the_command(tmp_path: Path):
     pidfile = tmp_path / "pid"
     task = asyncio.create_task(run_command(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"], 60))
-    while not pidfile.exists() or not pidfile.read_text().strip():
-        await asyncio.sleep(0.01)
+
+    async def started_pid() -> str:
+        return pidfile.read_text().strip() if pidfile.exists() else ""
+
+    await eventually(started_pid, bool)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
