@@ -75,7 +75,7 @@ class Settings:
     )
     slurm_timeout: float = option(20.0, "seconds before one Slurm command is killed", positive=True)
     slurm_json_max_jobs: int = option(
-        5000,
+        2000,
         "above this many jobs, auto mode lists jobs in the delimited format (cheaper to parse)",
         minimum=0,
     )

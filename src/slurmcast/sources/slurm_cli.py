@@ -69,7 +69,7 @@ class SlurmSettings:
     bin_dir: str = ""
     timeout: float = 20.0
     output_format: str = "auto"
-    json_max_jobs: int = 5000
+    json_max_jobs: int = 2000
 
 
 @dataclass(frozen=True, slots=True)

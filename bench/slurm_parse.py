@@ -1,0 +1,277 @@
+"""How long a jobs poll of a big cluster costs, and how long it holds up the event loop.
+
+Generates realistic ``squeue --json`` (shaped like a recorded Slurm 22.05
+job, pretty-printed as squeue prints it) and delimited outputs for N jobs,
+serves them through stand-in ``squeue`` scripts, and runs the real path:
+``SlurmCliSource.jobs()`` (subprocess, pipe, parse in a worker thread) then
+the monitor's diff against the previous poll (1 % of jobs changed state, 0.5 %
+new). Meanwhile a ticker task measures how late the event loop wakes it up:
+the longest stall is what every connected client would have waited.
+
+    .venv/bin/python bench/slurm_parse.py            # 10k and 100k jobs, both formats
+    .venv/bin/python bench/slurm_parse.py --jobs 100000 --format delimited
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import gc
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from slurmcast.core.diff import diff_jobs, needs_final_state  # noqa: E402
+from slurmcast.monitors.poller import OFF_LOOP_DIFF_JOBS  # noqa: E402
+from slurmcast.sources.slurm_cli import SlurmCliSource, SlurmSettings  # noqa: E402
+
+FIXTURE = ROOT / "tests" / "fixtures" / "slurm" / "22.05" / "collector_squeue_json.json"
+DELIMITER = "\x1f"
+USERS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"]
+NAMES = ["train_resnet", "md_sim", "bwa_align", "wrf_run", "jupyter", "eval_bert", "vasp"]
+TICK = 0.005
+
+
+@dataclass
+class Result:
+    jobs: int
+    fmt: str
+    output_mb: float
+    poll_wall_s: float
+    parse_cpu_s: float
+    diff_cpu_s: float
+    max_stall_ms: float
+    p99_stall_ms: float
+    events: int
+
+
+def job_states(count: int, seed: int) -> Iterator[tuple[int, str, int]]:
+    """(job id, state, node index) for a realistic queue: mostly pending and running."""
+    rng = random.Random(seed)
+    for index in range(count):
+        roll = rng.random()
+        state = "RUNNING" if roll < 0.55 else "PENDING" if roll < 0.97 else "COMPLETED"
+        yield 1000 + index, state, rng.randrange(1, 2001)
+
+
+def json_output(states: list[tuple[int, str, int]]) -> bytes:
+    document = json.loads(FIXTURE.read_text())
+    template = next(j for j in document["jobs"] if j["job_state"] == "RUNNING")
+    jobs = []
+    for job_id, state, node in states:
+        job = copy.deepcopy(template)
+        job["job_id"] = job_id
+        job["job_state"] = state
+        job["name"] = NAMES[job_id % len(NAMES)]
+        job["user_name"] = USERS[job_id % len(USERS)]
+        job["nodes"] = f"node{node:04d}" if state != "PENDING" else ""
+        job["exit_code"] = 0
+        jobs.append(job)
+    document["jobs"] = jobs
+    # squeue --json pretty-prints with two-space indents.
+    return json.dumps(document, indent=2).encode()
+
+
+def delimited_output(states: list[tuple[int, str, int]]) -> bytes:
+    lines = []
+    for job_id, state, node in states:
+        started = state != "PENDING"
+        lines.append(
+            DELIMITER.join(
+                [
+                    str(job_id),
+                    state,
+                    USERS[job_id % len(USERS)],
+                    "physics",
+                    "cpu",
+                    "4",
+                    "1",
+                    "4",
+                    "cpu=4,mem=16G,node=1,billing=4",
+                    "N/A",
+                    "N/A",
+                    "N/A",
+                    "2026-11-28T04:06:18",
+                    "2026-11-28T04:06:19" if started else "N/A",
+                    "2026-11-28T05:06:19" if started else "N/A",
+                    "1:00:00",
+                    "0",
+                    "None" if started else "Priority",
+                    f"node{node:04d}" if started else "",
+                    NAMES[job_id % len(NAMES)],
+                ]
+            )
+        )
+    return ("\n".join(lines) + "\n").encode()
+
+
+def evolve(states: list[tuple[int, str, int]], seed: int) -> list[tuple[int, str, int]]:
+    """The next poll: 1 % of jobs change state, 0.5 % are new, finished ones leave."""
+    rng = random.Random(seed)
+    nxt = []
+    for job_id, state, node in states:
+        if state == "COMPLETED" and rng.random() < 0.5:
+            continue
+        if rng.random() < 0.01:
+            state = {"PENDING": "RUNNING", "RUNNING": "COMPLETED"}.get(state, state)
+        nxt.append((job_id, state, node))
+    top = max(job_id for job_id, _, _ in states)
+    nxt += [(top + 1 + i, "PENDING", 0) for i in range(len(states) // 200)]
+    return nxt
+
+
+def fake_squeue(bin_dir: Path, output: Path) -> None:
+    script = bin_dir / "squeue"
+    script.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in --version) echo "slurm-wlm 22.05.8"; exit 0;; esac\n'
+        f"exec cat '{output}'\n"
+    )
+    script.chmod(0o755)
+    config = bin_dir / "scontrol"
+    config.write_text(
+        "#!/bin/sh\necho 'AccountingStorageType = accounting_storage/slurmdbd'\n"
+        "echo 'MinJobAge = 300 sec'\n"
+    )
+    config.chmod(0o755)
+    sinfo = bin_dir / "sinfo"
+    sinfo.write_text("#!/bin/sh\necho '{\"nodes\": []}'\n")
+    sinfo.chmod(0o755)
+
+
+class StallMeter:
+    """Wakes every TICK seconds and records how late each wake-up was."""
+
+    def __init__(self) -> None:
+        self.lateness: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + TICK
+            await asyncio.sleep(TICK)
+            self.lateness.append(max(0.0, loop.time() - due))
+
+    def __enter__(self) -> StallMeter:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+def thread_cpu(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a parser so the CPU it used in its worker thread is recorded."""
+    spent: list[float] = []
+
+    def wrapper(*args: Any) -> Any:
+        start = time.thread_time()
+        try:
+            return func(*args)
+        finally:
+            spent.append(time.thread_time() - start)
+
+    wrapper.spent = spent  # type: ignore[attr-defined]
+    return wrapper
+
+
+async def measure(count: int, fmt: str, work: Path) -> Result:
+    import slurmcast.sources.slurm_cli as cli
+
+    first, second = list(job_states(count, 1)), None
+    second = evolve(first, 2)
+    render = json_output if fmt == "json" else delimited_output
+    out1, out2 = work / f"{fmt}-{count}-1", work / f"{fmt}-{count}-2"
+    out1.write_bytes(render(first))
+    out2.write_bytes(render(second))
+    bin_dir = work / f"bin-{fmt}-{count}"
+    bin_dir.mkdir()
+    fake_squeue(bin_dir, out1)
+    source = SlurmCliSource(
+        SlurmSettings(bin_dir=str(bin_dir), timeout=600, output_format=fmt, json_max_jobs=10**9)
+    )
+    await source.start()
+    parser_name = "parse_squeue_json" if fmt == "json" else "parse_squeue_delimited"
+    original = getattr(cli, parser_name)
+    wrapped = thread_cpu(original)
+    setattr(cli, parser_name, wrapped)
+    try:
+        previous = await source.jobs()
+        fake_squeue(bin_dir, out2)
+        gc.collect()
+        with StallMeter() as meter:
+            started = time.perf_counter()
+            current = await source.jobs()
+            diff_start = time.process_time()
+            wanted = needs_final_state(previous.jobs, current.jobs)
+            if len(current.jobs) + len(previous.jobs) > OFF_LOOP_DIFF_JOBS:
+                events, _ = await asyncio.to_thread(diff_jobs, previous.jobs, current.jobs, {})
+            else:
+                events, _ = diff_jobs(previous.jobs, current.jobs, {})
+            diff_cpu = time.process_time() - diff_start
+            wall = time.perf_counter() - started
+    finally:
+        setattr(cli, parser_name, original)
+    lateness = sorted(meter.lateness) or [0.0]
+    return Result(
+        jobs=count,
+        fmt=fmt,
+        output_mb=out2.stat().st_size / 1e6,
+        poll_wall_s=wall,
+        parse_cpu_s=wrapped.spent[-1],
+        diff_cpu_s=diff_cpu,
+        max_stall_ms=lateness[-1] * 1000,
+        p99_stall_ms=lateness[int(len(lateness) * 0.99) - 1] * 1000 if len(lateness) > 1 else 0,
+        events=len(events),
+    )
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", default="10000,100000", help="comma-separated job counts")
+    parser.add_argument("--format", default="json,delimited", help="json, delimited or both")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case (median reported)")
+    args = parser.parse_args()
+    counts = [int(c) for c in args.jobs.split(",")]
+    formats = args.format.split(",")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, tick {TICK * 1000:g} ms")
+    header = (
+        f"{'format':<10} {'jobs':>7} {'output':>9} {'poll wall':>10} {'parse CPU':>10} "
+        f"{'diff CPU':>9} {'parse+diff':>11} {'max stall':>10} {'p99 stall':>10} {'events':>7}"
+    )
+    print(header)
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt in formats:
+            for count in counts:
+                runs = []
+                for attempt in range(args.repeat):
+                    work = Path(tmp) / f"{fmt}-{count}-{attempt}"
+                    work.mkdir()
+                    runs.append(await measure(count, fmt, work))
+                r = sorted(runs, key=lambda x: x.parse_cpu_s + x.diff_cpu_s)[len(runs) // 2]
+                worst = max(x.max_stall_ms for x in runs)
+                print(
+                    f"{fmt:<10} {count:>7} {r.output_mb:>7.1f}MB {r.poll_wall_s:>9.2f}s "
+                    f"{r.parse_cpu_s:>9.2f}s {r.diff_cpu_s:>8.3f}s "
+                    f"{r.parse_cpu_s + r.diff_cpu_s:>10.2f}s {worst:>8.1f}ms "
+                    f"{statistics.median(x.p99_stall_ms for x in runs):>8.1f}ms {r.events:>7}"
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))

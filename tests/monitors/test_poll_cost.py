@@ -1,0 +1,48 @@
+"""Slurm is polled once per server, however many clients are connected."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from support.fakeslurm import FakeSlurm
+from support.server import Client, running_server
+from support.waiting import eventually
+
+CLIENTS = 30
+
+
+async def test_commands_per_poll_do_not_grow_with_clients(tmp_path: Path):
+    fake = FakeSlurm(tmp_path)
+    async with (
+        running_server(
+            source="slurm",
+            slurm_bin_dir=str(fake.bin),
+            jobs_interval=0.05,
+            nodes_interval=0.05,
+            metrics_interval=0.05,
+        ) as app,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        # Unbounded client queues: these clients never read what they receive.
+        clients = [
+            await stack.enter_async_context(Client.connect(app, max_queue=None))
+            for _ in range(CLIENTS)
+        ]
+        for client in clients:
+            await client.subscribe("jobs", "nodes", "metrics")
+
+        async def polls() -> dict[str, int]:
+            return dict(app.health()["polls"])
+
+        counts = await eventually(polls, lambda p: p["jobs"] >= 20 and p["nodes"] >= 20)
+        squeue = [c for c in fake.calls("squeue") if c != "--version"]
+        sinfo = fake.calls("sinfo")
+        # One listing per completed poll (plus at most one poll in flight),
+        # and one sinfo --json probe at start-up: nothing per client.
+        assert counts["jobs"] <= len(squeue) <= counts["jobs"] + 1
+        assert counts["nodes"] + 1 <= len(sinfo) <= counts["nodes"] + 2
+        assert fake.calls("scontrol") == ["show config"]
+        # The fixture's queue has no job finishing between polls: no sacct at all.
+        assert fake.calls("sacct") == []
+        assert app.health()["clients"] == CLIENTS
