@@ -103,13 +103,18 @@ class ClusterMonitor:
             self.jobs = current
             self._note_snapshots()
             return
-        wanted = needs_final_state(previous.jobs, current.jobs)
+        # A big queue is walked in a worker thread: the loop keeps serving clients.
+        large = len(current.jobs) + len(previous.jobs) > OFF_LOOP_DIFF_JOBS
+        if large:
+            wanted = await asyncio.to_thread(needs_final_state, previous.jobs, current.jobs)
+        else:
+            wanted = needs_final_state(previous.jobs, current.jobs)
         finals: Mapping[str, JobRecord] = {}
         if wanted:
             since = previous.taken_at - FINAL_STATE_MARGIN
             finals = await self._call(self.source.final_states(wanted, since))
         carry = self._carry_unresolved(wanted, current.jobs, finals)
-        if len(current.jobs) + len(previous.jobs) > OFF_LOOP_DIFF_JOBS:
+        if large:
             events, baseline = await asyncio.to_thread(
                 diff_jobs, previous.jobs, current.jobs, finals, carry
             )
