@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from slurmcast.core.diff import diff_jobs, needs_final_state  # noqa: E402
+from slurmcast.gcpause import paused  # noqa: E402
 from slurmcast.monitors.poller import OFF_LOOP_DIFF_JOBS  # noqa: E402
 from slurmcast.sources.slurm_cli import SlurmCliSource, SlurmSettings  # noqa: E402
 
@@ -219,8 +220,10 @@ async def measure(count: int, fmt: str, work: Path) -> Result:
             diff_start = time.process_time()
             # What ClusterMonitor.poll_jobs does with a large queue (no job vanishes here).
             if len(current.jobs) + len(previous.jobs) > OFF_LOOP_DIFF_JOBS:
-                await asyncio.to_thread(needs_final_state, previous.jobs, current.jobs)
-                events, _ = await asyncio.to_thread(diff_jobs, previous.jobs, current.jobs, {})
+                await asyncio.to_thread(paused(needs_final_state), previous.jobs, current.jobs)
+                events, _ = await asyncio.to_thread(
+                    paused(diff_jobs), previous.jobs, current.jobs, {}
+                )
             else:
                 needs_final_state(previous.jobs, current.jobs)
                 events, _ = diff_jobs(previous.jobs, current.jobs, {})

@@ -26,6 +26,7 @@ from slurmcast.core.metrics import cluster_metrics
 from slurmcast.core.notifications import notifications_for
 from slurmcast.core.snapshot import JobRecord, JobsSnapshot, NodeRecord, NodesSnapshot
 from slurmcast.errors import ErrorCode, SourceError
+from slurmcast.gcpause import paused
 from slurmcast.monitors.health import SourceHealth
 from slurmcast.node import Node
 from slurmcast.ports import Source
@@ -106,7 +107,7 @@ class ClusterMonitor:
         # A big queue is walked in a worker thread: the loop keeps serving clients.
         large = len(current.jobs) + len(previous.jobs) > OFF_LOOP_DIFF_JOBS
         if large:
-            wanted = await asyncio.to_thread(needs_final_state, previous.jobs, current.jobs)
+            wanted = await asyncio.to_thread(paused(needs_final_state), previous.jobs, current.jobs)
         else:
             wanted = needs_final_state(previous.jobs, current.jobs)
         finals: Mapping[str, JobRecord] = {}
@@ -116,7 +117,7 @@ class ClusterMonitor:
         carry = self._carry_unresolved(wanted, current.jobs, finals)
         if large:
             events, baseline = await asyncio.to_thread(
-                diff_jobs, previous.jobs, current.jobs, finals, carry
+                paused(diff_jobs), previous.jobs, current.jobs, finals, carry
             )
         else:
             events, baseline = diff_jobs(previous.jobs, current.jobs, finals, carry)

@@ -494,17 +494,3 @@ def test_parsers_restore_the_garbage_collector() -> None:
     finally:
         gc.enable()
 
-
-def test_overlapping_pauses_restore_the_collector_only_at_the_end() -> None:
-    import gc
-
-    from slurmcast.sources.slurm._common import gc_paused
-
-    # Jobs and nodes parse in two worker threads; their pauses interleave.
-    first, second = gc_paused(), gc_paused()
-    first.__enter__()
-    second.__enter__()
-    first.__exit__(None, None, None)
-    assert not gc.isenabled()
-    second.__exit__(None, None, None)
-    assert gc.isenabled()
