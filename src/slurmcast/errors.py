@@ -9,6 +9,7 @@ Exception tree::
 
     SlurmcastError                 code, temporary
     ├── ProtocolError              a client request was rejected (reply, keep the connection)
+    ├── AuthError                  a token was refused (invalid_token, token_expired)
     ├── ConfigError                settings could not be loaded or are invalid
     ├── SourceError                the cluster source failed (monitor backs off, /health degrades)
     └── PublishError               a publication could not be delivered to the broker
@@ -32,6 +33,13 @@ class ErrorCode(StrEnum):
     BINARY_NOT_SUPPORTED = "binary_not_supported"
     FORBIDDEN = "forbidden"
     MISSING_MESSAGE = "missing_message"
+    MISSING_TOKEN = "missing_token"
+    UNAUTHORIZED = "unauthorized"
+    INVALID_TOKEN = "invalid_token"
+    TOKEN_EXPIRED = "token_expired"
+    ALREADY_AUTHENTICATED = "already_authenticated"
+    RATE_LIMITED = "rate_limited"
+    TOO_MANY_CHANNELS = "too_many_channels"
     INTERNAL = "internal"
     # Not sent to WebSocket clients: used in /health and logs.
     SOURCE_FAILED = "source_failed"
@@ -52,7 +60,11 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    #: The token expired and no refresh came within the grace period: reconnect with a new one.
+    TOKEN_EXPIRED = 4001
     SLOW_CONSUMER = 4008
+    #: Too many connections for this user: reconnect later.
+    TOO_MANY_CONNECTIONS = 4029
 
 
 class SlurmcastError(Exception):
@@ -88,6 +100,12 @@ class ProtocolError(SlurmcastError):
     ) -> None:
         super().__init__(message, code=code)
         self.request_id = request_id
+
+
+class AuthError(SlurmcastError):
+    """A token was refused. The message says why and never contains the token."""
+
+    code = ErrorCode.INVALID_TOKEN
 
 
 class ConfigError(SlurmcastError):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from slurmcast.core.channels import Channel, parse_channel
+from slurmcast.core.channels import parse_channel
 from slurmcast.errors import ErrorCode, ProtocolError
 
 RequestId = str | int
@@ -22,18 +22,20 @@ MAX_ID_LENGTH = 128
 #: Most channels one subscribe/unsubscribe request may name.
 MAX_CHANNELS_PER_REQUEST = 32
 
-REQUEST_TYPES = ("subscribe", "unsubscribe", "ping", "broadcast")
+REQUEST_TYPES = ("auth", "refresh", "subscribe", "unsubscribe", "ping", "broadcast")
+#: Longest token accepted; real JWTs are a few hundred bytes to a few KiB.
+MAX_TOKEN_LENGTH = 16384
 
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
-    channels: tuple[Channel, ...]
+    channels: tuple[str, ...]
     request_id: RequestId | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
-    channels: tuple[Channel, ...]
+    channels: tuple[str, ...]
     request_id: RequestId | None = None
 
 
@@ -49,7 +51,23 @@ class Broadcast:
     request_id: RequestId | None = None
 
 
-Request = Subscribe | Unsubscribe | Ping | Broadcast
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """First-message authentication: ``{"type": "auth", "token": "..."}``."""
+
+    token: str = field(repr=False)
+    request_id: RequestId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """A new token for a live connection, before or after the old one expires."""
+
+    token: str = field(repr=False)
+    request_id: RequestId | None = None
+
+
+Request = Subscribe | Unsubscribe | Ping | Broadcast | Auth | Refresh
 
 
 def decode_frame(frame: str) -> Any:
@@ -101,6 +119,10 @@ def parse_request(value: Any) -> Request:
         return Ping(request_id)
     if kind == "broadcast":
         return _parse_broadcast(value, request_id)
+    if kind == "auth":
+        return Auth(_parse_token(value, request_id), request_id)
+    if kind == "refresh":
+        return Refresh(_parse_token(value, request_id), request_id)
     raise ProtocolError(
         ErrorCode.UNKNOWN_TYPE,
         f"unknown message type {kind[:64]!r}; known types: {', '.join(REQUEST_TYPES)}",
@@ -124,7 +146,7 @@ def _parse_id(value: Mapping[str, Any]) -> RequestId | None:
     return request_id  # type: ignore[no-any-return]  # checked just above
 
 
-def _parse_channels(value: Mapping[str, Any], request_id: RequestId | None) -> tuple[Channel, ...]:
+def _parse_channels(value: Mapping[str, Any], request_id: RequestId | None) -> tuple[str, ...]:
     has_one, has_many = "channel" in value, "channels" in value
     if has_one and has_many:
         raise ProtocolError(
@@ -150,6 +172,21 @@ def _parse_channels(value: Mapping[str, Any], request_id: RequestId | None) -> t
     # Validate all before acting on any: a request is accepted or rejected whole.
     parsed = [parse_channel(name, request_id=request_id) for name in names]
     return tuple(dict.fromkeys(parsed))
+
+
+def _parse_token(value: Mapping[str, Any], request_id: RequestId | None) -> str:
+    token = value.get("token")
+    if token is None:
+        raise ProtocolError(
+            ErrorCode.MISSING_TOKEN, "message needs a 'token'", request_id=request_id
+        )
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD,
+            f"'token' must be a non-empty string of at most {MAX_TOKEN_LENGTH} characters",
+            request_id=request_id,
+        )
+    return token
 
 
 def _parse_broadcast(value: Mapping[str, Any], request_id: RequestId | None) -> Broadcast:
@@ -191,23 +228,19 @@ def _with_id(reply: dict[str, Any], request_id: RequestId | None) -> dict[str, A
 
 
 def subscribed(
-    channel: Channel, request_id: RequestId | None, *, already: bool = False
+    channel: str, request_id: RequestId | None, *, already: bool = False
 ) -> dict[str, Any]:
     message = f"Already subscribed to {channel}" if already else f"Subscribed to {channel}"
-    return _with_id(
-        {"type": "subscribed", "channel": channel.value, "message": message}, request_id
-    )
+    return _with_id({"type": "subscribed", "channel": channel, "message": message}, request_id)
 
 
 def unsubscribed(
-    channel: Channel, request_id: RequestId | None, *, was_subscribed: bool = True
+    channel: str, request_id: RequestId | None, *, was_subscribed: bool = True
 ) -> dict[str, Any]:
     message = (
         f"Unsubscribed from {channel}" if was_subscribed else f"Was not subscribed to {channel}"
     )
-    return _with_id(
-        {"type": "unsubscribed", "channel": channel.value, "message": message}, request_id
-    )
+    return _with_id({"type": "unsubscribed", "channel": channel, "message": message}, request_id)
 
 
 def pong(request_id: RequestId | None) -> dict[str, Any]:

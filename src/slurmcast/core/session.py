@@ -1,20 +1,33 @@
 """One client's protocol state machine, without I/O.
 
-The transport feeds every received frame to ``Session.receive`` and carries
-out the returned actions in order: replies are written, subscriptions are
-added to or removed from the hub. Keeping the decisions
-here lets every rule be tested with plain values (websockets' sans-I/O core
-is the model).
+The transport feeds every received frame to ``Session.receive`` and calls
+``Session.on_timer`` when ``Session.deadline`` passes; it carries out the
+returned actions in order. Every rule — authentication, token expiry and
+refresh, rate limits, permissions — is decided here and can be tested with
+plain values (websockets' sans-I/O core is the model).
+
+States::
+
+    AUTHENTICATING --auth ok--> OPEN --token expires--> EXPIRING --refresh ok--> OPEN
+          |                                                |
+          +-- bad token / timeout: close 1008              +-- grace over: close 4001
+
+``now`` is wall-clock seconds (token expiry times are wall-clock).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 from slurmcast.core import protocol
-from slurmcast.core.channels import Channel
-from slurmcast.errors import ErrorCode, ProtocolError
+from slurmcast.core.policy import ANONYMOUS, AccessPolicy, Principal
+from slurmcast.core.ratelimit import TokenBucket
+from slurmcast.core.timefmt import iso_z
+from slurmcast.errors import AuthError, CloseCode, ErrorCode, ProtocolError
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,53 +39,189 @@ class SendReply:
 
 @dataclass(frozen=True, slots=True)
 class AddSubscription:
-    channel: Channel
+    channel: str
 
 
 @dataclass(frozen=True, slots=True)
 class RemoveSubscription:
-    channel: Channel
+    channel: str
 
 
-Action = SendReply | AddSubscription | RemoveSubscription
+@dataclass(frozen=True, slots=True)
+class PublishBroadcast:
+    """An admin's broadcast: publish, then reply ``published`` with the count."""
+
+    channel: str
+    message: Mapping[str, Any]
+    request_id: protocol.RequestId | None
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """The connection now acts for ``principal`` (the transport checks per-user limits)."""
+
+    principal: Principal
+
+
+@dataclass(frozen=True, slots=True)
+class CloseConnection:
+    code: CloseCode
+    reason: str
+
+
+Action = (
+    SendReply
+    | AddSubscription
+    | RemoveSubscription
+    | PublishBroadcast
+    | Authenticated
+    | CloseConnection
+)
+
+#: Checks a token; returns its principal or raises ``AuthError``.
+Verifier = Callable[[str], Principal]
+
+
+class SessionState(Enum):
+    AUTHENTICATING = "authenticating"
+    OPEN = "open"
+    EXPIRING = "expiring"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """Per-connection limits.
+
+    ``rate`` messages per second with bursts of ``burst`` (the design's 60 a
+    minute); a client that is refused ``flood_warnings`` times in a row is
+    closed with 1008.
+    """
+
+    auth_timeout: float = 5.0
+    refresh_grace: float = 30.0
+    rate: float = 1.0
+    burst: float = 10.0
+    flood_warnings: int = 10
+    max_channels: int = 32
+
+
+def _no_verifier(token: str) -> Principal:
+    raise AuthError("authentication is not configured")
 
 
 class Session:
-    """The protocol state of one connection: what it is subscribed to.
+    """The protocol state of one connection.
+
+    Args:
+        policy: the permission rules.
+        limits: rate, channel and timing limits.
+        verify: checks tokens (first-message auth and refresh).
+        now: wall-clock seconds at connection time.
+        principal: the identity verified at the handshake, if any. With
+            authentication disabled every client is ``ANONYMOUS``.
 
     ``receive`` never raises for bad input: every rejected frame becomes an
-    ``error`` reply and the connection stays usable.
+    ``error`` reply, and only the rules above close the connection.
     """
 
-    def __init__(self) -> None:
-        self.channels: set[Channel] = set()
+    def __init__(
+        self,
+        policy: AccessPolicy | None = None,
+        limits: SessionLimits | None = None,
+        verify: Verifier = _no_verifier,
+        now: float = 0.0,
+        principal: Principal | None = None,
+    ) -> None:
+        self.policy = policy or AccessPolicy()
+        self.limits = limits or SessionLimits()
+        self.verify = verify
+        self.channels: set[str] = set()
+        self.bucket = TokenBucket(self.limits.rate, self.limits.burst)
+        self.refused_in_a_row = 0
+        if principal is None and self.policy.auth_enabled:
+            self.principal = ANONYMOUS
+            self.state = SessionState.AUTHENTICATING
+            self.deadline: float | None = now + self.limits.auth_timeout
+        else:
+            self.principal = principal or ANONYMOUS
+            self.state = SessionState.OPEN
+            self.deadline = self.principal.expires_at
+
+    @property
+    def user(self) -> str | None:
+        return self.principal.user
+
+    # -- input ---------------------------------------------------------------
 
     def receive(self, frame: str | bytes, now: float) -> list[Action]:
-        """Handle one frame from the client.
-
-        Args:
-            frame: a text frame (str) or a binary frame (bytes).
-            now: monotonic seconds, for time-based rules.
-
-        Returns:
-            The actions the transport must perform, in order.
-        """
+        """Handle one frame from the client (text as str, binary as bytes)."""
+        if self.state is SessionState.CLOSED:
+            return []
+        retry_after = self.bucket.take(now)
+        if retry_after:
+            return self._rate_limited(retry_after)
+        self.refused_in_a_row = 0
         if isinstance(frame, bytes):
             return [
-                SendReply(
-                    protocol.error(
-                        ErrorCode.BINARY_NOT_SUPPORTED,
-                        "binary frames are not supported; send JSON as text frames",
-                    )
+                _error(
+                    ErrorCode.BINARY_NOT_SUPPORTED,
+                    "binary frames are not supported; send JSON as text frames",
                 )
             ]
         try:
             request = protocol.parse_request(protocol.decode_frame(frame))
         except ProtocolError as exc:
-            return [SendReply(protocol.error(exc.code, exc.message, exc.request_id))]
-        return self._handle(request)
+            return [_error(exc.code, exc.message, exc.request_id)]
+        if self.state is SessionState.AUTHENTICATING:
+            return self._authenticate(request, now)
+        return self._handle(request, now)
 
-    def _handle(self, request: protocol.Request) -> list[Action]:
+    def on_timer(self, now: float) -> list[Action]:
+        """Handle the passing of ``deadline``: auth timeout, token expiry, grace end."""
+        if self.deadline is None or now < self.deadline:
+            return []
+        if self.state is SessionState.AUTHENTICATING:
+            return self._close(
+                CloseCode.POLICY_VIOLATION,
+                f"Authentication failed: no auth message within {self.limits.auth_timeout:g}s",
+            )
+        if self.state is SessionState.OPEN:
+            self.state = SessionState.EXPIRING
+            self.deadline = now + self.limits.refresh_grace
+            return [
+                _error(
+                    ErrorCode.TOKEN_EXPIRED,
+                    'your token expired; send {"type": "refresh", "token": ...} within '
+                    f"{self.limits.refresh_grace:g}s to stay connected",
+                )
+            ]
+        if self.state is SessionState.EXPIRING:
+            return self._close(CloseCode.TOKEN_EXPIRED, "token expired: reconnect with a new token")
+        return []
+
+    # -- states ----------------------------------------------------------------
+
+    def _authenticate(self, request: protocol.Request, now: float) -> list[Action]:
+        if not isinstance(request, protocol.Auth):
+            return [
+                _error(
+                    ErrorCode.UNAUTHORIZED,
+                    'authenticate first: send {"type": "auth", "token": "<JWT>"}',
+                    request.request_id,
+                )
+            ]
+        try:
+            principal = self.verify(request.token)
+        except AuthError as exc:
+            return [
+                _error(exc.code, exc.message, request.request_id),
+                *self._close(CloseCode.POLICY_VIOLATION, f"Authentication failed: {exc.message}"),
+            ]
+        self._become(principal)
+        return [Authenticated(principal), SendReply(_authenticated(principal, request.request_id))]
+
+    def _handle(self, request: protocol.Request, now: float) -> list[Action]:
         match request:
             case protocol.Subscribe(channels, request_id):
                 return self._subscribe(channels, request_id)
@@ -80,24 +229,71 @@ class Session:
                 return self._unsubscribe(channels, request_id)
             case protocol.Ping(request_id):
                 return [SendReply(protocol.pong(request_id))]
-            case protocol.Broadcast(_, _, request_id):
-                # Client broadcast needs an authenticated admin; until auth is
-                # configured nobody is one, so it is always refused.
+            case protocol.Broadcast(channel, message, request_id):
+                return self._broadcast(channel, message, request_id)
+            case protocol.Refresh(token, request_id):
+                return self._refresh(token, request_id, now)
+            case protocol.Auth(_, request_id):
+                if not self.policy.auth_enabled:
+                    return [SendReply(_authenticated(self.principal, request_id))]
                 return [
-                    SendReply(
-                        protocol.error(
-                            ErrorCode.FORBIDDEN,
-                            "client broadcast is reserved for admins and needs authentication; "
-                            "use POST /broadcast on the HTTP API",
-                            request_id,
-                        )
+                    _error(
+                        ErrorCode.ALREADY_AUTHENTICATED,
+                        'already authenticated; use {"type": "refresh"} to replace the token',
+                        request_id,
                     )
                 ]
         raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
-    def _subscribe(
-        self, channels: tuple[Channel, ...], request_id: protocol.RequestId | None
+    def _refresh(
+        self, token: str, request_id: protocol.RequestId | None, now: float
     ) -> list[Action]:
+        if not self.policy.auth_enabled:
+            return [SendReply(_authenticated(self.principal, request_id))]
+        try:
+            principal = self.verify(token)
+        except AuthError as exc:
+            return [_error(exc.code, exc.message, request_id)]
+        if principal.user != self.principal.user:
+            return [
+                _error(
+                    ErrorCode.FORBIDDEN,
+                    f"a refresh token must be for the same user ({self.principal.user})",
+                    request_id,
+                )
+            ]
+        self._become(principal)
+        actions: list[Action] = [Authenticated(principal)]
+        # The new token may allow less: drop what it no longer allows.
+        for channel in sorted(self.channels):
+            denial = self.policy.subscribe_denial(principal, channel)
+            if denial is not None:
+                self.channels.discard(channel)
+                actions.append(RemoveSubscription(channel))
+                actions.append(
+                    SendReply({"type": "unsubscribed", "channel": channel, "message": denial})
+                )
+        reply = _authenticated(principal, request_id)
+        reply["type"] = "refreshed"
+        actions.append(SendReply(reply))
+        return actions
+
+    def _subscribe(
+        self, channels: tuple[str, ...], request_id: protocol.RequestId | None
+    ) -> list[Action]:
+        for channel in channels:
+            denial = self.policy.subscribe_denial(self.principal, channel)
+            if denial is not None:
+                return [_error(ErrorCode.FORBIDDEN, denial, request_id)]
+        new = [c for c in channels if c not in self.channels]
+        if len(self.channels) + len(new) > self.limits.max_channels:
+            return [
+                _error(
+                    ErrorCode.TOO_MANY_CHANNELS,
+                    f"at most {self.limits.max_channels} channels per connection",
+                    request_id,
+                )
+            ]
         actions: list[Action] = []
         for channel in channels:
             already = channel in self.channels
@@ -108,7 +304,7 @@ class Session:
         return actions
 
     def _unsubscribe(
-        self, channels: tuple[Channel, ...], request_id: protocol.RequestId | None
+        self, channels: tuple[str, ...], request_id: protocol.RequestId | None
     ) -> list[Action]:
         actions: list[Action] = []
         for channel in channels:
@@ -120,3 +316,65 @@ class Session:
                 SendReply(protocol.unsubscribed(channel, request_id, was_subscribed=was))
             )
         return actions
+
+    def _broadcast(
+        self, channel: str, message: Mapping[str, Any], request_id: protocol.RequestId | None
+    ) -> list[Action]:
+        if self.policy.may_broadcast(self.principal):
+            return [PublishBroadcast(channel, message, request_id)]
+        why = (
+            "client broadcast is reserved for admins"
+            if self.policy.auth_enabled
+            else "client broadcast is reserved for admins and needs authentication; "
+            "use POST /broadcast on the HTTP API"
+        )
+        return [_error(ErrorCode.FORBIDDEN, why, request_id)]
+
+    # -- helpers -------------------------------------------------------------
+
+    def _become(self, principal: Principal) -> None:
+        self.principal = principal
+        self.state = SessionState.OPEN
+        self.deadline = principal.expires_at
+
+    def _rate_limited(self, retry_after: float) -> list[Action]:
+        self.refused_in_a_row += 1
+        if self.refused_in_a_row > self.limits.flood_warnings:
+            return self._close(
+                CloseCode.POLICY_VIOLATION, "rate limit exceeded after repeated warnings"
+            )
+        return [
+            SendReply(
+                {
+                    "type": "error",
+                    "code": ErrorCode.RATE_LIMITED.value,
+                    "message": f"too many messages; retry in {retry_after:.1f}s",
+                    "retry_after": round(retry_after, 3),
+                }
+            )
+        ]
+
+    def _close(self, code: CloseCode, reason: str) -> list[Action]:
+        self.state = SessionState.CLOSED
+        self.deadline = None
+        # A close reason must fit in a control frame (123 bytes of UTF-8).
+        return [CloseConnection(code, reason.encode()[:123].decode(errors="ignore"))]
+
+
+def _error(
+    code: ErrorCode, message: str, request_id: protocol.RequestId | None = None
+) -> SendReply:
+    return SendReply(protocol.error(code, message, request_id))
+
+
+def _authenticated(principal: Principal, request_id: protocol.RequestId | None) -> dict[str, Any]:
+    expires = principal.expires_at
+    reply: dict[str, Any] = {
+        "type": "authenticated",
+        "user": principal.user,
+        "roles": sorted(principal.roles),
+        "expires_at": iso_z(datetime.fromtimestamp(expires, UTC)) if expires else None,
+    }
+    if request_id is not None:
+        reply["id"] = request_id
+    return reply

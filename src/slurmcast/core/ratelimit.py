@@ -1,0 +1,37 @@
+"""Token buckets: a steady rate with a small burst."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TokenBucket:
+    """``rate`` tokens per second, holding at most ``burst``.
+
+    ``now`` is passed in (seconds, any monotonic-enough clock); the bucket
+    starts full.
+    """
+
+    rate: float
+    burst: float
+    tokens: float = field(init=False)
+    updated: float | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = self.burst
+
+    def take(self, now: float) -> float:
+        """Take one token.
+
+        Returns:
+            0.0 if a token was available (and is now taken), else the seconds
+            until one will be.
+        """
+        if self.updated is not None and now > self.updated:
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now if self.updated is None else max(now, self.updated)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate

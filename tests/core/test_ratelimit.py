@@ -1,0 +1,22 @@
+from slurmcast.core.ratelimit import TokenBucket
+
+
+def test_burst_then_steady_rate():
+    bucket = TokenBucket(rate=1.0, burst=3)
+    assert [bucket.take(0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take(0.0) == 1.0
+    assert bucket.take(0.5) == 0.5
+    assert bucket.take(1.0) == 0.0
+    assert bucket.take(1.0) > 0
+
+
+def test_refill_never_exceeds_burst():
+    bucket = TokenBucket(rate=10.0, burst=2)
+    bucket.take(0.0)
+    assert [bucket.take(100.0) for _ in range(3)][-1] > 0
+
+
+def test_clock_going_backwards_does_not_refill():
+    bucket = TokenBucket(rate=1.0, burst=1)
+    assert bucket.take(10.0) == 0.0
+    assert bucket.take(5.0) > 0
