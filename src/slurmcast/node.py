@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from slurmcast.core.channels import Channel, user_channel
 from slurmcast.core.envelope import envelope
 from slurmcast.core.events import Event
 from slurmcast.core.publication import Publication
@@ -33,18 +34,29 @@ class Node:
     def handle_publication(self, publication: Publication) -> int:
         return self.hub.handle_publication(publication)
 
-    async def publish(self, channel: str, event_type: str, data: Any, now: datetime) -> int:
-        """Publish one message; returns how many local clients it was written to."""
+    async def publish(
+        self, channel: str, event_type: str, data: Any, now: datetime, owner: str | None = None
+    ) -> int:
+        """Publish one message; returns how many local clients it was written to.
+
+        ``owner`` is the Slurm user the message is about; subscribers who may
+        only see their own jobs receive it only if it is theirs.
+        """
         payload = orjson.dumps(envelope(channel, event_type, data, now))
         self.published += 1
-        return await self.broker.publish(Publication(channel, payload))
+        return await self.broker.publish(Publication(channel, payload, owner))
 
     async def publish_events(self, events: Iterable[Event], now: datetime) -> int:
+        """Publish events on their channels; a user's notifications also on ``user:<name>``."""
         delivered = 0
         for event in events:
-            delivered += await self.publish(
-                event.channel.value, event.event_type, event.data(), now
-            )
+            data = event.data()
+            owner = event.owner
+            delivered += await self.publish(event.channel.value, event.event_type, data, now, owner)
+            if owner is not None and event.channel is Channel.NOTIFICATIONS:
+                delivered += await self.publish(
+                    user_channel(owner), event.event_type, data, now, owner
+                )
         return delivered
 
     async def close(self) -> None:

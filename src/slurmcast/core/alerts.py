@@ -45,6 +45,7 @@ class Alert:
     since: datetime
     channel: ClassVar[Channel] = Channel.ALERTS
     event_type: ClassVar[str] = "alert"
+    owner: ClassVar[str | None] = None
 
     def data(self) -> dict[str, Any]:
         return {

@@ -25,6 +25,10 @@ class Event(Protocol):
     @property
     def event_type(self) -> str: ...
 
+    @property
+    def owner(self) -> str | None:
+        """The Slurm user the event is about, if any (visibility rules use it)."""
+
     def data(self) -> dict[str, Any]: ...
 
 
@@ -92,6 +96,10 @@ class JobSubmitted:
     channel: ClassVar[Channel] = Channel.JOBS
     event_type: ClassVar[str] = "job_submitted"
 
+    @property
+    def owner(self) -> str | None:
+        return self.job.user
+
     def data(self) -> dict[str, Any]:
         return job_payload(self.job)
 
@@ -110,6 +118,10 @@ class JobStateChanged:
     channel: ClassVar[Channel] = Channel.JOBS
     event_type: ClassVar[str] = "job_update"
 
+    @property
+    def owner(self) -> str | None:
+        return self.job.user
+
     def data(self) -> dict[str, Any]:
         payload = job_payload(self.job, self.previous)
         if not self.confirmed:
@@ -123,6 +135,7 @@ class NodeStateChanged:
     previous: NodeState
     channel: ClassVar[Channel] = Channel.NODES
     event_type: ClassVar[str] = "node_update"
+    owner: ClassVar[str | None] = None
 
     def data(self) -> dict[str, Any]:
         return node_payload(self.node, self.previous)
@@ -136,6 +149,7 @@ class NodeResourceChanged:
     previous_cpu_usage: float
     channel: ClassVar[Channel] = Channel.NODES
     event_type: ClassVar[str] = "node_resource_change"
+    owner: ClassVar[str | None] = None
 
     def data(self) -> dict[str, Any]:
         payload = node_payload(self.node)
@@ -148,6 +162,7 @@ class NodeAdded:
     node: NodeRecord
     channel: ClassVar[Channel] = Channel.NODES
     event_type: ClassVar[str] = "node_added"
+    owner: ClassVar[str | None] = None
 
     def data(self) -> dict[str, Any]:
         return node_payload(self.node)
@@ -158,6 +173,7 @@ class NodeRemoved:
     node: NodeRecord
     channel: ClassVar[Channel] = Channel.NODES
     event_type: ClassVar[str] = "node_removed"
+    owner: ClassVar[str | None] = None
 
     def data(self) -> dict[str, Any]:
         return node_payload(self.node, self.node.state)

@@ -29,6 +29,7 @@ class MetricsSample:
     nodes: list[dict[str, Any]]
     channel: ClassVar[Channel] = Channel.METRICS
     event_type: ClassVar[str] = "metrics_update"
+    owner: ClassVar[str | None] = None
 
     def data(self) -> dict[str, Any]:
         return {"cluster": self.cluster, "nodes": self.nodes}

@@ -46,6 +46,10 @@ class Notification:
     channel: ClassVar[Channel] = Channel.NOTIFICATIONS
     event_type: ClassVar[str] = "notification"
 
+    @property
+    def owner(self) -> str | None:
+        return self.user
+
     def data(self) -> dict[str, Any]:
         return {
             "id": self.id,

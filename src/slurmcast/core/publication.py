@@ -18,6 +18,9 @@ class Publication:
 
     channel: str
     payload: bytes
+    #: The Slurm user a message is about (a job's owner), for visibility
+    #: rules; None for messages about no one in particular.
+    owner: str | None = None
 
     @property
     def to_all_clients(self) -> bool:

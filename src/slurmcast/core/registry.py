@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Set
+from collections.abc import Callable, Hashable, Iterable, Set
 from typing import Generic, TypeVar
 
 C = TypeVar("C", bound=Hashable)
@@ -57,6 +57,10 @@ class SubscriptionRegistry(Generic[C]):
 
     def channels_of(self, client: C) -> Set[str]:
         return self._by_client.get(client, frozenset())
+
+    def count_matching(self, accept: Callable[[str], bool]) -> int:
+        """Subscriptions, summed over every channel whose name ``accept`` accepts."""
+        return sum(len(subs) for channel, subs in self._by_channel.items() if accept(channel))
 
     def counts(self, channels: Iterable[str]) -> dict[str, int]:
         """Subscriber count of each named channel (0 for channels nobody watches)."""
