@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from slurmcast import __version__
+from slurmcast.auth.jwt import JwtSettings, JwtVerifier
 from slurmcast.brokers.memory import MemoryBroker
 from slurmcast.config import Settings
 from slurmcast.core.alerts import AlertThresholds
-from slurmcast.errors import ConfigError
-from slurmcast.http.app import HttpServer, create_app
+from slurmcast.core.policy import AccessPolicy, JobsVisibility, Principal
+from slurmcast.core.session import SessionLimits
+from slurmcast.errors import AuthError, ConfigError
+from slurmcast.http.app import ApiGuard, HttpServer, create_app
 from slurmcast.hub import Hub
 from slurmcast.monitors.poller import ClusterMonitor, MonitorSettings
 from slurmcast.node import Node
@@ -64,6 +69,57 @@ def build_source(settings: Settings) -> Source:
     raise ConfigError(f"unknown source {settings.source!r}")
 
 
+def build_verifier(settings: Settings) -> JwtVerifier | None:
+    """The JWT verifier, when JWT auth is on or an HTTP admin may present a JWT."""
+    if settings.auth != "jwt":
+        return None
+    return JwtVerifier(
+        JwtSettings(
+            secret=settings.jwt_secret,
+            public_key_file=settings.jwt_public_key,
+            jwks_file=settings.jwks,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            leeway=settings.jwt_leeway,
+        )
+    )
+
+
+def refuse_tokens(token: str) -> Principal:
+    raise AuthError("authentication is not enabled on this server")
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def websocket_settings(settings: Settings) -> WebSocketSettings:
+    return WebSocketSettings(
+        host=settings.host,
+        port=settings.ws_port,
+        max_message_size=settings.max_message_size,
+        client_buffer_limit=settings.client_buffer_limit,
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+        slow_client_grace=settings.slow_client_grace,
+        max_connections=settings.max_connections,
+        max_connections_per_ip=settings.max_connections_per_ip,
+        max_connections_per_user=settings.max_connections_per_user,
+        allowed_origins=tuple(o.strip() for o in settings.allowed_origins.split(",") if o.strip()),
+        limits=SessionLimits(
+            auth_timeout=settings.auth_timeout,
+            refresh_grace=settings.refresh_grace,
+            rate=settings.rate_limit / 60.0,
+            burst=settings.rate_burst,
+            flood_warnings=settings.flood_warnings,
+            max_channels=settings.max_channels,
+        ),
+    )
+
+
 def monitor_settings(settings: Settings) -> MonitorSettings:
     return MonitorSettings(
         jobs_interval=settings.jobs_interval,
@@ -95,20 +151,26 @@ class SlurmcastApp:
             clock=utc_now,
             new_id=new_notification_id,
         )
+        self.policy = AccessPolicy(
+            auth_enabled=settings.auth == "jwt",
+            jobs_visibility=JobsVisibility(settings.jobs_visibility),
+        )
+        self.verifier = build_verifier(settings)
+        verify = self.verifier or refuse_tokens
         self.ws = WebSocketServer(
             self.hub,
-            WebSocketSettings(
-                host=settings.host,
-                port=settings.ws_port,
-                max_message_size=settings.max_message_size,
-                client_buffer_limit=settings.client_buffer_limit,
-                ping_interval=settings.ping_interval,
-                ping_timeout=settings.ping_timeout,
-                slow_client_grace=settings.slow_client_grace,
-            ),
+            websocket_settings(settings),
+            policy=self.policy,
+            verify=verify,
+            publish=self._client_broadcast,
         )
         self.http = HttpServer(
-            create_app(self.node, self.health, settings.http_max_body),
+            create_app(
+                self.node,
+                self.health,
+                settings.http_max_body,
+                ApiGuard(settings.api_key, self.verifier),
+            ),
             settings.host,
             settings.http_port,
         )
@@ -116,7 +178,20 @@ class SlurmcastApp:
         self._monitor_task: asyncio.Task[None] | None = None
         self._stopped = False
 
+    async def _client_broadcast(
+        self, channel: str, message: Mapping[str, Any], now: datetime
+    ) -> int:
+        return await self.node.publish(channel, "broadcast", dict(message), now)
+
     async def start(self) -> None:
+        if self.settings.auth == "none" and not is_loopback(self.settings.host):
+            log.warning(
+                "authentication is disabled and the servers listen on %s: anyone who can reach "
+                "ports %d and %d sees every job and node; use --auth jwt (docs/security.md)",
+                self.settings.host,
+                self.settings.ws_port,
+                self.settings.http_port,
+            )
         await self.node.start()
         await self.source.start()
         await self.ws.start()

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import MISSING
 
@@ -47,7 +48,78 @@ def build_parser() -> argparse.ArgumentParser:
             metavar=("|".join(choices) if choices else spec.name.split("_")[-1].upper()),
             help=f"{meta['help']} (default {default}; env {env_name(spec.name)})",
         )
+    token = commands.add_parser(
+        "token",
+        help="mint an HS256 token for testing and scripting",
+        description=(
+            "Print a signed JWT. The secret, audience and issuer come from --jwt-secret, "
+            "SLURMCAST_JWT_SECRET or the config file, as for serve."
+        ),
+    )
+    token.add_argument("--sub", required=True, help="the Slurm user name the token is for")
+    token.add_argument(
+        "--role", action="append", default=[], help="a role, e.g. admin (repeatable)"
+    )
+    token.add_argument(
+        "--channel",
+        action="append",
+        default=None,
+        help="restrict the token to this channel (repeatable; default: no restriction)",
+    )
+    token.add_argument("--ttl", default="1h", help="lifetime: 3600, 90s, 30m, 12h or 7d")
+    token.add_argument("--config", metavar="FILE", help="TOML config file")
+    token.add_argument("--jwt-secret", dest="jwt_secret", default=None, help="HS256 secret")
     return parser
+
+
+def parse_ttl(text: str) -> float:
+    """``90s``, ``30m``, ``12h``, ``7d`` or plain seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    scale = units.get(text[-1:])
+    number = text[:-1] if scale is not None else text
+    try:
+        seconds = float(number) * (scale or 1)
+    except ValueError:
+        raise ConfigError(
+            f"--ttl: expected a duration like 3600, 30m or 12h, got {text!r}"
+        ) from None
+    if seconds <= 0:
+        raise ConfigError("--ttl: must be positive")
+    return seconds
+
+
+def mint(args: argparse.Namespace) -> int:
+    from slurmcast.auth.jwt import mint_token
+    from slurmcast.core.channels import is_valid_user_name, parse_channel
+    from slurmcast.errors import ProtocolError
+
+    try:
+        settings = load_settings({"jwt_secret": args.jwt_secret}, os.environ, args.config)
+        ttl = parse_ttl(args.ttl)
+        if not settings.jwt_secret:
+            raise ConfigError("no HS256 secret: give --jwt-secret or set SLURMCAST_JWT_SECRET")
+        if not is_valid_user_name(args.sub):
+            raise ConfigError(f"--sub: {args.sub!r} is not a valid Slurm user name")
+        channels = [parse_channel(c) for c in args.channel] if args.channel else None
+        token = mint_token(
+            settings.jwt_secret,
+            args.sub,
+            roles=args.role,
+            ttl_s=ttl,
+            now=time.time(),
+            channels=channels,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+        )
+    except ConfigError as exc:
+        print(f"slurmcast: {exc.message}", file=sys.stderr)
+        return 2
+    except ProtocolError as exc:
+        print(f"slurmcast: --channel: {exc.message}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
 
 
 def configure_logging(level: str) -> None:
@@ -84,4 +156,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger("slurmcast").error("configuration error: %s", exc.message)
             return 2
         return 0
+    if args.command == "token":
+        return mint(args)
     return 2  # pragma: no cover - argparse enforces a known command

@@ -123,6 +123,42 @@ class Settings:
         5.0, "points below a threshold a value must fall for its alert to resolve", minimum=0
     )
     http_max_body: int = option(1048576, "largest HTTP request body in bytes", minimum=1)
+    # -- security (docs/security.md) --
+    auth: str = option(
+        "none", "client authentication: none, or jwt (tokens required)", choices=("none", "jwt")
+    )
+    jwt_secret: str = option("", "HS256 shared secret (prefer the environment or config file)")
+    jwt_public_key: str = option("", "PEM public key file for RS256 or ES256 tokens")
+    jwks: str = option("", "JWKS file (RS256/ES256 keys selected by the token's kid)")
+    jwt_audience: str = option("", "required 'aud' claim (empty: not checked)")
+    jwt_issuer: str = option("", "required 'iss' claim (empty: not checked)")
+    jwt_leeway: float = option(10.0, "seconds of clock skew allowed on exp, nbf and iat", minimum=0)
+    api_key: str = option("", "key for the HTTP API's write endpoints (X-API-Key header)")
+    auth_timeout: float = option(
+        5.0, "seconds a client has to send its auth message", positive=True
+    )
+    refresh_grace: float = option(
+        30.0, "seconds after a token expires for the client to send a refresh", positive=True
+    )
+    jobs_visibility: str = option(
+        "own",
+        "what users see on jobs and notifications: own (their jobs), or all",
+        choices=("own", "all"),
+    )
+    rate_limit: float = option(
+        60.0, "messages a client may send per minute (token bucket)", positive=True
+    )
+    rate_burst: int = option(10, "messages a client may send at once above the rate", minimum=1)
+    flood_warnings: int = option(
+        10, "rate-limit refusals in a row before the client is closed with 1008", minimum=1
+    )
+    max_connections: int = option(10000, "WebSocket connections in total", minimum=1)
+    max_connections_per_ip: int = option(200, "WebSocket connections per client address", minimum=1)
+    max_connections_per_user: int = option(50, "WebSocket connections per user", minimum=1)
+    max_channels: int = option(32, "channels one connection may subscribe to", minimum=1)
+    allowed_origins: str = option(
+        "", "comma-separated browser origins allowed to connect (empty: any)"
+    )
 
 
 def env_name(name: str) -> str:

@@ -83,9 +83,18 @@ class Client:
 
 
 async def http_json(
-    app: SlurmcastApp, method: str, path: str, body: Any = None, *, raw: bytes | None = None
+    app: SlurmcastApp,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     url = f"http://127.0.0.1:{app.http.port}{path}"
     data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
-    async with aiohttp.ClientSession() as session, session.request(method, url, data=data) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, data=data, headers=headers) as resp,
+    ):
         return resp.status, await resp.json(content_type=None)

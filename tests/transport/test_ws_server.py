@@ -29,6 +29,7 @@ async def test_subscribe_unsubscribe_single_and_multiple(app):
             "metrics": 0,
             "nodes": 1,
             "notifications": 0,
+            "user": 0,
         }
         await client.send({"type": "unsubscribe", "channels": ["jobs", "nodes"], "id": 9})
         acks = [await client.recv(), await client.recv()]

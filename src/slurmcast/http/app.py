@@ -2,10 +2,17 @@
 
 Every error is JSON, ``{"success": false, "code": ..., "message": ...}``,
 with the same codes the WebSocket protocol uses.
+
+Write endpoints need an admin: an ``X-API-Key`` equal to the configured key
+(compared in constant time) or an ``Authorization: Bearer`` JWT with the
+``admin`` role. With neither an API key nor JWT auth configured (the
+zero-setup default) they are open. ``GET /health`` is always open, but shows
+only counts and status to anyone who is not an admin while protection is on.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -14,9 +21,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from slurmcast.auth.jwt import parse_bearer
 from slurmcast.core.channels import CHANNEL_NAMES
+from slurmcast.core.policy import Principal
 from slurmcast.core.publication import ALL_CLIENTS
-from slurmcast.errors import ErrorCode, SlurmcastError
+from slurmcast.errors import AuthError, ErrorCode, SlurmcastError
 from slurmcast.node import Node
 
 log = logging.getLogger("slurmcast.http")
@@ -24,8 +33,63 @@ log = logging.getLogger("slurmcast.http")
 HealthProvider = Callable[[], dict[str, Any]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: Keys /health shows to everyone while the API is protected.
+PUBLIC_HEALTH_KEYS = ("status", "version", "clients", "subscriptions", "uptime_s")
+
+
+class ApiGuard:
+    """Decides who is an admin of the HTTP API.
+
+    Args:
+        api_key: the configured key ('' = none).
+        verify: the JWT verifier when JWT auth is on, else None.
+    """
+
+    def __init__(self, api_key: str, verify: Callable[[str], Principal] | None) -> None:
+        self._api_key = api_key.encode()
+        self._verify = verify
+
+    @property
+    def protected(self) -> bool:
+        return bool(self._api_key) or self._verify is not None
+
+    def require_admin(self, request: web.Request) -> str:
+        """Who the admin is ("api-key" or the user); raises 401/403 ``HttpError``."""
+        if not self.protected:
+            return "anonymous"
+        offered = request.headers.get("X-API-Key")
+        if offered is not None:
+            if self._api_key and hmac.compare_digest(offered.encode(), self._api_key):
+                return "api-key"
+            raise HttpError(401, ErrorCode.UNAUTHORIZED, "the API key is not valid")
+        token = parse_bearer(request.headers.get("Authorization"))
+        if token is None:
+            raise HttpError(
+                401,
+                ErrorCode.UNAUTHORIZED,
+                "this endpoint needs an X-API-Key header or an admin's Bearer token",
+            )
+        if self._verify is None:
+            raise HttpError(401, ErrorCode.UNAUTHORIZED, "JWT authentication is not enabled")
+        try:
+            principal = self._verify(token)
+        except AuthError as exc:
+            raise HttpError(401, exc.code, exc.message) from None
+        if not principal.is_admin:
+            raise HttpError(403, ErrorCode.FORBIDDEN, "this endpoint is for admins")
+        return principal.user or "admin"
+
+    def is_admin(self, request: web.Request) -> bool:
+        try:
+            self.require_admin(request)
+        except HttpError:
+            return False
+        return True
+
+
 NODE_KEY = web.AppKey("node", Node)
 HEALTH_KEY: web.AppKey[HealthProvider] = web.AppKey("health")
+GUARD_KEY = web.AppKey("guard", ApiGuard)
 
 
 class HttpError(SlurmcastError):
@@ -62,6 +126,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 async def broadcast(request: web.Request) -> web.Response:
     """Publish ``message`` on ``channel`` (or to every client with ``"all"``)."""
+    who = request.app[GUARD_KEY].require_admin(request)
     try:
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError as exc:
@@ -85,18 +150,31 @@ async def broadcast(request: web.Request) -> web.Response:
         raise HttpError(400, ErrorCode.INVALID_FIELD, "'message' must be a JSON object")
     node = request.app[NODE_KEY]
     delivered = await node.publish(channel, "broadcast", message, datetime.now(UTC))
-    log.info("HTTP broadcast on %s from %s delivered to %d", channel, request.remote, delivered)
+    log.info(
+        "HTTP broadcast on %s by %s from %s delivered to %d",
+        channel,
+        who,
+        request.remote,
+        delivered,
+    )
     return json_response({"success": True, "channel": channel, "delivered": delivered})
 
 
 async def health(request: web.Request) -> web.Response:
-    return json_response(request.app[HEALTH_KEY]())
+    report = request.app[HEALTH_KEY]()
+    guard = request.app[GUARD_KEY]
+    if guard.protected and not guard.is_admin(request):
+        report = {key: report[key] for key in PUBLIC_HEALTH_KEYS if key in report}
+    return json_response(report)
 
 
-def create_app(node: Node, health_provider: HealthProvider, max_body: int) -> web.Application:
+def create_app(
+    node: Node, health_provider: HealthProvider, max_body: int, guard: ApiGuard | None = None
+) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=max_body)
     app[NODE_KEY] = node
     app[HEALTH_KEY] = health_provider
+    app[GUARD_KEY] = guard or ApiGuard("", None)
     app.router.add_post("/broadcast", broadcast)
     app.router.add_get("/health", health)
     return app

@@ -1,0 +1,61 @@
+"""The HTTP API's write endpoints need an admin; /health shows counts to everyone."""
+
+from __future__ import annotations
+
+import pytest
+
+from support.server import http_json, running_server
+from support.tokens import SECRET, admin, hs256
+
+KEY = "k-0123456789abcdef"
+BODY = {"channel": "all", "message": {"text": "hello"}}
+
+
+@pytest.fixture
+async def app():
+    async with running_server(auth="jwt", jwt_secret=SECRET, api_key=KEY) as app:
+        yield app
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({}, 401, "unauthorized"),
+        ({"X-API-Key": "wrong"}, 401, "unauthorized"),
+        ({"Authorization": "Bearer not-a-token"}, 401, "invalid_token"),
+        ({"Authorization": f"Bearer {hs256('alice')}"}, 403, "forbidden"),
+        ({"Authorization": f"Bearer {admin(ttl=-600)}"}, 401, "token_expired"),
+    ],
+)
+async def test_broadcast_refused_without_admin(app, headers, status, code):
+    got, reply = await http_json(app, "POST", "/broadcast", BODY, headers=headers)
+    assert (got, reply["code"]) == (status, code)
+
+
+@pytest.mark.parametrize("headers", [{"X-API-Key": KEY}, {"Authorization": f"Bearer {admin()}"}])
+async def test_broadcast_allowed_for_api_key_and_admin_token(app, headers):
+    status, reply = await http_json(app, "POST", "/broadcast", BODY, headers=headers)
+    assert status == 200 and reply["success"] is True
+
+
+async def test_api_key_alone_protects_an_otherwise_open_server():
+    async with running_server(api_key=KEY) as app:
+        assert (await http_json(app, "POST", "/broadcast", BODY))[0] == 401
+        assert (await http_json(app, "POST", "/broadcast", BODY, headers={"X-API-Key": KEY}))[
+            0
+        ] == 200
+
+
+async def test_health_shows_only_counts_to_the_public(app):
+    status, public = await http_json(app, "GET", "/health")
+    assert status == 200
+    assert set(public) == {"status", "version", "clients", "subscriptions", "uptime_s"}
+    _, full = await http_json(app, "GET", "/health", headers={"X-API-Key": KEY})
+    assert "source" in full and "polls" in full
+
+
+async def test_body_limit_still_applies_to_admins():
+    async with running_server(api_key=KEY, http_max_body=512) as app:
+        big = {"channel": "all", "message": {"x": "y" * 2048}}
+        status, reply = await http_json(app, "POST", "/broadcast", big, headers={"X-API-Key": KEY})
+        assert status == 413 and reply["code"] == "body_too_large"
