@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -174,3 +175,54 @@ async def test_start_and_stop_scripts(tmp_path: Path):
     # Stopping again is harmless.
     again = await run_script("stop.sh", env)
     assert again.returncode == 0 and "not running" in again.stdout
+
+
+def test_token_command_mints_a_verifiable_token():
+    from slurmcast.auth.jwt import JwtSettings, JwtVerifier
+
+    secret = "cli-secret-0123456789abcdef0123456789"
+    env = dict(os.environ, SLURMCAST_JWT_SECRET=secret)
+    result = subprocess.run(
+        [
+            str(SLURMCAST),
+            "token",
+            "--sub",
+            "alice",
+            "--role",
+            "admin",
+            "--ttl",
+            "1h",
+            "--channel",
+            "jobs",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    principal = JwtVerifier(JwtSettings(secret=secret))(result.stdout.strip())
+    assert principal.user == "alice" and principal.is_admin
+    assert principal.channels == frozenset({"jobs"})
+    assert 3500 < principal.expires_at - time.time() <= 3600
+
+
+def test_token_command_refuses_without_a_secret_or_with_a_bad_ttl():
+    env = {k: v for k, v in os.environ.items() if k != "SLURMCAST_JWT_SECRET"}
+    result = subprocess.run(
+        [str(SLURMCAST), "token", "--sub", "alice"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert result.returncode == 2 and "no HS256 secret" in result.stderr
+    env["SLURMCAST_JWT_SECRET"] = "x" * 40
+    result = subprocess.run(
+        [str(SLURMCAST), "token", "--sub", "alice", "--ttl", "soon"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert result.returncode == 2 and "--ttl" in result.stderr

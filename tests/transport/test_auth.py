@@ -252,3 +252,34 @@ async def test_denials_are_logged_with_user_and_address_never_the_token(app, cap
     refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert any("user alice" in m and "127.0.0.1" in m and "forbidden" in m for m in refused)
     assert all(token not in r.getMessage() for r in caplog.records)
+
+
+async def test_rs256_and_es256_tokens_over_a_real_socket(tmp_path):
+    from support.tokens import make_keys
+
+    rsa_pair, ec_pair, jwks = make_keys(tmp_path)
+    async with running_server(auth="jwt", jwks=str(jwks)) as app:
+        for pair, user in ((rsa_pair, "rsauser"), (ec_pair, "ecuser")):
+            async with Client.connect(app) as client:
+                reply = await client.request({"type": "auth", "token": pair.token(user)})
+                assert reply["type"] == "authenticated" and reply["user"] == user
+    async with running_server(auth="jwt", jwt_public_key=str(rsa_pair.public_pem_file)) as app:
+        headers = {"Authorization": f"Bearer {rsa_pair.token('bob')}"}
+        async with connect(url(app), additional_headers=headers) as ws:
+            assert await Client(ws).request({"type": "ping"}) == {"type": "pong"}
+        # An HS256 token means nothing to a server that only knows a public key.
+        refusal = await handshake_refusal(
+            url(app), additional_headers={"Authorization": f"Bearer {hs256()}"}
+        )
+        assert refusal.response.status_code == 401
+
+
+async def test_open_server_on_a_public_address_warns(caplog):
+    caplog.set_level(logging.WARNING, logger="slurmcast")
+    async with running_server(host="0.0.0.0"):
+        pass
+    assert any("authentication is disabled" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    async with running_server(**JWT, host="0.0.0.0"):
+        pass
+    assert not any("authentication is disabled" in r.getMessage() for r in caplog.records)

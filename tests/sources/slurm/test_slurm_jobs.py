@@ -493,4 +493,3 @@ def test_parsers_restore_the_garbage_collector() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
-
