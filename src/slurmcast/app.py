@@ -20,8 +20,8 @@ from typing import Any
 
 from slurmcast import __version__
 from slurmcast.auth.jwt import JwtSettings, JwtVerifier
-from slurmcast.brokers.memory import MemoryBroker
-from slurmcast.config import Settings
+from slurmcast.brokers.memory import MemoryBroker, sizes_from
+from slurmcast.config import DEFAULT_HISTORY_SIZE, Settings, parse_sizes
 from slurmcast.core.alerts import AlertThresholds
 from slurmcast.core.policy import AccessPolicy, JobsVisibility, Principal
 from slurmcast.core.session import SessionLimits
@@ -142,7 +142,10 @@ class SlurmcastApp:
         self.settings = settings
         self.source = source if source is not None else build_source(settings)
         self.hub = Hub(text_frame)
-        self.broker = MemoryBroker()
+        self.broker = MemoryBroker(
+            sizes_from(parse_sizes(settings.history_size), DEFAULT_HISTORY_SIZE),
+            settings.history_ttl or None,
+        )
         self.node = Node(self.broker, self.hub)
         self.monitor = ClusterMonitor(
             self.source,
@@ -158,11 +161,10 @@ class SlurmcastApp:
         self.verifier = build_verifier(settings)
         verify = self.verifier or refuse_tokens
         self.ws = WebSocketServer(
-            self.hub,
+            self.node,
             websocket_settings(settings),
             policy=self.policy,
             verify=verify,
-            publish=self._client_broadcast,
         )
         self.http = HttpServer(
             create_app(
@@ -177,11 +179,6 @@ class SlurmcastApp:
         self._started = time.monotonic()
         self._monitor_task: asyncio.Task[None] | None = None
         self._stopped = False
-
-    async def _client_broadcast(
-        self, channel: str, message: Mapping[str, Any], now: datetime
-    ) -> int:
-        return await self.node.publish(channel, "broadcast", dict(message), now)
 
     async def start(self) -> None:
         if self.settings.auth == "none" and not is_loopback(self.settings.host):

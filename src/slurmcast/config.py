@@ -123,6 +123,13 @@ class Settings:
         5.0, "points below a threshold a value must fall for its alert to resolve", minimum=0
     )
     http_max_body: int = option(1048576, "largest HTTP request body in bytes", minimum=1)
+    history_size: str = option(
+        "jobs=1000,notifications=1000,nodes=100,metrics=20,alerts=200,user=100",
+        "messages kept per channel for history and recovery (user = each user:<name> channel)",
+    )
+    history_ttl: float = option(
+        0.0, "seconds a message is kept for history and recovery (0: no age limit)", minimum=0
+    )
     # -- security (docs/security.md) --
     auth: str = option(
         "none", "client authentication: none, or jwt (tokens required)", choices=("none", "jwt")
@@ -159,6 +166,30 @@ class Settings:
     allowed_origins: str = option(
         "", "comma-separated browser origins allowed to connect (empty: any)"
     )
+
+
+#: History kept for a channel that ``history_size`` does not name.
+DEFAULT_HISTORY_SIZE = 100
+
+
+def parse_sizes(spec: str) -> dict[str, int]:
+    """``"jobs=1000,nodes=100"`` -> ``{"jobs": 1000, "nodes": 100}``.
+
+    Raises:
+        ConfigError: a malformed entry or an unknown channel.
+    """
+    known = {"jobs", "notifications", "nodes", "metrics", "alerts", "user"}
+    sizes: dict[str, int] = {}
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, value = entry.partition("=")
+        name = name.strip()
+        if not sep or name not in known or not value.strip().isdigit():
+            raise ConfigError(
+                f"history_size: expected entries like jobs=1000 for channels "
+                f"{', '.join(sorted(known))}, got {entry!r}"
+            )
+        sizes[name] = int(value)
+    return sizes
 
 
 def env_name(name: str) -> str:
@@ -244,6 +275,11 @@ def _convert(spec: Field[Any], raw: Any, origin: str) -> Any:
         raise ConfigError(f"{origin}: expected {kind.__name__}, got {raw!r}") from None
     if spec.name == "log_level":
         value = value.upper()
+    if spec.name == "history_size":
+        try:
+            parse_sizes(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{origin}: {exc.message}") from None
     if meta.get("choices") and value not in meta["choices"]:
         raise ConfigError(f"{origin}: {value!r} is not one of {', '.join(meta['choices'])}")
     if meta.get("positive") and not value > 0:

@@ -40,6 +40,10 @@ class ErrorCode(StrEnum):
     ALREADY_AUTHENTICATED = "already_authenticated"
     RATE_LIMITED = "rate_limited"
     TOO_MANY_CHANNELS = "too_many_channels"
+    INVALID_FILTER = "invalid_filter"
+    SNAPSHOT_NOT_AVAILABLE = "snapshot_not_available"
+    NOT_SUBSCRIBED = "not_subscribed"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
     INTERNAL = "internal"
     # Not sent to WebSocket clients: used in /health and logs.
     SOURCE_FAILED = "source_failed"

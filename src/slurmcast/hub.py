@@ -19,11 +19,9 @@ from slurmcast.core.registry import SubscriptionRegistry
 class Subscriber(Hashable, Protocol):
     """A connected client as the hub sees it."""
 
-    def write_frame(self, frame: bytes) -> bool:
-        """Queue a prepared frame without blocking; False if the client is gone."""
-
-    def may_see(self, publication: Publication) -> bool:
-        """Whether this client may receive a message about ``publication.owner``."""
+    def deliver(self, publication: Publication, frame: bytes) -> bool:
+        """Write the prepared ``frame`` of ``publication`` without blocking, if
+        this client may see it and its filter accepts it; True if written."""
 
 
 class Hub:
@@ -35,6 +33,8 @@ class Hub:
         self._registry: SubscriptionRegistry[Subscriber] = SubscriptionRegistry()
         self._users: dict[Subscriber, str] = {}
         self._per_user: Counter[str] = Counter()
+        # (client, channel) -> publications held while the client recovers.
+        self._held: dict[tuple[Subscriber, str], list[Publication]] = {}
 
     def connect(self, client: Subscriber) -> None:
         self._clients.add(client)
@@ -42,6 +42,8 @@ class Hub:
     def disconnect(self, client: Subscriber) -> list[str]:
         """Forget a client; returns the channels it was subscribed to."""
         self._clients.discard(client)
+        for key in [key for key in self._held if key[0] is client]:
+            del self._held[key]
         user = self._users.pop(client, None)
         if user is not None:
             self._per_user[user] -= 1
@@ -62,10 +64,23 @@ class Hub:
     def connections_of(self, user: str) -> int:
         return self._per_user.get(user, 0)
 
-    def subscribe(self, client: Subscriber, channel: str) -> bool:
+    def subscribe(self, client: Subscriber, channel: str, *, hold: bool = False) -> bool:
+        """Subscribe; with ``hold``, publications are kept for ``release`` instead of written.
+
+        Holding lets a subscription start receiving at once while its
+        recovery or snapshot is still being prepared: nothing published in
+        between is lost, and ``release`` hands it over to be merged.
+        """
+        if hold:
+            self._held[(client, channel)] = []
         return self._registry.add(client, channel)
 
+    def release(self, client: Subscriber, channel: str) -> list[Publication]:
+        """Stop holding: return what was held; later publications are written live."""
+        return self._held.pop((client, channel), [])
+
     def unsubscribe(self, client: Subscriber, channel: str) -> bool:
+        self._held.pop((client, channel), None)
         return self._registry.remove(client, channel)
 
     def handle_publication(self, publication: Publication) -> int:
@@ -77,16 +92,18 @@ class Hub:
             targets = self._registry.subscribers(publication.channel)
         if not targets:
             return 0
-        frame = self._encode_frame(publication.payload)
+        frame = self._encode_frame(publication.wire())
         delivered = 0
-        owned = publication.owner is not None
+        held = self._held
+        channel = publication.channel
         # Copy: a write may close a client, and closing must not disturb this loop.
         for client in tuple(targets):
-            # Filtered here, before anything is written: a client never
-            # receives a message it may not see.
-            if owned and not client.may_see(publication):
-                continue
-            delivered += client.write_frame(frame)
+            if held:
+                waiting = held.get((client, channel))
+                if waiting is not None:
+                    waiting.append(publication)
+                    continue
+            delivered += client.deliver(publication, frame)
         return delivered
 
     @property

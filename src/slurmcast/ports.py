@@ -7,9 +7,12 @@ part (``sources/``, ``brokers/``); only ``app.py`` picks the concrete class.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from slurmcast.core.history import HistoryResult
+from slurmcast.core.position import StreamPosition
 from slurmcast.core.publication import Publication
 from slurmcast.core.snapshot import JobRecord, JobsSnapshot, NodesSnapshot
 
@@ -62,12 +65,31 @@ class PublicationHandler(Protocol):
         """Deliver to local subscribers; return how many were written to."""
 
 
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """The publication as positioned by the broker, and how many local clients took it."""
+
+    publication: Publication
+    delivered: int
+
+
 class Broker(Protocol):
-    """Carries publications to every instance's handler (even in memory)."""
+    """Positions publications in their channel's history and carries them to
+    every instance's handler (even in memory: one delivery path)."""
 
     async def start(self, handler: PublicationHandler) -> None: ...
 
-    async def publish(self, publication: Publication) -> int:
-        """Publish; returns the local delivery count (best effort for remote brokers)."""
+    async def publish(self, publication: Publication) -> PublishResult:
+        """Assign the next position (none for ``all``), store, deliver.
+
+        Raises:
+            PublishError: the publication could not be stored or delivered.
+        """
+
+    async def history(self, channel: str, *, since: int | None, limit: int) -> HistoryResult:
+        """Stored publications after offset ``since`` (the latest ``limit`` for None)."""
+
+    async def position(self, channel: str) -> StreamPosition:
+        """The channel's current position (offset 0 before its first publication)."""
 
     async def close(self) -> None: ...

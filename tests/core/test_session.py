@@ -1,27 +1,63 @@
 from slurmcast.core.channels import Channel
-from slurmcast.core.session import AddSubscription, RemoveSubscription, SendReply, Session
+from slurmcast.core.position import StreamPosition
+from slurmcast.core.session import (
+    AddSubscription,
+    MarkNotificationsRead,
+    RemoveSubscription,
+    SendHistory,
+    SendReply,
+    Session,
+)
 
 
 def replies(actions):
     return [a.reply for a in actions if isinstance(a, SendReply)]
 
 
-def test_subscribe_many_gives_one_ack_per_channel_and_echoes_id():
+def test_subscribe_many_gives_one_subscription_per_channel_with_the_id():
     session = Session()
     actions = session.receive('{"type":"subscribe","channels":["jobs","nodes"],"id":42}', 0.0)
-    assert AddSubscription(Channel.JOBS) in actions and AddSubscription(Channel.NODES) in actions
-    acks = replies(actions)
-    assert [r["channel"] for r in acks] == ["jobs", "nodes"]
-    assert all(r["type"] == "subscribed" and r["id"] == 42 for r in acks)
+    # The transport replies `subscribed` for each, with the position it starts at.
+    assert actions == [AddSubscription("jobs", 42), AddSubscription("nodes", 42)]
     assert session.channels == {Channel.JOBS, Channel.NODES}
 
 
-def test_subscribe_is_idempotent():
+def test_subscribe_options_are_parsed():
+    session = Session()
+    frame = (
+        '{"type":"subscribe","channel":"jobs","since":{"offset":7,"epoch":"ab"},'
+        '"snapshot":true,"filter":{"user":"alice"}}'
+    )
+    (action,) = session.receive(frame, 0.0)
+    assert isinstance(action, AddSubscription)
+    assert action.since == StreamPosition(7, "ab") and action.snapshot
+    assert action.filter is not None and action.filter.to_dict() == {"user": ["alice"]}
+
+
+def test_subscribe_is_idempotent_and_new_options_resubscribe():
     session = Session()
     session.receive('{"type":"subscribe","channel":"jobs"}', 0.0)
     actions = session.receive('{"type":"subscribe","channel":"jobs"}', 0.0)
     assert not any(isinstance(a, AddSubscription) for a in actions)
     assert replies(actions)[0]["message"] == "Already subscribed to jobs"
+    actions = session.receive('{"type":"subscribe","channel":"jobs","filter":{"user":"bob"}}', 0.0)
+    assert isinstance(actions[0], RemoveSubscription) and isinstance(actions[1], AddSubscription)
+
+
+def test_snapshot_only_where_there_is_one():
+    (reply,) = replies(
+        Session().receive('{"type":"subscribe","channel":"notifications","snapshot":true}', 0.0)
+    )
+    assert reply["code"] == "snapshot_not_available"
+
+
+def test_history_and_mark_read_requests():
+    session = Session()
+    (action,) = session.receive('{"type":"history","channel":"jobs","limit":5}', 0.0)
+    assert isinstance(action, SendHistory) and action.request.limit == 5
+    (action,) = session.receive('{"type":"mark_read","ids":["a","b","a"]}', 0.0)
+    assert isinstance(action, MarkNotificationsRead) and action.ids == ("a", "b")
+    assert action.user is None
 
 
 def test_unsubscribe_removes_and_acks_even_when_not_subscribed():

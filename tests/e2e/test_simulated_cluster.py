@@ -48,7 +48,9 @@ FAST = {
 
 
 def check_envelope(message: dict[str, Any], channel: str) -> dict[str, Any]:
-    assert set(message) == {"channel", "type", "timestamp", "data"}, message
+    assert set(message) == {"channel", "type", "timestamp", "data", "offset", "epoch"}, message
+    assert isinstance(message["offset"], int) and message["offset"] > 0
+    assert isinstance(message["epoch"], str) and message["epoch"]
     assert message["channel"] == channel
     assert ISO_Z.match(message["timestamp"]), message["timestamp"]
     return message["data"]

@@ -15,7 +15,9 @@ async def app():
 async def test_subscribe_unsubscribe_single_and_multiple(app):
     async with Client.connect(app) as client:
         reply = await client.request({"type": "subscribe", "channel": "jobs"})
+        position = reply.pop("position")
         assert reply == {"type": "subscribed", "channel": "jobs", "message": "Subscribed to jobs"}
+        assert isinstance(position["offset"], int) and position["epoch"]
         await client.send({"type": "subscribe", "channels": ["nodes", "alerts"], "id": "s2"})
         first, second = await client.recv(), await client.recv()
         assert [(first["channel"], first["id"]), (second["channel"], second["id"])] == [

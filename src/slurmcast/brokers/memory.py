@@ -1,29 +1,83 @@
-"""The in-process broker: publications go straight to this instance's handler.
+"""The in-process broker: history in memory, publications straight to this instance's handler.
 
 It exists so that one instance and many instances share one delivery path
-(publish -> broker -> handler -> hub), as centrifuge's MemoryBroker does.
+(publish -> broker -> handler -> hub), as centrifuge's MemoryBroker does. Its
+history lives and dies with the process: every channel gets a new epoch at
+start-up, so clients reconnecting after a restart learn that they cannot
+recover and resync from a snapshot.
 """
 
 from __future__ import annotations
 
+import secrets
+import time
+from collections.abc import Callable, Mapping
+
+from slurmcast.core.history import ChannelHistory, HistoryResult
+from slurmcast.core.position import StreamPosition
 from slurmcast.core.publication import Publication
 from slurmcast.errors import PublishError
-from slurmcast.ports import PublicationHandler
+from slurmcast.ports import PublicationHandler, PublishResult
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(4)
 
 
 class MemoryBroker:
     kind = "memory"
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        history_size: Callable[[str], int] = lambda channel: 100,
+        history_ttl: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        epoch: Callable[[], str] = new_epoch,
+    ) -> None:
+        self._history_size = history_size
+        self._ttl = history_ttl
+        self._clock = clock
+        self._epoch = epoch
+        self._channels: dict[str, ChannelHistory] = {}
         self._handler: PublicationHandler | None = None
 
     async def start(self, handler: PublicationHandler) -> None:
         self._handler = handler
 
-    async def publish(self, publication: Publication) -> int:
+    async def publish(self, publication: Publication) -> PublishResult:
         if self._handler is None:
             raise PublishError("broker is not started")
-        return self._handler.handle_publication(publication)
+        if not publication.to_all_clients:
+            publication = self._stream(publication.channel).append(publication, self._clock())
+        return PublishResult(publication, self._handler.handle_publication(publication))
+
+    async def history(self, channel: str, *, since: int | None, limit: int) -> HistoryResult:
+        stream = self._stream(channel)
+        if since is None:
+            return stream.latest(limit, self._clock())
+        return stream.since(since, limit, self._clock())
+
+    async def position(self, channel: str) -> StreamPosition:
+        return self._stream(channel).position
 
     async def close(self) -> None:
         self._handler = None
+
+    def _stream(self, channel: str) -> ChannelHistory:
+        stream = self._channels.get(channel)
+        if stream is None:
+            stream = ChannelHistory(self._epoch(), self._history_size(channel), self._ttl)
+            self._channels[channel] = stream
+        return stream
+
+
+def sizes_from(spec: Mapping[str, int], default: int) -> Callable[[str], int]:
+    """A ``history_size`` function from per-channel sizes (``user`` = private channels)."""
+
+    def size(channel: str) -> int:
+        if channel.startswith("user:"):
+            return spec.get("user", default)
+        return spec.get(channel, default)
+
+    return size

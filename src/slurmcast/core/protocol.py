@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slurmcast.core.channels import parse_channel
+from slurmcast.core.filters import Filter, parse_filter
+from slurmcast.core.position import StreamPosition
 from slurmcast.errors import ErrorCode, ProtocolError
 
 RequestId = str | int
@@ -22,14 +24,53 @@ MAX_ID_LENGTH = 128
 #: Most channels one subscribe/unsubscribe request may name.
 MAX_CHANNELS_PER_REQUEST = 32
 
-REQUEST_TYPES = ("auth", "refresh", "subscribe", "unsubscribe", "ping", "broadcast")
+REQUEST_TYPES = (
+    "auth",
+    "refresh",
+    "subscribe",
+    "unsubscribe",
+    "ping",
+    "broadcast",
+    "history",
+    "mark_read",
+)
+#: Most messages one history request returns.
+MAX_HISTORY_LIMIT = 1000
+#: Most notification ids one mark_read request names.
+MAX_MARK_READ = 500
 #: Longest token accepted; real JWTs are a few hundred bytes to a few KiB.
 MAX_TOKEN_LENGTH = 16384
 
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
+    """Subscribe to channels, optionally recovering from ``since``, with a snapshot, filtered."""
+
     channels: tuple[str, ...]
+    request_id: RequestId | None = None
+    since: StreamPosition | None = None
+    snapshot: bool = False
+    filter: Filter | None = None
+
+    @property
+    def has_options(self) -> bool:
+        return self.since is not None or self.snapshot or self.filter is not None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Stored messages of a channel: the last ``limit``, or those after ``since``."""
+
+    channel: str
+    limit: int
+    since: StreamPosition | None = None
+    filter: Filter | None = None
+    request_id: RequestId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkRead:
+    ids: tuple[str, ...]
     request_id: RequestId | None = None
 
 
@@ -67,7 +108,7 @@ class Refresh:
     request_id: RequestId | None = None
 
 
-Request = Subscribe | Unsubscribe | Ping | Broadcast | Auth | Refresh
+Request = Subscribe | Unsubscribe | Ping | Broadcast | Auth | Refresh | History | MarkRead
 
 
 def decode_frame(frame: str) -> Any:
@@ -110,11 +151,14 @@ def parse_request(value: Any) -> Request:
         raise ProtocolError(
             ErrorCode.INVALID_FIELD, "'type' must be a string", request_id=request_id
         )
-    if kind in ("subscribe", "unsubscribe"):
-        channels = _parse_channels(value, request_id)
-        if kind == "subscribe":
-            return Subscribe(channels, request_id)
-        return Unsubscribe(channels, request_id)
+    if kind == "subscribe":
+        return _parse_subscribe(value, request_id)
+    if kind == "unsubscribe":
+        return Unsubscribe(_parse_channels(value, request_id), request_id)
+    if kind == "history":
+        return _parse_history(value, request_id)
+    if kind == "mark_read":
+        return _parse_mark_read(value, request_id)
     if kind == "ping":
         return Ping(request_id)
     if kind == "broadcast":
@@ -174,6 +218,67 @@ def _parse_channels(value: Mapping[str, Any], request_id: RequestId | None) -> t
     return tuple(dict.fromkeys(parsed))
 
 
+def _parse_subscribe(value: Mapping[str, Any], request_id: RequestId | None) -> Subscribe:
+    channels = _parse_channels(value, request_id)
+    since = None
+    if value.get("since") is not None:
+        if len(channels) != 1 or "channels" in value:
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD,
+                "'since' needs a single 'channel' (positions are per channel)",
+                request_id=request_id,
+            )
+        since = StreamPosition.parse(value["since"], request_id=request_id)
+    snapshot = value.get("snapshot", False)
+    if not isinstance(snapshot, bool):
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD, "'snapshot' must be true or false", request_id=request_id
+        )
+    subscription_filter = None
+    if value.get("filter") is not None:
+        # One filter for several channels must make sense for each of them.
+        parsed = [parse_filter(c, value["filter"], request_id=request_id) for c in channels]
+        subscription_filter = parsed[0]
+    return Subscribe(channels, request_id, since, snapshot, subscription_filter)
+
+
+def _parse_history(value: Mapping[str, Any], request_id: RequestId | None) -> History:
+    if "channel" not in value:
+        raise ProtocolError(
+            ErrorCode.MISSING_CHANNEL, "history needs a 'channel'", request_id=request_id
+        )
+    channel = parse_channel(value["channel"], request_id=request_id)
+    limit = value.get("limit", 100)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= MAX_HISTORY_LIMIT:
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD,
+            f"'limit' must be an integer from 1 to {MAX_HISTORY_LIMIT}",
+            request_id=request_id,
+        )
+    since = None
+    if value.get("since") is not None:
+        since = StreamPosition.parse(value["since"], request_id=request_id)
+    history_filter = None
+    if value.get("filter") is not None:
+        history_filter = parse_filter(channel, value["filter"], request_id=request_id)
+    return History(channel, limit, since, history_filter, request_id)
+
+
+def _parse_mark_read(value: Mapping[str, Any], request_id: RequestId | None) -> MarkRead:
+    ids = value.get("ids")
+    if (
+        not isinstance(ids, list)
+        or not 0 < len(ids) <= MAX_MARK_READ
+        or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids)
+    ):
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD,
+            f"'ids' must be a list of 1 to {MAX_MARK_READ} notification ids",
+            request_id=request_id,
+        )
+    return MarkRead(tuple(dict.fromkeys(ids)), request_id)
+
+
 def _parse_token(value: Mapping[str, Any], request_id: RequestId | None) -> str:
     token = value.get("token")
     if token is None:
@@ -228,10 +333,21 @@ def _with_id(reply: dict[str, Any], request_id: RequestId | None) -> dict[str, A
 
 
 def subscribed(
-    channel: str, request_id: RequestId | None, *, already: bool = False
+    channel: str,
+    request_id: RequestId | None,
+    *,
+    already: bool = False,
+    position: StreamPosition | None = None,
+    recovered: bool | None = None,
 ) -> dict[str, Any]:
+    """The ``subscribed`` reply; ``position`` is where the client's stream starts."""
     message = f"Already subscribed to {channel}" if already else f"Subscribed to {channel}"
-    return _with_id({"type": "subscribed", "channel": channel, "message": message}, request_id)
+    reply: dict[str, Any] = {"type": "subscribed", "channel": channel, "message": message}
+    if position is not None:
+        reply["position"] = position.to_dict()
+    if recovered is not None:
+        reply["recovered"] = recovered
+    return _with_id(reply, request_id)
 
 
 def unsubscribed(

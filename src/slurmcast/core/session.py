@@ -24,9 +24,12 @@ from enum import Enum
 from typing import Any
 
 from slurmcast.core import protocol
+from slurmcast.core.filters import Filter
 from slurmcast.core.policy import ANONYMOUS, AccessPolicy, Principal
+from slurmcast.core.position import StreamPosition
 from slurmcast.core.ratelimit import TokenBucket
 from slurmcast.core.timefmt import iso_z
+from slurmcast.core.views import SNAPSHOT_CHANNELS
 from slurmcast.errors import AuthError, CloseCode, ErrorCode, ProtocolError
 
 
@@ -39,12 +42,39 @@ class SendReply:
 
 @dataclass(frozen=True, slots=True)
 class AddSubscription:
+    """Subscribe, then reply ``subscribed`` with the position (the transport does both).
+
+    With ``since``, publications after it are replayed first (or the reply
+    says ``recovered: false``); with ``snapshot``, the channel's state comes
+    first (only when not recovered, if ``since`` is given too).
+    """
+
     channel: str
+    request_id: protocol.RequestId | None = None
+    since: StreamPosition | None = None
+    snapshot: bool = False
+    filter: Filter | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RemoveSubscription:
     channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendHistory:
+    """Reply with the channel's stored messages (filtered for this client)."""
+
+    request: protocol.History
+
+
+@dataclass(frozen=True, slots=True)
+class MarkNotificationsRead:
+    """Mark notifications read; ``user`` None may mark anyone's (no auth, or an admin)."""
+
+    ids: tuple[str, ...]
+    user: str | None
+    request_id: protocol.RequestId | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +103,8 @@ Action = (
     SendReply
     | AddSubscription
     | RemoveSubscription
+    | SendHistory
+    | MarkNotificationsRead
     | PublishBroadcast
     | Authenticated
     | CloseConnection
@@ -152,6 +184,10 @@ class Session:
     def user(self) -> str | None:
         return self.principal.user
 
+    def forget(self, channel: str) -> None:
+        """The transport could not complete a subscription: it is not held."""
+        self.channels.discard(channel)
+
     # -- input ---------------------------------------------------------------
 
     def receive(self, frame: str | bytes, now: float) -> list[Action]:
@@ -223,8 +259,16 @@ class Session:
 
     def _handle(self, request: protocol.Request, now: float) -> list[Action]:
         match request:
-            case protocol.Subscribe(channels, request_id):
-                return self._subscribe(channels, request_id)
+            case protocol.Subscribe():
+                return self._subscribe(request)
+            case protocol.History(channel, _, _, _, request_id):
+                denial = self.policy.subscribe_denial(self.principal, channel)
+                if denial is not None:
+                    return [_error(ErrorCode.FORBIDDEN, denial, request_id)]
+                return [SendHistory(request)]
+            case protocol.MarkRead(ids, request_id):
+                user = None if self.principal.is_admin else self.principal.user
+                return [MarkNotificationsRead(ids, user, request_id)]
             case protocol.Unsubscribe(channels, request_id):
                 return self._unsubscribe(channels, request_id)
             case protocol.Ping(request_id):
@@ -278,13 +322,20 @@ class Session:
         actions.append(SendReply(reply))
         return actions
 
-    def _subscribe(
-        self, channels: tuple[str, ...], request_id: protocol.RequestId | None
-    ) -> list[Action]:
+    def _subscribe(self, request: protocol.Subscribe) -> list[Action]:
+        channels, request_id = request.channels, request.request_id
         for channel in channels:
             denial = self.policy.subscribe_denial(self.principal, channel)
             if denial is not None:
                 return [_error(ErrorCode.FORBIDDEN, denial, request_id)]
+            if request.snapshot and channel not in SNAPSHOT_CHANNELS:
+                return [
+                    _error(
+                        ErrorCode.SNAPSHOT_NOT_AVAILABLE,
+                        f"channel {channel} has no snapshot; use history, or GET /notifications",
+                        request_id,
+                    )
+                ]
         new = [c for c in channels if c not in self.channels]
         if len(self.channels) + len(new) > self.limits.max_channels:
             return [
@@ -296,11 +347,20 @@ class Session:
             ]
         actions: list[Action] = []
         for channel in channels:
-            already = channel in self.channels
-            if not already:
-                self.channels.add(channel)
-                actions.append(AddSubscription(channel))
-            actions.append(SendReply(protocol.subscribed(channel, request_id, already=already)))
+            if channel in self.channels:
+                if not request.has_options:
+                    actions.append(
+                        SendReply(protocol.subscribed(channel, request_id, already=True))
+                    )
+                    continue
+                # New options (a filter, a position) replace the old subscription.
+                actions.append(RemoveSubscription(channel))
+            self.channels.add(channel)
+            actions.append(
+                AddSubscription(
+                    channel, request_id, request.since, request.snapshot, request.filter
+                )
+            )
         return actions
 
     def _unsubscribe(

@@ -21,7 +21,8 @@ from typing import TypeVar
 from slurmcast.core.alerts import AlertBook, AlertSeverity, AlertThresholds
 from slurmcast.core.backoff import backoff_delay
 from slurmcast.core.diff import diff_jobs, diff_nodes, needs_final_state
-from slurmcast.core.events import Event
+from slurmcast.core.channels import Channel
+from slurmcast.core.events import Event, job_payload, node_payload
 from slurmcast.core.metrics import cluster_metrics
 from slurmcast.core.notifications import notifications_for
 from slurmcast.core.snapshot import JobRecord, JobsSnapshot, NodeRecord, NodesSnapshot
@@ -100,8 +101,13 @@ class ClusterMonitor:
         current = await self._call(self.source.jobs())
         previous = self.jobs
         if previous is None:
-            # The first snapshot is the baseline: existing jobs are not "submitted" now.
+            # The first snapshot is the baseline: existing jobs are not "submitted" now,
+            # but they are the state a subscriber's snapshot starts from.
             self.jobs = current
+            self.node.seed(
+                Channel.JOBS.value,
+                [job_payload(job) for job in current.jobs.values() if not job.state.is_terminal],
+            )
             self._note_snapshots()
             return
         # A big queue is walked in a worker thread: the loop keeps serving clients.
@@ -163,6 +169,7 @@ class ClusterMonitor:
         now = self.clock()
         if self.nodes is None:
             self._reported_nodes = dict(current.nodes)
+            self.node.seed(Channel.NODES.value, [node_payload(n) for n in current.nodes.values()])
             events: list[Event] = []
         else:
             node_events, self._reported_nodes = diff_nodes(

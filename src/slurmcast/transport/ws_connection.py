@@ -12,9 +12,8 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from websockets.asyncio.server import ServerConnection
@@ -23,26 +22,38 @@ from websockets.protocol import State
 
 from slurmcast.core.policy import AccessPolicy
 from slurmcast.core.publication import Publication
+from slurmcast.core import protocol
+from slurmcast.core.filters import Filter, tags_for
+from slurmcast.core.history import recover
 from slurmcast.core.session import (
     Action,
     AddSubscription,
     Authenticated,
     CloseConnection,
+    MarkNotificationsRead,
     PublishBroadcast,
     RemoveSubscription,
+    SendHistory,
     SendReply,
     Session,
 )
-from slurmcast.errors import CloseCode
-from slurmcast.hub import Hub
+from slurmcast.core.views import Snapshot
+from slurmcast.errors import CloseCode, ErrorCode, SlurmcastError
+from slurmcast.node import Node
 from slurmcast.transport.frames import text_frame
 
 log = logging.getLogger("slurmcast.ws")
 
 _ids = itertools.count(1)
 
-#: Publishes an admin's broadcast: (channel, message, now) -> delivered count.
-Publisher = Callable[[str, Mapping[str, Any], datetime], Awaitable[int]]
+#: Snapshot items per ``snapshot`` message: keeps frames well under clients' size limits.
+SNAPSHOT_CHUNK = 500
+
+
+class NotificationReader(Protocol):
+    """What a connection needs of the notification store."""
+
+    async def mark_read(self, ids: list[str], user: str | None) -> list[str]: ...
 
 
 class ClientConnection:
@@ -51,11 +62,13 @@ class ClientConnection:
     __slots__ = (
         "_closing",
         "buffer_limit",
+        "filters",
         "hub",
         "id",
         "max_per_user",
+        "node",
+        "notifications",
         "policy",
-        "publish",
         "remote",
         "session",
         "slow_grace",
@@ -65,21 +78,23 @@ class ClientConnection:
     def __init__(
         self,
         ws: ServerConnection,
-        hub: Hub,
+        node: Node,
         session: Session,
         *,
         buffer_limit: int,
         slow_grace: float,
-        publish: Publisher,
         max_per_user: int,
+        notifications: NotificationReader | None = None,
     ) -> None:
         self.ws = ws
-        self.hub = hub
+        self.node = node
+        self.hub = node.hub
+        self.notifications = notifications
+        self.filters: dict[str, Filter] = {}
         self.session = session
         self.policy: AccessPolicy = session.policy
         self.buffer_limit = buffer_limit
         self.slow_grace = slow_grace
-        self.publish = publish
         self.max_per_user = max_per_user
         self.id = next(_ids)
         self.remote = format_address(ws.remote_address)
@@ -99,8 +114,17 @@ class ClientConnection:
             self._close_slow()
         return True
 
-    def may_see(self, publication: Publication) -> bool:
-        return self.policy.may_see(self.session.principal, publication.channel, publication.owner)
+    def accepts(self, publication: Publication) -> bool:
+        """Visibility first (a user's own jobs), then the subscription's filter."""
+        if publication.owner is not None and not self.policy.may_see(
+            self.session.principal, publication.channel, publication.owner
+        ):
+            return False
+        wanted = self.filters.get(publication.channel)
+        return wanted is None or wanted.matches(publication.tags)
+
+    def deliver(self, publication: Publication, frame: bytes) -> bool:
+        return self.accepts(publication) and self.write_frame(frame)
 
     # -- the connection's life ---------------------------------------------------
 
@@ -155,10 +179,15 @@ class ClientConnection:
                             reply["message"],
                         )
                     self.send_reply(reply)
-                case AddSubscription(channel):
-                    self.hub.subscribe(self, channel)
+                case AddSubscription():
+                    await self._subscribe(action)
                 case RemoveSubscription(channel):
+                    self.filters.pop(channel, None)
                     self.hub.unsubscribe(self, channel)
+                case SendHistory(request):
+                    await self._send_history(request)
+                case MarkNotificationsRead(ids, user, request_id):
+                    await self._mark_read(ids, user, request_id)
                 case Authenticated(principal):
                     if principal.user is None:
                         continue
@@ -169,7 +198,9 @@ class ClientConnection:
                         )
                         return
                 case PublishBroadcast(channel, message, request_id):
-                    delivered = await self.publish(channel, message, datetime.now(UTC))
+                    delivered = await self.node.publish(
+                        channel, "broadcast", dict(message), datetime.now(UTC)
+                    )
                     log.info(
                         "client %d (%s%s) broadcast on %s, delivered to %d",
                         self.id,
@@ -197,6 +228,106 @@ class ClientConnection:
                     )
                     await self._close(code, reason)
                     return
+
+    async def _subscribe(self, action: AddSubscription) -> None:
+        channel = action.channel
+        if action.filter is not None and action.filter.conditions:
+            self.filters[channel] = action.filter
+        else:
+            self.filters.pop(channel, None)
+        try:
+            start = await self.node.subscribe(
+                self, channel, since=action.since, snapshot=action.snapshot
+            )
+        except SlurmcastError as exc:
+            self.session.forget(channel)
+            self.filters.pop(channel, None)
+            self.send_reply(protocol.error(exc.code, exc.message, action.request_id))
+            return
+        # From here to the end nothing is awaited: the reply, the snapshot and
+        # the replayed publications go out before any live publication.
+        self.send_reply(
+            protocol.subscribed(
+                channel, action.request_id, position=start.position, recovered=start.recovered
+            )
+        )
+        if start.snapshot is not None:
+            self._send_snapshot(start.snapshot, action.filter)
+        for publication in start.publications:
+            if self.accepts(publication):
+                self.write_frame(text_frame(publication.wire()))
+
+    def _send_snapshot(self, snapshot: Snapshot, wanted: Filter | None) -> None:
+        principal = self.session.principal
+        items = [
+            item
+            for item in snapshot.items
+            if self.policy.may_see(principal, snapshot.channel, _owner(item))
+            and (wanted is None or wanted.matches(tags_for(snapshot.channel, item)))
+        ]
+        chunks = [items[i : i + SNAPSHOT_CHUNK] for i in range(0, len(items), SNAPSHOT_CHUNK)]
+        for number, chunk in enumerate(chunks or [[]], start=1):
+            self.send_reply(
+                {
+                    "type": "snapshot",
+                    "channel": snapshot.channel,
+                    "position": snapshot.position.to_dict(),
+                    "data": chunk,
+                    "part": number,
+                    "parts": max(len(chunks), 1),
+                }
+            )
+
+    async def _send_history(self, request: protocol.History) -> None:
+        since = request.since
+        try:
+            history = await self.node.history(
+                request.channel,
+                since=since.offset if since is not None else None,
+                limit=request.limit,
+            )
+        except SlurmcastError as exc:
+            self.send_reply(protocol.error(exc.code, exc.message, request.request_id))
+            return
+        shown = [
+            orjson.Fragment(p.wire())
+            for p in history.publications
+            if self.accepts(p) and (request.filter is None or request.filter.matches(p.tags))
+        ]
+        reply: dict[str, Any] = {
+            "type": "history",
+            "channel": request.channel,
+            "position": history.top.to_dict(),
+            "publications": shown,
+        }
+        if since is not None:
+            # Whether these are all the messages after `since` (same epoch, still stored).
+            reply["complete"] = recover(since, history, ()).recovered
+        if request.request_id is not None:
+            reply["id"] = request.request_id
+        self.send_reply(reply)
+
+    async def _mark_read(
+        self, ids: tuple[str, ...], user: str | None, request_id: protocol.RequestId | None
+    ) -> None:
+        if self.notifications is None:
+            self.send_reply(
+                protocol.error(
+                    ErrorCode.STORAGE_UNAVAILABLE,
+                    "notifications are not stored on this server",
+                    request_id,
+                )
+            )
+            return
+        try:
+            marked = await self.notifications.mark_read(list(ids), user)
+        except SlurmcastError as exc:
+            self.send_reply(protocol.error(exc.code, exc.message, request_id))
+            return
+        reply: dict[str, Any] = {"type": "marked_read", "ids": marked}
+        if request_id is not None:
+            reply["id"] = request_id
+        self.send_reply(reply)
 
     def _admit(self, user: str) -> bool:
         """Count this connection for ``user``, unless the user is at the limit."""
@@ -239,6 +370,11 @@ class ClientConnection:
         self.ws.protocol.fail(CloseCode.SLOW_CONSUMER, "slow consumer: too much unread data")
         self.ws.send_data()
         asyncio.get_running_loop().call_later(self.slow_grace, transport.abort)
+
+
+def _owner(item: dict[str, Any]) -> str | None:
+    user = item.get("user")
+    return user if isinstance(user, str) else None
 
 
 def format_address(address: Any) -> str:

@@ -26,8 +26,12 @@ from slurmcast.auth.jwt import parse_bearer
 from slurmcast.core.policy import AccessPolicy, Principal
 from slurmcast.core.session import Session, SessionLimits, Verifier
 from slurmcast.errors import AuthError, CloseCode
-from slurmcast.hub import Hub
-from slurmcast.transport.ws_connection import ClientConnection, Publisher, format_address
+from slurmcast.node import Node
+from slurmcast.transport.ws_connection import (
+    ClientConnection,
+    NotificationReader,
+    format_address,
+)
 
 log = logging.getLogger("slurmcast.ws")
 
@@ -52,18 +56,19 @@ class WebSocketSettings:
 class WebSocketServer:
     def __init__(
         self,
-        hub: Hub,
+        node: Node,
         settings: WebSocketSettings,
         *,
         policy: AccessPolicy,
         verify: Verifier,
-        publish: Publisher,
+        notifications: NotificationReader | None = None,
     ) -> None:
-        self.hub = hub
+        self.node = node
+        self.hub = node.hub
         self.settings = settings
         self.policy = policy
         self.verify = verify
-        self.publish = publish
+        self.notifications = notifications
         self._server: Server | None = None
         self._per_ip: Counter[str] = Counter()
         self._handshake_principals: dict[ServerConnection, Principal] = {}
@@ -136,12 +141,12 @@ class WebSocketServer:
         try:
             await ClientConnection(
                 ws,
-                self.hub,
+                self.node,
                 session,
                 buffer_limit=s.client_buffer_limit,
                 slow_grace=s.slow_client_grace,
-                publish=self.publish,
                 max_per_user=s.max_connections_per_user,
+                notifications=self.notifications,
             ).serve()
         finally:
             self._per_ip[ip] -= 1
