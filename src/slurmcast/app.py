@@ -14,7 +14,6 @@ import logging
 import signal
 import time
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -172,6 +171,7 @@ class SlurmcastApp:
                 self.health,
                 settings.http_max_body,
                 ApiGuard(settings.api_key, self.verifier),
+                self.policy,
             ),
             settings.host,
             settings.http_port,

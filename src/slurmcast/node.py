@@ -140,9 +140,9 @@ class Node:
                 history = await self.broker.history(
                     channel, since=since.offset, limit=self.recovery_limit
                 )
-            recoverable = since is not None and history is not None and recover(
-                since, history, ()
-            ).recovered
+            recoverable = (
+                since is not None and history is not None and recover(since, history, ()).recovered
+            )
             state = await self.snapshot(channel) if snapshot and not recoverable else None
             top = None
             if history is None and state is None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slurmcast.core.channels import Channel, channel_user
-from slurmcast.core.publication import TagValue, Tags
+from slurmcast.core.publication import Tags, TagValue
 from slurmcast.errors import ErrorCode, ProtocolError
 
 #: Filterable fields per channel (private ``user:`` channels carry notifications).
@@ -79,7 +79,7 @@ def parse_filter(channel: str, value: Any, *, request_id: str | int | None = Non
         return ProtocolError(ErrorCode.INVALID_FILTER, message, request_id=request_id)
 
     if not isinstance(value, dict):
-        raise bad("'filter' must be an object such as {\"user\": \"alice\", \"status\": [\"RUNNING\"]}")
+        raise bad('\'filter\' must be an object such as {"user": "alice", "status": ["RUNNING"]}')
     allowed = fields_for(channel)
     if value and not allowed:
         raise bad(f"channel {channel} has no filterable fields")

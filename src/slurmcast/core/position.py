@@ -34,7 +34,7 @@ class StreamPosition:
         if not isinstance(value, dict):
             raise ProtocolError(
                 ErrorCode.INVALID_FIELD,
-                "'since' must be an object {\"offset\": <int>, \"epoch\": <string>}",
+                '\'since\' must be an object {"offset": <int>, "epoch": <string>}',
                 request_id=request_id,
             )
         offset, epoch = value.get("offset"), value.get("epoch")

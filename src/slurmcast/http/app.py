@@ -23,7 +23,7 @@ from aiohttp import web
 
 from slurmcast.auth.jwt import parse_bearer
 from slurmcast.core.channels import CHANNEL_NAMES
-from slurmcast.core.policy import Principal
+from slurmcast.core.policy import ADMIN_ROLE, ANONYMOUS, AccessPolicy, Principal
 from slurmcast.core.publication import ALL_CLIENTS
 from slurmcast.errors import AuthError, ErrorCode, SlurmcastError
 from slurmcast.node import Node
@@ -32,6 +32,9 @@ log = logging.getLogger("slurmcast.http")
 
 HealthProvider = Callable[[], dict[str, Any]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Whoever presents the API key acts as an admin.
+API_KEY_ADMIN = Principal("api-key", frozenset({ADMIN_ROLE}))
 
 #: Keys /health shows to everyone while the API is protected.
 PUBLIC_HEALTH_KEYS = ("status", "version", "clients", "subscriptions", "uptime_s")
@@ -79,6 +82,29 @@ class ApiGuard:
             raise HttpError(403, ErrorCode.FORBIDDEN, "this endpoint is for admins")
         return principal.user or "admin"
 
+    def reader(self, request: web.Request) -> Principal:
+        """Who is reading: an admin (API key), a token's user, or anyone when auth is off.
+
+        Raises:
+            HttpError: 401 when JWT auth is on and no valid credentials came.
+        """
+        if self._verify is None:
+            return ANONYMOUS
+        offered = request.headers.get("X-API-Key")
+        if offered is not None and self._api_key:
+            if hmac.compare_digest(offered.encode(), self._api_key):
+                return API_KEY_ADMIN
+            raise HttpError(401, ErrorCode.UNAUTHORIZED, "the API key is not valid")
+        token = parse_bearer(request.headers.get("Authorization"))
+        if token is None:
+            raise HttpError(
+                401, ErrorCode.UNAUTHORIZED, "this endpoint needs a Bearer token or an X-API-Key"
+            )
+        try:
+            return self._verify(token)
+        except AuthError as exc:
+            raise HttpError(401, exc.code, exc.message) from None
+
     def is_admin(self, request: web.Request) -> bool:
         try:
             self.require_admin(request)
@@ -90,6 +116,7 @@ class ApiGuard:
 NODE_KEY = web.AppKey("node", Node)
 HEALTH_KEY: web.AppKey[HealthProvider] = web.AppKey("health")
 GUARD_KEY = web.AppKey("guard", ApiGuard)
+POLICY_KEY = web.AppKey("policy", AccessPolicy)
 
 
 class HttpError(SlurmcastError):
@@ -169,12 +196,20 @@ async def health(request: web.Request) -> web.Response:
 
 
 def create_app(
-    node: Node, health_provider: HealthProvider, max_body: int, guard: ApiGuard | None = None
+    node: Node,
+    health_provider: HealthProvider,
+    max_body: int,
+    guard: ApiGuard | None = None,
+    policy: AccessPolicy | None = None,
 ) -> web.Application:
+    from slurmcast.http.snapshots import snapshot
+
     app = web.Application(middlewares=[json_errors], client_max_size=max_body)
     app[NODE_KEY] = node
     app[HEALTH_KEY] = health_provider
     app[GUARD_KEY] = guard or ApiGuard("", None)
+    app[POLICY_KEY] = policy or AccessPolicy()
+    app.router.add_get("/snapshot/{channel}", snapshot)
     app.router.add_post("/broadcast", broadcast)
     app.router.add_get("/health", health)
     return app

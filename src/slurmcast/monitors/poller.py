@@ -20,8 +20,8 @@ from typing import TypeVar
 
 from slurmcast.core.alerts import AlertBook, AlertSeverity, AlertThresholds
 from slurmcast.core.backoff import backoff_delay
-from slurmcast.core.diff import diff_jobs, diff_nodes, needs_final_state
 from slurmcast.core.channels import Channel
+from slurmcast.core.diff import diff_jobs, diff_nodes, needs_final_state
 from slurmcast.core.events import Event, job_payload, node_payload
 from slurmcast.core.metrics import cluster_metrics
 from slurmcast.core.notifications import notifications_for

@@ -20,11 +20,11 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from slurmcast.core.policy import AccessPolicy
-from slurmcast.core.publication import Publication
 from slurmcast.core import protocol
 from slurmcast.core.filters import Filter, tags_for
 from slurmcast.core.history import recover
+from slurmcast.core.policy import AccessPolicy
+from slurmcast.core.publication import Publication
 from slurmcast.core.session import (
     Action,
     AddSubscription,
