@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -12,7 +13,8 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from slurmcast.storage import migrate
+from slurmcast.errors import StorageError
+from slurmcast.storage import NotificationStore, migrate
 from slurmcast.storage.engine import create_engine, parse_url
 from slurmcast.storage.migrate import alembic_config
 from slurmcast.storage.models import Base
@@ -118,3 +120,28 @@ async def test_the_alembic_tools_work_without_a_running_loop(backend: Backend, c
         await engine.dispose()
     await asyncio.to_thread(command.upgrade, alembic_config(backend.url), "base:head", sql=True)
     assert "CREATE TABLE notifications" in capsys.readouterr().out
+
+
+async def test_a_schema_from_a_newer_version_is_reported_not_raised(backend: Backend):
+    await migrate(backend.url)
+    engine = create_engine(parse_url(backend.url))
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    finally:
+        await engine.dispose()
+    reasons: list[str] = []
+
+    async def on_unavailable(reason: str) -> None:
+        reasons.append(reason)
+
+    store = NotificationStore(backend.url, on_unavailable=on_unavailable, close_timeout=0.1)
+    await store.start()
+    try:
+        with pytest.raises(StorageError, match="9999"):
+            await store.list(None)
+        health = store.health()
+    finally:
+        await store.close()
+    assert health["available"] is False and "9999" in health["error"]
+    assert reasons == [health["error"]]
