@@ -12,7 +12,8 @@ Exception tree::
     ├── AuthError                  a token was refused (invalid_token, token_expired)
     ├── ConfigError                settings could not be loaded or are invalid
     ├── SourceError                the cluster source failed (monitor backs off, /health degrades)
-    └── PublishError               a publication could not be delivered to the broker
+    ├── PublishError               a publication could not be delivered to the broker
+    └── StorageError               the notifications database could not be reached or failed
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class ErrorCode(StrEnum):
     NOT_SUBSCRIBED = "not_subscribed"
     STORAGE_UNAVAILABLE = "storage_unavailable"
     INTERNAL = "internal"
+    #: The notifications database is down: the request may succeed later (HTTP API, /health).
+    STORAGE_UNAVAILABLE = "storage_unavailable"
     # Not sent to WebSocket clients: used in /health and logs.
     SOURCE_FAILED = "source_failed"
     SOURCE_TIMEOUT = "source_timeout"
@@ -125,4 +128,14 @@ class SourceError(SlurmcastError):
 
 class PublishError(SlurmcastError):
     code = ErrorCode.PUBLISH_FAILED
+    temporary = True
+
+
+class StorageError(SlurmcastError):
+    """The notifications database failed or is unreachable. Worth retrying later.
+
+    The message names the cause (driver error, never the URL's password).
+    """
+
+    code = ErrorCode.STORAGE_UNAVAILABLE
     temporary = True

@@ -1,0 +1,344 @@
+"""Persisted notifications: a SQLAlchemy store over SQLite or PostgreSQL.
+
+Live delivery never waits for the database. The monitor calls ``enqueue``,
+which only appends to a bounded in-memory queue; one writer task inserts
+batches and, while the database is down, keeps its batch and retries with
+doubling delays. The HTTP API reads and marks rows with the awaited methods,
+which raise ``StorageError`` when the database cannot answer.
+
+Semantics:
+
+- ``user`` NULL is an announcement for everyone. Each row has one ``read``
+  flag, so an announcement's flag is shared by all users: only an admin
+  (``user=None``) may mark it, and users see it unread until one does.
+- Ids are unique; writing an id again changes nothing (the first write wins).
+- The queue holds ``queue_limit`` notifications. It only fills during an
+  outage (the writer inserts tens of thousands a second otherwise); beyond that the
+  newest are dropped, counted in ``health()["dropped"]`` and logged as errors.
+- Pages are newest first, ordered by (created_at, id). The cursor is opaque
+  to clients: base64url of ``1|<created_at, UTC, microseconds>|<id>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from alembic.util import CommandError
+from sqlalchemy import Table, and_, false, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.dml import Insert
+
+from slurmcast.core.notifications import Notification
+from slurmcast.errors import ProtocolError, StorageError
+from slurmcast.storage import engine as engines
+from slurmcast.storage.availability import Availability
+from slurmcast.storage.migrate import upgrade
+from slurmcast.storage.models import NotificationRow
+from slurmcast.storage.rows import decode_cursor, encode_cursor, row_values, wire
+from slurmcast.storage.writer import BatchWriter
+
+log = logging.getLogger("slurmcast.storage")
+
+#: Largest page ``list`` returns, whatever the caller asks for.
+MAX_PAGE = 500
+CLOSE_TIMEOUT = 5.0
+#: Ids per statement in ``mark_read``: old SQLite builds allow 999 parameters.
+_IDS_PER_STATEMENT = 500
+_TABLE: Table = NotificationRow.metadata.tables["notifications"]
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationPage:
+    """One page of ``list``: items newest first; pass ``next_before`` for the next page."""
+
+    items: list[dict[str, Any]]
+    next_before: str | None
+
+
+class NotificationStorePort(Protocol):
+    """Where notifications are kept for people who were not connected."""
+
+    async def start(self) -> None: ...
+
+    def enqueue(self, notification: Notification) -> None: ...
+
+    async def add(self, notifications: list[Notification]) -> None: ...
+
+    async def list(
+        self,
+        user: str | None,
+        *,
+        unread_only: bool = False,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> NotificationPage: ...
+
+    async def mark_read(self, ids: builtins.list[str], user: str | None) -> builtins.list[str]: ...
+
+    async def mark_all_read(self, user: str | None) -> int: ...
+
+    async def get(self, id: str) -> dict[str, Any] | None: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
+
+
+class NotificationStore:
+    """The notifications database, shared by the writer task and the HTTP API.
+
+    Args:
+        url: ``sqlite+aiosqlite:///<file>`` or ``postgresql+asyncpg://...``.
+        queue_limit: notifications ``enqueue`` holds while the database is down.
+        batch_size: most rows per insert.
+        retry_max: longest wait between retries, in seconds.
+        on_unavailable: awaited once per outage with a one-line reason.
+        on_recovered: awaited once when the database answers again.
+        close_timeout: how long ``close`` keeps trying to write what is queued.
+
+    Raises:
+        ConfigError: the URL is not a supported database.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        queue_limit: int = 100_000,
+        batch_size: int = 500,
+        retry_max: float = 30.0,
+        on_unavailable: Callable[[str], Awaitable[None]] | None = None,
+        on_recovered: Callable[[], Awaitable[None]] | None = None,
+        close_timeout: float = CLOSE_TIMEOUT,
+    ) -> None:
+        self._url = engines.parse_url(url)
+        self._engine = engines.create_engine(self._url)
+        self._close_timeout = close_timeout
+        self._ready_lock = asyncio.Lock()
+        self._migrated = False
+        self._availability = Availability(
+            engines.masked(self._url), self._url.password, on_unavailable, on_recovered
+        )
+        self._writer = BatchWriter(
+            insert=self._insert,
+            prepare=self._ensure_ready,
+            probe=self._probe,
+            availability=self._availability,
+            queue_limit=queue_limit,
+            batch_size=batch_size,
+            retry_max=retry_max,
+        )
+
+    async def start(self) -> None:
+        """Migrate the schema and start the writer; never raises for a database outage.
+
+        When the database cannot be reached, ``on_unavailable`` is awaited and
+        the writer keeps trying in the background: live channels do not
+        depend on it.
+        """
+        try:
+            await self._ensure_ready()
+        except Exception as exc:  # any failure here is reported, never raised: see docstring
+            await self._availability.failed(exc, self._writer.pending)
+        else:
+            await self._availability.succeeded()
+        self._writer.start()
+
+    def enqueue(self, notification: Notification) -> None:
+        """Queue a notification for the writer. Never blocks, never raises.
+
+        Call it from the event loop's thread. A notification that cannot be
+        stored (id too long) or that finds the queue full is dropped and logged.
+        """
+        try:
+            values = row_values(notification)
+        except ProtocolError as exc:
+            self._writer.dropped += 1
+            log.error("notification %.64r not stored: %s", notification.id, exc.message)
+            return
+        self._writer.put(values)
+
+    async def add(self, notifications: builtins.list[Notification]) -> None:
+        """Insert now and wait for it; ids already stored are left as they are.
+
+        Raises:
+            ProtocolError: ``INVALID_FIELD`` for an id or user that cannot be stored.
+            StorageError: the database is unavailable.
+        """
+        rows = [row_values(n) for n in notifications]
+        if not rows:
+            return
+        async with self._guard("store notifications"):
+            await self._insert(rows)
+
+    async def list(
+        self,
+        user: str | None,
+        *,
+        unread_only: bool = False,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> NotificationPage:
+        """A page of notifications, newest first.
+
+        Args:
+            user: whose notifications: their own plus announcements (``user``
+                NULL); None (an admin) sees every row.
+            unread_only: only rows whose ``read`` flag is false.
+            limit: page size, between 1 and ``MAX_PAGE`` (values outside are clamped).
+            before: ``next_before`` of the previous page.
+
+        Raises:
+            ProtocolError: ``INVALID_FIELD`` when ``before`` is not a cursor.
+            StorageError: the database is unavailable.
+        """
+        limit = max(1, min(limit, MAX_PAGE))
+        statement = select(_TABLE)
+        if user is not None:
+            statement = statement.where(or_(_TABLE.c.user == user, _TABLE.c.user.is_(None)))
+        if unread_only:
+            statement = statement.where(_TABLE.c.read == false())
+        if before is not None:
+            created_at, last_id = decode_cursor(before)
+            statement = statement.where(
+                or_(
+                    _TABLE.c.created_at < created_at,
+                    and_(_TABLE.c.created_at == created_at, _TABLE.c.id < last_id),
+                )
+            )
+        # One row more than asked says whether there is a next page.
+        statement = statement.order_by(_TABLE.c.created_at.desc(), _TABLE.c.id.desc())
+        async with self._guard("list notifications"), self._engine.connect() as conn:
+            rows = (await conn.execute(statement.limit(limit + 1))).all()
+        page = rows[:limit]
+        next_before = None
+        if len(rows) > limit:
+            last = page[-1]
+            next_before = encode_cursor(last.created_at, last.id)
+        return NotificationPage([wire(r._mapping) for r in page], next_before)
+
+    async def mark_read(self, ids: builtins.list[str], user: str | None) -> builtins.list[str]:
+        """Mark notifications read.
+
+        Args:
+            ids: notification ids; duplicates are ignored.
+            user: whose rows may be marked; None (an admin) may mark any,
+                including announcements (``user`` NULL), which users may not.
+
+        Returns:
+            The ids that are now read and were the caller's to mark, in the
+            order given. Ids that were read already are included (marking is
+            idempotent, so a retried request returns the same list); unknown
+            ids and other people's are not.
+
+        Raises:
+            StorageError: the database is unavailable.
+        """
+        wanted = list(dict.fromkeys(ids))
+        marked: set[str] = set()
+        async with self._guard("mark notifications read"), self._engine.begin() as conn:
+            for start in range(0, len(wanted), _IDS_PER_STATEMENT):
+                chunk = wanted[start : start + _IDS_PER_STATEMENT]
+                condition: ColumnElement[bool] = _TABLE.c.id.in_(chunk)
+                if user is not None:
+                    condition = and_(condition, _TABLE.c.user == user)
+                found = (await conn.execute(select(_TABLE.c.id).where(condition))).scalars().all()
+                if found:
+                    await conn.execute(
+                        update(_TABLE)
+                        .where(_TABLE.c.id.in_(found), _TABLE.c.read == false())
+                        .values(read=True)
+                    )
+                marked.update(found)
+        return [i for i in wanted if i in marked]
+
+    async def mark_all_read(self, user: str | None) -> int:
+        """Mark every unread row of ``user`` read (None: every row); return how many changed.
+
+        Announcements (``user`` NULL) are only marked by the admin form.
+
+        Raises:
+            StorageError: the database is unavailable.
+        """
+        statement = update(_TABLE).where(_TABLE.c.read == false()).values(read=True)
+        if user is not None:
+            statement = statement.where(_TABLE.c.user == user)
+        async with self._guard("mark notifications read"), self._engine.begin() as conn:
+            result = await conn.execute(statement)
+        return int(result.rowcount)
+
+    async def get(self, id: str) -> dict[str, Any] | None:
+        """One notification in the wire shape, or None. The caller checks who may see it.
+
+        Raises:
+            StorageError: the database is unavailable.
+        """
+        async with self._guard("read a notification"), self._engine.connect() as conn:
+            row = (await conn.execute(select(_TABLE).where(_TABLE.c.id == id))).first()
+        return wire(row._mapping) if row is not None else None
+
+    def health(self) -> dict[str, Any]:
+        """Facts for /health; the URL's password is masked."""
+        return {
+            "backend": engines.backend_name(self._url),
+            "url": engines.masked(self._url),
+            "available": self._availability.available,
+            "error": self._availability.error,
+            "pending": self._writer.pending,
+            "written": self._writer.written,
+            "dropped": self._writer.dropped,
+        }
+
+    async def close(self) -> None:
+        """Write what is queued (for up to ``close_timeout``), stop the writer, release connections.
+
+        What cannot be written in time (the database is down) is logged as lost.
+        """
+        await self._writer.close(self._close_timeout)
+        await self._engine.dispose()
+
+    # -- the database -------------------------------------------------------
+
+    async def _insert(self, rows: builtins.list[dict[str, Any]]) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(self._insert_statement(), rows)
+
+    async def _probe(self) -> None:
+        async with self._engine.connect() as conn:
+            await conn.execute(select(1))
+
+    def _insert_statement(self) -> Insert:
+        if engines.backend_name(self._url) == engines.POSTGRESQL:
+            return postgresql.insert(_TABLE).on_conflict_do_nothing(index_elements=["id"])
+        return sqlite.insert(_TABLE).on_conflict_do_nothing(index_elements=["id"])
+
+    async def _ensure_ready(self) -> None:
+        if self._migrated:
+            return
+        async with self._ready_lock:
+            if not self._migrated:
+                engines.ensure_sqlite_directory(self._url)
+                await upgrade(self._engine)
+                self._migrated = True
+
+    @contextlib.asynccontextmanager
+    async def _guard(self, action: str) -> AsyncIterator[None]:
+        try:
+            await self._ensure_ready()
+            yield
+        # CommandError: the database's schema is from a newer slurmcast.
+        except (SQLAlchemyError, OSError, CommandError) as exc:
+            reason = await self._availability.failed(exc, self._writer.pending)
+            self._writer.wake()  # it checks for the recovery
+            raise StorageError(
+                f"cannot {action}: the notifications database is unavailable ({reason})"
+            ) from exc
+        await self._availability.succeeded()

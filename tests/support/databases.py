@@ -1,0 +1,99 @@
+"""Throw-away databases for storage tests: a SQLite file, or one on the local PostgreSQL.
+
+PostgreSQL is the server at ``SLURMCAST_TEST_POSTGRES`` (default: trust auth as
+``postgres`` on 127.0.0.1:5432). Tests create databases with random names next
+to the maintenance database ``postgres`` and drop them afterwards; they never
+use an existing database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+
+ADMIN_DSN = os.environ.get(
+    "SLURMCAST_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_POSTGRES = os.environ.get("SLURMCAST_REQUIRE_POSTGRES") == "1"
+
+T = TypeVar("T")
+
+
+def random_database_name() -> str:
+    return f"slurmcast_test_{secrets.token_hex(6)}"
+
+
+def sqlalchemy_url(database: str) -> str:
+    """The store URL for ``database`` on the test server (same host, user, password)."""
+    base, _, _ = ADMIN_DSN.rpartition("/")
+    return f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{database}"
+
+
+async def postgres_unreachable_reason() -> str | None:
+    """None when the test server answers; otherwise why not."""
+    try:
+        connection = await asyncpg.connect(ADMIN_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return f"PostgreSQL at {ADMIN_DSN} is not reachable ({type(exc).__name__}: {exc})"
+    await connection.close()
+    return None
+
+
+async def create_database(name: str) -> None:
+    connection = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def drop_database(name: str) -> None:
+    connection = await asyncpg.connect(ADMIN_DSN)
+    try:
+        # FORCE: a test that failed may have left a store connected.
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+async def reset_schema(name: str) -> None:
+    """Empty a test database: no tables, no Alembic history."""
+    connection = await asyncpg.connect(ADMIN_DSN.rpartition("/")[0] + f"/{name}")
+    try:
+        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    finally:
+        await connection.close()
+
+
+def run_in_thread(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous code (a sync fixture).
+
+    In its own thread, so that it neither needs nor disturbs the event loop
+    pytest-asyncio keeps for the tests.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+@dataclass(frozen=True)
+class DownDatabase:
+    """A database URL that does not work yet, and how to make it work."""
+
+    url: str
+    bring_up: Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Backend:
+    """One backend of the contract suite: an empty database, and unreachable ones on demand."""
+
+    name: str
+    url: str
+    make_down: Callable[[], DownDatabase]
