@@ -44,7 +44,6 @@ class ErrorCode(StrEnum):
     INVALID_FILTER = "invalid_filter"
     SNAPSHOT_NOT_AVAILABLE = "snapshot_not_available"
     NOT_SUBSCRIBED = "not_subscribed"
-    STORAGE_UNAVAILABLE = "storage_unavailable"
     INTERNAL = "internal"
     #: The notifications database is down: the request may succeed later (HTTP API, /health).
     STORAGE_UNAVAILABLE = "storage_unavailable"
