@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +43,7 @@ async def health(port: int) -> dict | None:
 def env_for(ws_port: int, http_port: int, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
+        SLURMCAST_DATA_DIR=tempfile.mkdtemp(prefix="slurmcast-cli-"),
         SLURMCAST_HOST="127.0.0.1",
         SLURMCAST_WS_PORT=str(ws_port),
         SLURMCAST_HTTP_PORT=str(http_port),

@@ -21,7 +21,7 @@ from slurmcast import __version__
 from slurmcast.auth.jwt import JwtSettings, JwtVerifier
 from slurmcast.brokers.memory import MemoryBroker, sizes_from
 from slurmcast.config import DEFAULT_HISTORY_SIZE, Settings, parse_sizes
-from slurmcast.core.alerts import AlertThresholds
+from slurmcast.core.alerts import AlertSeverity, AlertThresholds
 from slurmcast.core.policy import AccessPolicy, JobsVisibility, Principal
 from slurmcast.core.session import SessionLimits
 from slurmcast.errors import AuthError, ConfigError
@@ -30,6 +30,7 @@ from slurmcast.hub import Hub
 from slurmcast.monitors.poller import ClusterMonitor, MonitorSettings
 from slurmcast.node import Node
 from slurmcast.ports import Source
+from slurmcast.storage import NotificationStore, default_url
 from slurmcast.transport.frames import text_frame
 from slurmcast.transport.ws_server import WebSocketServer, WebSocketSettings
 
@@ -146,12 +147,18 @@ class SlurmcastApp:
             settings.history_ttl or None,
         )
         self.node = Node(self.broker, self.hub)
+        self.notifications = NotificationStore(
+            settings.database_url or default_url(settings.data_dir),
+            on_unavailable=self._storage_down,
+            on_recovered=self._storage_up,
+        )
         self.monitor = ClusterMonitor(
             self.source,
             self.node,
             monitor_settings(settings),
             clock=utc_now,
             new_id=new_notification_id,
+            record=self.notifications.enqueue,
         )
         self.policy = AccessPolicy(
             auth_enabled=settings.auth == "jwt",
@@ -164,6 +171,7 @@ class SlurmcastApp:
             websocket_settings(settings),
             policy=self.policy,
             verify=verify,
+            notifications=self.notifications,
         )
         self.http = HttpServer(
             create_app(
@@ -172,6 +180,8 @@ class SlurmcastApp:
                 settings.http_max_body,
                 ApiGuard(settings.api_key, self.verifier),
                 self.policy,
+                self.notifications,
+                new_notification_id,
             ),
             settings.host,
             settings.http_port,
@@ -190,6 +200,7 @@ class SlurmcastApp:
                 self.settings.http_port,
             )
         await self.node.start()
+        await self.notifications.start()
         await self.source.start()
         await self.ws.start()
         await self.http.start()
@@ -215,15 +226,40 @@ class SlurmcastApp:
                 await self._monitor_task
         await self.ws.stop()
         await self.http.stop()
+        await self.notifications.close()
         await self.node.close()
         await self.source.close()
         log.info("slurmcast stopped")
+
+    async def _storage_down(self, message: str) -> None:
+        now = utc_now()
+        alerts = self.monitor.alerts.set(
+            "storage_unavailable",
+            "storage_unavailable",
+            AlertSeverity.CRITICAL,
+            f"The notification database is unavailable; live channels keep flowing: {message}",
+            {"error": message},
+            now,
+        )
+        await self.node.publish_events(alerts, now)
+
+    async def _storage_up(self) -> None:
+        now = utc_now()
+        alerts = self.monitor.alerts.clear(
+            "storage_unavailable", "The notification database is available again", {}, now
+        )
+        await self.node.publish_events(alerts, now)
 
     def health(self) -> dict[str, Any]:
         source = self.monitor.health.to_dict()
         details = self.source.describe()
         source["details"] = details
-        degraded = self.monitor.health.degraded or bool(details.get("problems"))
+        storage = self.notifications.health()
+        degraded = (
+            self.monitor.health.degraded
+            or bool(details.get("problems"))
+            or not storage["available"]
+        )
         return {
             "status": "degraded" if degraded else "ok",
             "version": __version__,
@@ -231,6 +267,7 @@ class SlurmcastApp:
             "subscriptions": self.hub.subscription_counts(),
             "uptime_s": round(time.monotonic() - self._started, 3),
             "source": source,
+            "storage": storage,
             "published": self.node.published,
             "polls": dict(self.monitor.polls),
         }

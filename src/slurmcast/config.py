@@ -123,6 +123,12 @@ class Settings:
         5.0, "points below a threshold a value must fall for its alert to resolve", minimum=0
     )
     http_max_body: int = option(1048576, "largest HTTP request body in bytes", minimum=1)
+    data_dir: str = option("data", "directory for the default SQLite database")
+    database_url: str = option(
+        "",
+        "notifications database: sqlite+aiosqlite:///FILE or postgresql+asyncpg://... "
+        "(default: SQLite in data_dir)",
+    )
     history_size: str = option(
         "jobs=1000,notifications=1000,nodes=100,metrics=20,alerts=200,user=100",
         "messages kept per channel for history and recovery (user = each user:<name> channel)",

@@ -44,6 +44,7 @@ class ErrorCode(StrEnum):
     INVALID_FILTER = "invalid_filter"
     SNAPSHOT_NOT_AVAILABLE = "snapshot_not_available"
     NOT_SUBSCRIBED = "not_subscribed"
+    NOT_FOUND = "not_found"
     INTERNAL = "internal"
     #: The notifications database is down: the request may succeed later (HTTP API, /health).
     STORAGE_UNAVAILABLE = "storage_unavailable"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -64,7 +65,7 @@ FAST = {
 
 
 async def start(source: FlakySource) -> SlurmcastApp:
-    app = SlurmcastApp(server_settings(**FAST), source=source)
+    app = SlurmcastApp(server_settings(**FAST, data_dir=tempfile.mkdtemp()), source=source)
     await app.start()
     return app
 

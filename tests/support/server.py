@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -28,12 +29,15 @@ def server_settings(**overrides: Any) -> Settings:
 
 @contextlib.asynccontextmanager
 async def running_server(**overrides: Any) -> AsyncIterator[SlurmcastApp]:
-    app = SlurmcastApp(server_settings(**overrides))
-    await app.start()
-    try:
-        yield app
-    finally:
-        await app.stop()
+    """A started server; its notifications database is SQLite in a fresh temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="slurmcast-test-") as data_dir:
+        overrides.setdefault("data_dir", data_dir)
+        app = SlurmcastApp(server_settings(**overrides))
+        await app.start()
+        try:
+            yield app
+        finally:
+            await app.stop()
 
 
 class Client:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -72,8 +73,15 @@ class ServerThread:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
+        self.data_dir = tempfile.TemporaryDirectory(prefix="slurmcast-fuzz-")
         self.app = SlurmcastApp(
-            server_settings(auth="jwt", jwt_secret=SECRET, rate_limit=6000, rate_burst=100)
+            server_settings(
+                auth="jwt",
+                jwt_secret=SECRET,
+                rate_limit=6000,
+                rate_burst=100,
+                data_dir=self.data_dir.name,
+            )
         )
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -88,6 +96,7 @@ class ServerThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(30)
         self.loop.close()
+        self.data_dir.cleanup()
 
     def url(self, query: str = "") -> str:
         return f"ws://127.0.0.1:{self.app.ws.port}/{query}"

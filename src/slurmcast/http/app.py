@@ -27,6 +27,7 @@ from slurmcast.core.policy import ADMIN_ROLE, ANONYMOUS, AccessPolicy, Principal
 from slurmcast.core.publication import ALL_CLIENTS
 from slurmcast.errors import AuthError, ErrorCode, SlurmcastError
 from slurmcast.node import Node
+from slurmcast.storage import NotificationStorePort
 
 log = logging.getLogger("slurmcast.http")
 
@@ -117,6 +118,8 @@ NODE_KEY = web.AppKey("node", Node)
 HEALTH_KEY: web.AppKey[HealthProvider] = web.AppKey("health")
 GUARD_KEY = web.AppKey("guard", ApiGuard)
 POLICY_KEY = web.AppKey("policy", AccessPolicy)
+STORE_KEY: web.AppKey[NotificationStorePort] = web.AppKey("store")
+NEW_ID_KEY: web.AppKey[Callable[[], str]] = web.AppKey("new_id")
 
 
 class HttpError(SlurmcastError):
@@ -201,7 +204,10 @@ def create_app(
     max_body: int,
     guard: ApiGuard | None = None,
     policy: AccessPolicy | None = None,
+    store: NotificationStorePort | None = None,
+    new_id: Callable[[], str] | None = None,
 ) -> web.Application:
+    from slurmcast.http.notifications import add_routes
     from slurmcast.http.snapshots import snapshot
 
     app = web.Application(middlewares=[json_errors], client_max_size=max_body)
@@ -210,6 +216,10 @@ def create_app(
     app[GUARD_KEY] = guard or ApiGuard("", None)
     app[POLICY_KEY] = policy or AccessPolicy()
     app.router.add_get("/snapshot/{channel}", snapshot)
+    if store is not None:
+        app[STORE_KEY] = store
+        app[NEW_ID_KEY] = new_id or (lambda: "")
+        add_routes(app)
     app.router.add_post("/broadcast", broadcast)
     app.router.add_get("/health", health)
     return app

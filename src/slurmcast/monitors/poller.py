@@ -24,7 +24,7 @@ from slurmcast.core.channels import Channel
 from slurmcast.core.diff import diff_jobs, diff_nodes, needs_final_state
 from slurmcast.core.events import Event, job_payload, node_payload
 from slurmcast.core.metrics import cluster_metrics
-from slurmcast.core.notifications import notifications_for
+from slurmcast.core.notifications import Notification, notifications_for
 from slurmcast.core.snapshot import JobRecord, JobsSnapshot, NodeRecord, NodesSnapshot
 from slurmcast.errors import ErrorCode, SourceError
 from slurmcast.gcpause import paused
@@ -62,12 +62,14 @@ class ClusterMonitor:
         *,
         clock: Callable[[], datetime],
         new_id: Callable[[], str],
+        record: Callable[[Notification], None] = lambda notification: None,
     ) -> None:
         self.source = source
         self.node = node
         self.settings = settings
         self.clock = clock
         self.new_id = new_id
+        self.record = record
         self.health = SourceHealth(source.kind)
         self.alerts = AlertBook(settings.thresholds)
         self.jobs: JobsSnapshot | None = None
@@ -129,6 +131,9 @@ class ClusterMonitor:
             events, baseline = diff_jobs(previous.jobs, current.jobs, finals, carry)
         now = self.clock()
         notes = notifications_for(events, now, self.new_id)
+        for note in notes:
+            # Stored off the hot path: enqueue never blocks nor fails.
+            self.record(note)
         await self._publish([*events, *notes], now)
         # Only after publishing: if publishing failed, the next poll re-diffs.
         self.jobs = JobsSnapshot(current.taken_at, baseline)

@@ -1,4 +1,7 @@
-"""The backends every storage test runs on: SQLite in a temporary directory, and PostgreSQL.
+"""Fixtures shared by the whole suite.
+
+Storage backends: every storage test (and the notifications API tests) runs on SQLite in a
+temporary directory and on PostgreSQL.
 
 PostgreSQL gets one fresh database per session, emptied before each test, and
 dropped at the end. When the server cannot be reached its tests are skipped,
