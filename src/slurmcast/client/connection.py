@@ -27,11 +27,10 @@ from types import TracebackType
 from typing import Any, Self
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidURI
 from websockets.uri import parse_uri
 
-from slurmcast import __version__
 from slurmcast.client.backoff import backoff_delay
 from slurmcast.client.closes import Reaction, reaction_to_close
 from slurmcast.client.errors import (
@@ -44,9 +43,11 @@ from slurmcast.client.errors import (
     ClientError,
     ConnectionFailed,
 )
+from slurmcast.client.opening import authenticate, encode, open_connection
+from slurmcast.client.registry import SubscriptionRegistry
 from slurmcast.client.requests import PendingRequests, error_from_reply
 from slurmcast.client.state import ConnectionState
-from slurmcast.client.stream import ALL_CHANNEL, ChannelStream, Message, Position, is_publication
+from slurmcast.client.stream import ALL_CHANNEL, ChannelStream, Message, Position
 from slurmcast.client.subscription import Callback, Subscription
 
 log = logging.getLogger("slurmcast.client")
@@ -56,10 +57,6 @@ TokenProvider = Callable[[], str | Awaitable[str]]
 #: Called with the new state on every transition.
 StateHook = Callable[[ConnectionState], object]
 
-#: Largest frame accepted from the server: a history reply holds up to 1000 messages.
-MAX_MESSAGE_SIZE = 16 * 1024 * 1024
-#: The ``id`` of the first-message authentication (request ids are integers).
-AUTH_ID = "auth"
 #: Error code of a refused token (server ``ErrorCode.TOKEN_EXPIRED``).
 TOKEN_EXPIRED = "token_expired"
 RATE_LIMITED = "rate_limited"
@@ -149,9 +146,7 @@ class SlurmcastClient:
         self._generation = 0
         self._failures_at_connect = 0
         self._pending = PendingRequests()
-        self._subs: dict[str, Subscription] = {}
-        self._sent: dict[str, int] = {}
-        self._subscribing: dict[int, Subscription] = {}
+        self._subs = SubscriptionRegistry()
         self._tasks: set[asyncio.Task[None]] = set()
         self._pumps: set[asyncio.Task[None]] = set()
 
@@ -163,7 +158,7 @@ class SlurmcastClient:
 
     @property
     def subscriptions(self) -> dict[str, Subscription]:
-        return dict(self._subs)
+        return self._subs.by_channel()
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -221,11 +216,7 @@ class SlurmcastClient:
         tasks = [t for t in (runner, *self._tasks) if t is not None and t is not current]
         await _cancel_all(tasks)
         self._pending.fail_all(ClientClosed())
-        self._subscribing.clear()
-        subscriptions, self._subs = list(self._subs.values()), {}
-        self._sent.clear()
-        for sub in subscriptions:
-            sub._end(None)
+        self._subs.end_all(None)
         await _cancel_all([t for t in self._pumps if t is not current])
 
     # -- subscriptions ------------------------------------------------------------
@@ -270,7 +261,7 @@ class SlurmcastClient:
         if sub._pump is not None:
             self._pumps.add(sub._pump)
             sub._pump.add_done_callback(self._pumps.discard)
-        self._subs[channel] = sub
+        self._subs.add(sub)
         if channel == ALL_CHANNEL:
             sub._mark_ready()
             return sub
@@ -282,21 +273,17 @@ class SlurmcastClient:
                     await self._send_subscribe(ws, sub)
             await sub._wait_ready()
         except BaseException:
-            if self._subs.get(channel) is sub:
-                del self._subs[channel]
-                self._sent.pop(channel, None)
+            if self._subs.remove(sub):
                 sub._end(None)
             raise
         return sub
 
     async def _unsubscribe(self, subscription: Subscription) -> None:
         channel = subscription.channel
-        if self._subs.get(channel) is not subscription:
-            subscription._end(None)
-            return
-        del self._subs[channel]
-        self._sent.pop(channel, None)
+        held = self._subs.remove(subscription)
         subscription._end(None)
+        if not held:
+            return
         if channel == ALL_CHANNEL or self._state is not CONNECTED:
             return  # a new connection starts without it
         with contextlib.suppress(ConnectionFailed):
@@ -350,7 +337,7 @@ class SlurmcastClient:
         request_id, future = self._pending.new()
         payload["id"] = request_id
         try:
-            await ws.send(_encode(payload))
+            await ws.send(encode(payload))
             return await future
         except ConnectionClosed:
             raise ConnectionFailed(
@@ -408,10 +395,10 @@ class SlurmcastClient:
 
     async def _open(self, token: str | None) -> None:
         self._set_state(CONNECTING)
-        ws = await self._handshake()
+        ws = await open_connection(self.url, timeout=self._open_timeout)
         try:
             if token is not None:
-                await self._authenticate(ws, token)
+                self._note_session(await authenticate(ws, token, timeout=self._open_timeout))
             self._ws = ws
             self._generation += 1
             await self._send_subscriptions(ws)
@@ -426,53 +413,6 @@ class SlurmcastClient:
             raise
         self._set_state(CONNECTED)
 
-    async def _handshake(self) -> ClientConnection:
-        try:
-            return await connect(
-                self.url,
-                open_timeout=self._open_timeout,
-                max_size=MAX_MESSAGE_SIZE,
-                user_agent_header=f"slurmcast-client/{__version__}",
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            code, message = _refusal(exc.response.body)
-            text = f"the server refused the connection: HTTP {status}" + (
-                f" ({message})" if message else ""
-            )
-            if status == 401:
-                raise AuthenticationFailed(code or "invalid_token", text) from None
-            raise ConnectionFailed(CONNECTION_FAILED, text) from None
-        except (OSError, InvalidHandshake) as exc:
-            raise ConnectionFailed(
-                CONNECTION_FAILED, f"cannot connect to {self.url}: {exc}"
-            ) from None
-
-    async def _authenticate(self, ws: ClientConnection, token: str) -> None:
-        try:
-            async with asyncio.timeout(self._open_timeout):
-                await ws.send(_encode({"type": "auth", "token": token, "id": AUTH_ID}))
-                while True:
-                    message = orjson.loads(await ws.recv())
-                    if isinstance(message, dict) and message.get("id") == AUTH_ID:
-                        break
-        except ConnectionClosed:
-            code, reason = ws.close_code, ws.close_reason or ""
-            if reaction_to_close(code, reason) is Reaction.REAUTHENTICATE:
-                raise AuthenticationFailed("invalid_token", reason) from None
-            closed = f"{code} {reason}".rstrip()
-            raise ConnectionFailed(
-                CONNECTION_LOST, f"the server closed the connection during authentication: {closed}"
-            ) from None
-        except TimeoutError:
-            raise ConnectionFailed(
-                CONNECTION_FAILED, f"no reply to authentication within {self._open_timeout:g}s"
-            ) from None
-        if message.get("type") == "error":
-            error = error_from_reply(message)
-            raise AuthenticationFailed(error.code, error.message)
-        self._note_session(message)
-
     def _note_session(self, reply: Mapping[str, Any]) -> None:
         user, expires = reply.get("user"), reply.get("expires_at")
         self.user = user if isinstance(user, str) else None
@@ -481,11 +421,7 @@ class SlurmcastClient:
     async def _send_subscriptions(self, ws: ClientConnection) -> None:
         """Send every subscription not yet sent on this connection, those added meanwhile too."""
         while True:
-            due = [
-                sub
-                for channel, sub in self._subs.items()
-                if channel != ALL_CHANNEL and self._sent.get(channel) != self._generation
-            ]
+            due = self._subs.due(self._generation)
             if not due:
                 return
             for sub in due:
@@ -493,11 +429,10 @@ class SlurmcastClient:
 
     async def _send_subscribe(self, ws: ClientConnection, sub: Subscription) -> None:
         generation = self._generation
-        self._sent[sub.channel] = generation
         request_id, future = self._pending.new()
-        self._subscribing[request_id] = sub
+        self._subs.sending(sub, generation, request_id)
         future.add_done_callback(functools.partial(self._subscribe_done, sub, generation))
-        await ws.send(_encode(sub.stream.subscribe_request(request_id)))
+        await ws.send(encode(sub.stream.subscribe_request(request_id)))
 
     def _subscribe_done(
         self, sub: Subscription, generation: int, future: asyncio.Future[Message]
@@ -510,14 +445,13 @@ class SlurmcastClient:
             return
         if not isinstance(error, ClientError) or isinstance(error, ConnectionFailed | ClientClosed):
             return  # lost with the connection: the next one sends it again
-        if self._subs.get(sub.channel) is not sub:
+        if not self._subs.holds(sub):
             return
         if error.code == RATE_LIMITED:
             delay = error.retry_after if error.retry_after is not None else 1.0
             self._spawn(self._subscribe_later(sub, generation, delay))
             return
-        del self._subs[sub.channel]
-        self._sent.pop(sub.channel, None)
+        self._subs.remove(sub)
         log.warning("subscription to %s refused: %s", sub.channel, error)
         sub._refuse(error)
 
@@ -528,7 +462,7 @@ class SlurmcastClient:
             generation == self._generation
             and self._state is CONNECTED
             and ws is not None
-            and self._subs.get(sub.channel) is sub
+            and self._subs.holds(sub)
         ):
             with contextlib.suppress(ConnectionClosed):
                 await self._send_subscribe(ws, sub)
@@ -601,27 +535,13 @@ class SlurmcastClient:
             self._dispatch(message)
 
     def _dispatch(self, message: Message) -> None:
-        channel = message.get("channel")
-        if is_publication(message):
-            sub = self._subs.get(channel) if isinstance(channel, str) else None
-            if sub is not None:
-                sub._deliver(sub.stream.on_publication(message))
+        if self._subs.route(message):
             return
-        kind = message.get("type")
-        if kind == "snapshot":
-            sub = self._subs.get(channel) if isinstance(channel, str) else None
-            if sub is not None:
-                sub._deliver(sub.stream.on_snapshot(message))
-            return
-        request_id = message.get("id")
-        if request_id is None:
-            if kind == "error":
+        if message.get("id") is None:
+            if message.get("type") == "error":
                 self._unsolicited_error(message)
             return
-        sub = self._subscribing.pop(request_id, None) if isinstance(request_id, int) else None
-        if kind == "subscribed" and sub is not None and self._subs.get(sub.channel) is sub:
-            # Before anything else is read: the replayed messages follow this reply.
-            sub._deliver(sub.stream.on_subscribed(message))
+        self._subs.reply(message)
         self._pending.resolve(message)
 
     def _unsolicited_error(self, message: Message) -> None:
@@ -657,18 +577,14 @@ class SlurmcastClient:
         self._pending.fail_all(
             ConnectionFailed(CONNECTION_LOST, "the connection was lost before the reply")
         )
-        self._subscribing.clear()
+        self._subs.connection_lost()
 
     def _give_up(self, error: ClientError) -> None:
         self.error = error
         log.error("giving up on %s: %s", self.url, error)
         self._set_state(FAILED)
         self._pending.fail_all(error)
-        self._subscribing.clear()
-        subscriptions, self._subs = list(self._subs.values()), {}
-        self._sent.clear()
-        for sub in subscriptions:
-            sub._end(error)
+        self._subs.end_all(error)
 
     def _set_state(self, state: ConnectionState) -> None:
         if state is self._state:
@@ -695,26 +611,6 @@ class SlurmcastClient:
 
     def __repr__(self) -> str:
         return f"<SlurmcastClient {self.url} {self._state.name}>"
-
-
-def _encode(message: Message) -> str:
-    # A text frame: the server refuses binary frames.
-    return orjson.dumps(message).decode()
-
-
-def _refusal(body: bytes | bytearray | None) -> tuple[str | None, str | None]:
-    """The ``code`` and ``message`` of the server's JSON refusal body, if it has them."""
-    try:
-        value = orjson.loads(body or b"")
-    except orjson.JSONDecodeError:
-        return None, None
-    if not isinstance(value, dict):
-        return None, None
-    code, message = value.get("code"), value.get("message")
-    return (
-        code if isinstance(code, str) else None,
-        message if isinstance(message, str) else None,
-    )
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
