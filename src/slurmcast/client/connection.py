@@ -581,7 +581,7 @@ class SlurmcastClient:
 
     def _give_up(self, error: ClientError) -> None:
         self.error = error
-        log.error("giving up on %s: %s", self.url, error)
+        log.warning("giving up on %s: %s", self.url, error)
         self._set_state(FAILED)
         self._pending.fail_all(error)
         self._subs.end_all(error)
