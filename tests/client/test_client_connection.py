@@ -262,3 +262,31 @@ async def test_calls_before_connect_and_an_unreachable_server():
     assert states == [ConnectionState.CONNECTING, ConnectionState.FAILED]
     with pytest.raises(ValueError, match="not a WebSocket URL"):
         SlurmcastClient("http://example.org/")
+
+
+async def test_rate_limited_subscriptions_are_retried_and_requests_refused_with_a_type():
+    # 10 messages a second, bursts of 2: the third subscribe in a row is refused.
+    async with (
+        running_server(**QUIET, rate_limit=600.0, rate_burst=2) as app,
+        SlurmcastClient(url(app)) as client,
+    ):
+        subs = [await client.subscribe(c) for c in ("jobs", "nodes", "alerts", "metrics")]
+        assert [s.channel for s in subs] == ["jobs", "nodes", "alerts", "metrics"]
+        counts = app.hub.subscription_counts()
+        assert all(counts[s.channel] == 1 for s in subs)
+        results = await asyncio.gather(*(client.ping() for _ in range(4)), return_exceptions=True)
+        refused = [r for r in results if isinstance(r, ClientError)]
+        assert refused and all(r.code == "rate_limited" and r.retry_after for r in refused)
+        # The replies matched their requests: the connection still works.
+        assert await ping_politely(client) >= 0
+
+
+async def ping_politely(client: SlurmcastClient) -> float:
+    """Ping, waiting as long as the server says whenever it is rate limited."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            try:
+                return await client.ping()
+            except ClientError as exc:
+                assert exc.code == "rate_limited" and exc.retry_after is not None
+                await asyncio.sleep(exc.retry_after)

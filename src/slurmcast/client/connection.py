@@ -580,6 +580,8 @@ class SlurmcastClient:
         self._subs.connection_lost()
 
     def _give_up(self, error: ClientError) -> None:
+        if self._closing:
+            return
         self.error = error
         log.warning("giving up on %s: %s", self.url, error)
         self._set_state(FAILED)
@@ -587,8 +589,8 @@ class SlurmcastClient:
         self._subs.end_all(error)
 
     def _set_state(self, state: ConnectionState) -> None:
-        if state is self._state:
-            return
+        if state is self._state or (self._closing and state is not CLOSED):
+            return  # after close(), a connection attempt still unwinding changes nothing
         self._state = state
         log.debug("connection is %s", state.name)
         changed, self._changed = self._changed, asyncio.Event()
