@@ -531,8 +531,13 @@ class SlurmcastClient:
         except orjson.JSONDecodeError:
             log.warning("ignoring a frame that is not JSON: %.80r", raw)
             return
-        if isinstance(message, dict):
+        if not isinstance(message, dict):
+            return
+        try:
             self._dispatch(message)
+        except Exception:
+            # A frame this client cannot make sense of must not stop the reader.
+            log.exception("could not handle a %s frame", message.get("type"))
 
     def _dispatch(self, message: Message) -> None:
         if self._subs.route(message):
