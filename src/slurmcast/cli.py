@@ -69,7 +69,79 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", default="1h", help="lifetime: 3600, 90s, 30m, 12h or 7d")
     token.add_argument("--config", metavar="FILE", help="TOML config file")
     token.add_argument("--jwt-secret", dest="jwt_secret", default=None, help="HS256 secret")
+    add_tail_parser(commands)
     return parser
+
+
+def add_tail_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from slurmcast.client.tail import DEFAULT_URL
+
+    tail = commands.add_parser(
+        "tail",
+        help="follow a channel and print each message on one line",
+        description=(
+            "Follow a channel and print each message on one line, readable or as JSON (--json), "
+            "until Ctrl-C. Reconnects by itself and recovers what it missed; a connection that "
+            "cannot be opened at all, or a refused token, exits with status 1."
+        ),
+    )
+    tail.add_argument(
+        "channel",
+        metavar="CHANNEL",
+        help="jobs, nodes, metrics, notifications, alerts, user:<name>, or all "
+        "(messages for every client, which are also shown with any channel)",
+    )
+    tail.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="server-side filter, repeatable: --filter user=alice --filter status=RUNNING; "
+        "the same field repeated accepts any of its values",
+    )
+    tail.add_argument(
+        "--since",
+        metavar="OFFSET[:EPOCH]",
+        help="first replay the messages after this offset (default epoch: the channel's current)",
+    )
+    tail.add_argument(
+        "--snapshot",
+        action="store_true",
+        help="print the channel's current state first (and again after a resync)",
+    )
+    tail.add_argument("--json", action="store_true", help="print each message as a JSON line")
+    tail.add_argument("--url", default=DEFAULT_URL, help=f"server URL (default {DEFAULT_URL})")
+    tail.add_argument(
+        "--token", default=None, help="a JWT for --auth jwt servers (default: $SLURMCAST_TOKEN)"
+    )
+
+
+def run_tail(args: argparse.Namespace) -> int:
+    from slurmcast.client.tail import TailOptions, check_options, parse_filters, parse_since, tail
+
+    try:
+        options = TailOptions(
+            channel=args.channel,
+            url=args.url,
+            filter=parse_filters(args.filter),
+            since=parse_since(args.since) if args.since is not None else None,
+            snapshot=args.snapshot,
+            json=args.json,
+            token=args.token or os.environ.get("SLURMCAST_TOKEN") or None,
+        )
+        check_options(options)
+    except ValueError as exc:
+        print(f"slurmcast tail: {exc}", file=sys.stderr)
+        return 2
+    # The client's own warnings would repeat what tail says on stderr.
+    logging.basicConfig(level=logging.ERROR, format="slurmcast tail: %(message)s", force=True)
+    try:
+        return asyncio.run(tail(options, sys.stdout, sys.stderr))
+    except ValueError as exc:  # a bad URL
+        print(f"slurmcast tail: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C before the handler was installed
+        return 0
 
 
 def parse_ttl(text: str) -> float:
@@ -158,4 +230,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "token":
         return mint(args)
+    if args.command == "tail":
+        return run_tail(args)
     return 2  # pragma: no cover - argparse enforces a known command
