@@ -5,6 +5,7 @@
 // exiting, a message arriving); nothing sleeps to synchronise.
 
 import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -24,9 +25,16 @@ const GIVE_UP_MS = 30000;
 
 /** Every server process started and not yet reaped, killed on exit whatever happens. */
 const running = new Set();
-process.on('exit', () => {
+function killAll() {
   for (const child of running) child.kill('SIGKILL');
-});
+}
+process.on('exit', killAll);
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    killAll();
+    process.kill(process.pid, signal); // then die of it as usual
+  });
+}
 
 /** A TCP port nobody listens on right now. */
 export function freePort() {
@@ -76,6 +84,11 @@ export class Server {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     running.add(this.child);
+    // A failed or hung test must not keep this process alive: once nothing else
+    // does, it exits and the 'exit' handler above kills the server.
+    this.child.unref();
+    this.child.stdout.unref();
+    this.child.stderr.unref();
     const keep = (chunk) => { this.output = (this.output + chunk).slice(-4000); };
     this.child.stdout.on('data', keep);
     this.child.stderr.on('data', keep);
@@ -102,11 +115,14 @@ export class Server {
     }
   }
 
-  /** Publish on a channel through POST /broadcast; answered after delivery. */
+  /** Publish on a channel through POST /broadcast (with the server's API key, if it has one);
+   * answered after delivery. */
   async publish(channel, message) {
+    const headers = { 'content-type': 'application/json' };
+    if (this.env.SLURMCAST_API_KEY) headers['x-api-key'] = this.env.SLURMCAST_API_KEY;
     const response = await fetch(`${this.http}/broadcast`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers,
       body: JSON.stringify({ channel, message }),
     });
     const body = await response.json();
@@ -120,6 +136,7 @@ export class Server {
 
   /** Send a signal (SIGKILL: a crash; SIGTERM: a shutdown, clients get 1001) and wait for the exit. */
   async kill(signal = 'SIGKILL') {
+    this.child.ref(); // wait for the exit below
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
     const status = await this.exited;
     rmSync(this.dataDir, { recursive: true, force: true });
@@ -167,8 +184,7 @@ export class Recorder {
 }
 
 /** A minimal HS256 JWT, signed like `slurmcast token` does. */
-export async function hs256(secret, claims) {
-  const { createHmac } = await import('node:crypto');
+export function hs256(secret, claims) {
   const encode = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
   const body = `${encode({ alg: 'HS256', typ: 'JWT' })}.${encode(claims)}`;
   return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
