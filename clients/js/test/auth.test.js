@@ -145,3 +145,20 @@ test('a token that cannot be refreshed: closed with 4001, reconnected with a fre
   assert.equal(second.type, 'broadcast', 'recovered: no resync');
   assert.equal(second.offset, first.offset + 1);
 });
+
+test('too many connections for a user (4029): retried later, connected once one closes', WAIT, async () => {
+  const args = [...QUIET, '--auth', 'jwt', '--max-connections-per-user', '1'];
+  const limited = await Server.start({ args, env: ENV });
+  cleanup.push(() => limited.kill());
+  const first = startClient(limited.url, { getToken: () => token('carol') });
+  await first.connect();
+  const second = startClient(limited.url, { getToken: () => token('carol'), backoffMax: 100 });
+  const states = new Recorder();
+  second.onState((state, detail) => states.push({ state, ...detail }));
+  const connected = second.connect();
+  const [refused] = (await states.count((s) => s.code === 4029)).filter((s) => s.code === 4029);
+  assert.ok(refused.delay >= 50 && refused.delay <= 100, `later: half to all of backoffMax (${refused.delay})`);
+  first.close();
+  await connected;
+  assert.equal(second.state, 'connected');
+});

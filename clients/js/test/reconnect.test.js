@@ -4,7 +4,7 @@ import { afterEach, test } from 'node:test';
 import { WebSocket } from 'ws';
 
 import { SlurmcastClient } from '../slurmcast.js';
-import { Recorder, Server } from '../support/server.js';
+import { QUIET, Recorder, Server } from '../support/server.js';
 
 const WAIT = { timeout: 120000 }; // per test: a guard against hanging only
 
@@ -158,4 +158,18 @@ test('a socket dropped before the subscription is confirmed is subscribed again'
   const [, message] = await seen.count(() => true, 2);
   assert.equal(message.offset, snapshot.position.offset + 1);
   assert.equal(states.items.filter((s) => s === 'disconnected').length, 3);
+});
+
+test('a frame the server refuses as too big (1009) is a client bug: failed, not retried', WAIT, async () => {
+  const server = await startServer({ args: [...QUIET, '--max-message-size', '200'] });
+  const client = startClient(server.url);
+  const states = new Recorder();
+  client.onState(states.push);
+  const jobIds = Array.from({ length: 50 }, (_, i) => String(1000 + i));
+  const sub = client.subscribe('jobs', () => {}, { filter: { job_id: jobIds } });
+  await client.connect();
+  await states.count((s) => s === 'failed');
+  assert.equal(client.error.code, 'message_too_big');
+  assert.deepEqual(states.items, ['connecting', 'connected', 'failed']);
+  assert.equal(sub.active, true, 'still registered: connect() again would retry it');
 });
