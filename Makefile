@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN_ARGS ?=
 
-.PHONY: run test lint bench install install-test clean
+.PHONY: run test test-js lint bench install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "slurmcast needs Python >= 3.11"'
@@ -26,9 +26,14 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/slurmcast serve $(RUN_ARGS)
 
-## Run the whole test suite.
+## Run the whole test suite: the Python tests, then the JavaScript client's.
 test: install-test
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory test-js
+
+## The JavaScript client's tests against real servers (needs Node.js >= 20 and npm).
+test-js: install-test
+	cd clients/js && npm ci --no-audit --no-fund && npm test
 
 ## Static checks: ruff and mypy --strict.
 lint: install-test
@@ -40,4 +45,5 @@ bench: install-test
 	$(BIN)/python bench/fanout.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache bench/.build
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache bench/.build \
+		clients/js/node_modules
