@@ -53,6 +53,8 @@ class ErrorCode(StrEnum):
     SOURCE_TIMEOUT = "source_timeout"
     CONFIG_INVALID = "config_invalid"
     PUBLISH_FAILED = "publish_failed"
+    BROKER_UNAVAILABLE = "broker_unavailable"
+    NOT_LEADER = "not_leader"
 
 
 class CloseCode(IntEnum):
@@ -70,6 +72,9 @@ class CloseCode(IntEnum):
     #: The token expired and no refresh came within the grace period: reconnect with a new one.
     TOKEN_EXPIRED = 4001
     SLOW_CONSUMER = 4008
+    #: The channel's stream was lost under this instance (Redis restarted, a gap
+    #: history could not fill): reconnect and recover (or resync from a snapshot).
+    STREAM_LOST = 4010
     #: Too many connections for this user: reconnect later.
     TOO_MANY_CONNECTIONS = 4029
 
@@ -129,6 +134,19 @@ class SourceError(SlurmcastError):
 class PublishError(SlurmcastError):
     code = ErrorCode.PUBLISH_FAILED
     temporary = True
+
+
+class BrokerUnavailable(PublishError):
+    """The shared broker (Redis) cannot be reached: nothing was published."""
+
+    code = ErrorCode.BROKER_UNAVAILABLE
+
+
+class Fenced(PublishError):
+    """This instance no longer holds the polling lease: its monitor's publications
+    were refused so that two pollers can never both report a transition."""
+
+    code = ErrorCode.NOT_LEADER
 
 
 class StorageError(SlurmcastError):

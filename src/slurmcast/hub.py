@@ -23,6 +23,9 @@ class Subscriber(Hashable, Protocol):
         """Write the prepared ``frame`` of ``publication`` without blocking, if
         this client may see it and its filter accepts it; True if written."""
 
+    def stream_lost(self, channel: str) -> None:
+        """The channel's stream broke: make the client reconnect and recover."""
+
 
 class Hub:
     """This instance's connected clients and their subscriptions."""
@@ -35,6 +38,10 @@ class Hub:
         self._per_user: Counter[str] = Counter()
         # (client, channel) -> publications held while the client recovers.
         self._held: dict[tuple[Subscriber, str], list[Publication]] = {}
+        # (client, channel) -> offset a subscription starts after. A shared
+        # broker delivers asynchronously: publications already covered by the
+        # snapshot or recovery the client got may still be on their way.
+        self._floors: dict[tuple[Subscriber, str], int] = {}
 
     def connect(self, client: Subscriber) -> None:
         self._clients.add(client)
@@ -44,6 +51,8 @@ class Hub:
         self._clients.discard(client)
         for key in [key for key in self._held if key[0] is client]:
             del self._held[key]
+        for key in [key for key in self._floors if key[0] is client]:
+            del self._floors[key]
         user = self._users.pop(client, None)
         if user is not None:
             self._per_user[user] -= 1
@@ -79,9 +88,20 @@ class Hub:
         """Stop holding: return what was held; later publications are written live."""
         return self._held.pop((client, channel), [])
 
+    def start_after(self, client: Subscriber, channel: str, offset: int) -> None:
+        """Write the client only publications of ``channel`` above ``offset`` from now on."""
+        if offset > 0:
+            self._floors[(client, channel)] = offset
+
     def unsubscribe(self, client: Subscriber, channel: str) -> bool:
         self._held.pop((client, channel), None)
+        self._floors.pop((client, channel), None)
         return self._registry.remove(client, channel)
+
+    def handle_stream_lost(self, channel: str) -> None:
+        """Every local subscriber of ``channel`` must reconnect and recover."""
+        for client in tuple(self._registry.subscribers(channel)):
+            client.stream_lost(channel)
 
     def handle_publication(self, publication: Publication) -> int:
         """Write a publication to every local recipient; returns how many took it."""
@@ -95,6 +115,7 @@ class Hub:
         frame = self._encode_frame(publication.wire())
         delivered = 0
         held = self._held
+        floors = self._floors
         channel = publication.channel
         # Copy: a write may close a client, and closing must not disturb this loop.
         for client in tuple(targets):
@@ -103,6 +124,12 @@ class Hub:
                 if waiting is not None:
                     waiting.append(publication)
                     continue
+            if floors:
+                floor = floors.get((client, channel))
+                if floor is not None:
+                    if publication.offset <= floor:
+                        continue
+                    del floors[(client, channel)]  # in order: later ones are above too
             delivered += client.deliver(publication, frame)
         return delivered
 

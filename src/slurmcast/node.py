@@ -2,17 +2,19 @@
 
 Every message, whether raised by a monitor or posted to the HTTP API, takes
 the same path: envelope -> encode once -> broker.publish (which positions it
-in its channel's history) -> handle_publication -> views and hub. With the
+in its channel's history and applies its state change) -> handle_publication -> hub. With the
 memory broker the last hop is a direct call; with a shared broker every
 instance's handler receives it.
 
 The node also answers what needs the history or the current state:
 recovery on subscribe (``subscribe``), snapshots and history requests.
+Channel state (what snapshots hold) lives in the broker, changed in the
+same atomic step as the history, so every instance answers the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,9 +28,9 @@ from slurmcast.core.filters import tags_for
 from slurmcast.core.history import HistoryResult, recover
 from slurmcast.core.position import StreamPosition
 from slurmcast.core.publication import Publication
-from slurmcast.core.views import ChannelView, Snapshot, new_view
+from slurmcast.core.views import Snapshot, state_change, state_items
 from slurmcast.hub import Hub, Subscriber
-from slurmcast.ports import Broker
+from slurmcast.ports import Batch, Broker
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,22 +53,34 @@ class Node:
         self.hub = hub
         self.recovery_limit = recovery_limit
         self.published = 0
-        self._views: dict[str, ChannelView] = {}
 
     async def start(self) -> None:
         await self.broker.start(self)
 
-    # -- publishing ------------------------------------------------------------
+    # -- what the broker calls -------------------------------------------------
 
     def handle_publication(self, publication: Publication) -> int:
         """Called by the broker for every publication, in each channel's offset order."""
-        view = self._views.get(publication.channel)
-        if view is None and publication.position is not None:
-            view = self._view(publication.channel, publication.position.epoch)
-        if view is not None and publication.position is not None:
-            message = orjson.loads(publication.payload)
-            view.apply(message.get("type", ""), message.get("data"), publication.position)
         return self.hub.handle_publication(publication)
+
+    def handle_stream_lost(self, channel: str) -> None:
+        self.hub.handle_stream_lost(channel)
+
+    # -- publishing ------------------------------------------------------------
+
+    def publication(
+        self, channel: str, event_type: str, data: Any, now: datetime, owner: str | None = None
+    ) -> Publication:
+        """One message, encoded once, with what it does to its channel's state."""
+        payload = orjson.dumps(envelope(channel, event_type, data, now))
+        return Publication(
+            channel,
+            payload,
+            owner,
+            tags_for(channel, data),
+            None,
+            state_change(channel, event_type, data),
+        )
 
     async def publish(
         self, channel: str, event_type: str, data: Any, now: datetime, owner: str | None = None
@@ -76,45 +90,56 @@ class Node:
         ``owner`` is the Slurm user the message is about; subscribers who may
         only see their own jobs receive it only if it is theirs.
         """
-        payload = orjson.dumps(envelope(channel, event_type, data, now))
+        result = await self.broker.publish(self.publication(channel, event_type, data, now, owner))
         self.published += 1
-        result = await self.broker.publish(
-            Publication(channel, payload, owner, tags_for(channel, data))
-        )
         return result.delivered
 
-    async def publish_events(self, events: Iterable[Event], now: datetime) -> int:
-        """Publish events on their channels; a user's notifications also on ``user:<name>``."""
-        delivered = 0
+    def publications_of(self, events: Iterable[Event], now: datetime) -> list[Publication]:
+        """Events as publications; a user's notifications also on ``user:<name>``."""
+        publications = []
         for event in events:
             data = event.data()
             owner = event.owner
-            delivered += await self.publish(event.channel.value, event.event_type, data, now, owner)
+            channel = event.channel.value
+            publications.append(self.publication(channel, event.event_type, data, now, owner))
             if owner is not None and event.channel is Channel.NOTIFICATIONS:
-                delivered += await self.publish(
-                    user_channel(owner), event.event_type, data, now, owner
+                publications.append(
+                    self.publication(user_channel(owner), event.event_type, data, now, owner)
                 )
-        return delivered
+        return publications
+
+    async def publish_events(self, events: Iterable[Event], now: datetime) -> int:
+        """Publish events at once (see ``commit``); returns how many there were."""
+        return len(await self.commit(events, now))
+
+    async def commit(
+        self,
+        events: Iterable[Event],
+        now: datetime,
+        *,
+        seeds: Mapping[str, Iterable[dict[str, Any]]] | None = None,
+        checkpoint: Mapping[str, bytes] | None = None,
+        fence: str | None = None,
+    ) -> list[Publication]:
+        """Publish events, replace channel states (``seeds``) and store the
+        monitor's ``checkpoint``, all or nothing (``Broker.commit``)."""
+        batch = Batch(
+            self.publications_of(events, now),
+            {channel: state_items(channel, items) for channel, items in (seeds or {}).items()},
+            checkpoint or {},
+            fence,
+        )
+        if not (batch.publications or batch.seeds or batch.checkpoint):
+            return []
+        positioned = await self.broker.commit(batch)
+        self.published += len(positioned)
+        return positioned
 
     # -- state, history, recovery ----------------------------------------------
 
-    def seed(self, channel: str, items: Iterable[dict[str, Any]]) -> None:
-        """Set a channel's state without publishing (a monitor's first poll)."""
-        view = self._views.get(channel) or self._view(channel, "")
-        if view is not None:
-            view.reset(items)
-
     async def snapshot(self, channel: str) -> Snapshot | None:
         """The channel's current state and the position it corresponds to."""
-        view = self._views.get(channel)
-        if view is None or view.position.offset == 0:
-            # Nothing published yet: the state is as seeded, at the stream's start.
-            position = await self.broker.position(channel)
-            view = view or self._view(channel, position.epoch)
-            if view is None:
-                return None
-            view.position = position
-        return view.snapshot()
+        return await self.broker.snapshot(channel)
 
     async def history(self, channel: str, *, since: int | None, limit: int) -> HistoryResult:
         return await self.broker.history(channel, since=since, limit=limit)
@@ -131,7 +156,9 @@ class Node:
 
         Publications are held from the first instant, while history is read
         (an await) and merged: none is missed, duplicated or reordered. The
-        caller must write what is returned before its next await.
+        caller must write what is returned before its next await. With a
+        shared broker, publications the history or snapshot already covers
+        may still be on their way to this instance: the hub drops them.
         """
         self.hub.subscribe(client, channel, hold=True)
         try:
@@ -151,6 +178,22 @@ class Node:
             self.hub.unsubscribe(client, channel)
             raise
         held = self.hub.release(client, channel)  # live from here: no await below
+        subscribed = self._start(since, history, held, state, top)
+        last = subscribed.publications[-1].position if subscribed.publications else None
+        position = last if last is not None and last.offset > subscribed.position.offset else None
+        position = position or subscribed.position
+        self.hub.start_after(client, channel, position.offset)
+        self.broker.track(channel, position)
+        return subscribed
+
+    @staticmethod
+    def _start(
+        since: StreamPosition | None,
+        history: HistoryResult | None,
+        held: list[Publication],
+        state: Snapshot | None,
+        top: StreamPosition | None,
+    ) -> Subscribed:
         recovered = None
         start = state.position if state is not None else top
         if since is not None and history is not None:
@@ -162,12 +205,6 @@ class Node:
         assert start is not None
         later = [p for p in held if p.offset > start.offset]
         return Subscribed(start, recovered, state, later)
-
-    def _view(self, channel: str, epoch: str) -> ChannelView | None:
-        view = new_view(channel, epoch)
-        if view is not None:
-            self._views[channel] = view
-        return view
 
     async def close(self) -> None:
         await self.broker.close()

@@ -6,8 +6,8 @@ part (``sources/``, ``brokers/``); only ``app.py`` picks the concrete class.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -15,6 +15,7 @@ from slurmcast.core.history import HistoryResult
 from slurmcast.core.position import StreamPosition
 from slurmcast.core.publication import Publication
 from slurmcast.core.snapshot import JobRecord, JobsSnapshot, NodesSnapshot
+from slurmcast.core.views import Snapshot
 
 
 class Source(Protocol):
@@ -64,6 +65,10 @@ class PublicationHandler(Protocol):
     def handle_publication(self, publication: Publication) -> int:
         """Deliver to local subscribers; return how many were written to."""
 
+    def handle_stream_lost(self, channel: str) -> None:
+        """The channel's stream broke under this instance (a gap that history
+        cannot fill, a new epoch): its local subscribers must recover."""
+
 
 @dataclass(frozen=True, slots=True)
 class PublishResult:
@@ -73,17 +78,54 @@ class PublishResult:
     delivered: int
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one monitor step changes, committed all at once or not at all.
+
+    Attributes:
+        publications: positioned and delivered in order.
+        seeds: channel -> its whole state (item key -> data), replacing the
+            current one without a publication (a monitor's first poll).
+        checkpoint: named parts of the monitor's diff baseline, stored with
+            the publications so a poller taking over resumes exactly where
+            the last committed step left off.
+        fence: the polling lease token this step was computed under; a
+            broker shared between instances refuses the batch (``Fenced``)
+            when the lease has moved on. None: not fenced.
+    """
+
+    publications: Sequence[Publication] = ()
+    seeds: Mapping[str, Mapping[str, dict[str, Any]]] = field(default_factory=dict)
+    checkpoint: Mapping[str, bytes] = field(default_factory=dict)
+    fence: str | None = None
+
+
 class Broker(Protocol):
-    """Positions publications in their channel's history and carries them to
-    every instance's handler (even in memory: one delivery path)."""
+    """Positions publications in their channel's history, keeps each channel's
+    state, and carries publications to every instance's handler (even in
+    memory: one delivery path)."""
+
+    kind: str
 
     async def start(self, handler: PublicationHandler) -> None: ...
 
-    async def publish(self, publication: Publication) -> PublishResult:
+    async def publish(self, publication: Publication, *, confirm: bool = True) -> PublishResult:
         """Assign the next position (none for ``all``), store, deliver.
+
+        With ``confirm`` the call returns once this instance has delivered the
+        publication locally (``delivered`` counts local clients); without it,
+        as soon as it is stored (``delivered`` may be 0).
 
         Raises:
             PublishError: the publication could not be stored or delivered.
+        """
+
+    async def commit(self, batch: Batch) -> list[Publication]:
+        """Apply a ``Batch`` atomically; returns its publications, positioned.
+
+        Raises:
+            PublishError: nothing of the batch was applied (``Fenced`` when
+                the batch's lease is no longer held).
         """
 
     async def history(self, channel: str, *, since: int | None, limit: int) -> HistoryResult:
@@ -92,4 +134,43 @@ class Broker(Protocol):
     async def position(self, channel: str) -> StreamPosition:
         """The channel's current position (offset 0 before its first publication)."""
 
+    async def snapshot(self, channel: str) -> Snapshot | None:
+        """The channel's state and the position it is the state of (None: no state)."""
+
+    async def checkpoint(self) -> dict[str, bytes]:
+        """The monitor baseline parts last committed (empty when there are none)."""
+
+    def track(self, channel: str, position: StreamPosition) -> None:
+        """A local subscription continues from ``position``: check later deliveries
+        on ``channel`` against it (gap detection)."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for /health: kind, connectivity."""
+
     async def close(self) -> None: ...
+
+
+class Lease(Protocol):
+    """The right to poll the cluster: held by exactly one instance at a time."""
+
+    @property
+    def token(self) -> str | None:
+        """The fencing token while held (None when not fenced, or not held)."""
+
+    async def acquire(self) -> bool:
+        """Take the lease if it is free; True if this instance holds it now."""
+
+    async def renew(self) -> bool:
+        """Extend the lease; False if it was lost to another instance."""
+
+    async def release(self) -> None: ...
+
+
+class Presence(Protocol):
+    """Client counts of every instance sharing the broker."""
+
+    async def report(self, instance: str, counts: dict[str, Any]) -> None:
+        """Publish this instance's counts (expiring unless reported again)."""
+
+    async def instances(self) -> dict[str, dict[str, Any]]:
+        """Every live instance's last report."""

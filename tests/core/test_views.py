@@ -1,46 +1,67 @@
-from slurmcast.core.position import StreamPosition
-from slurmcast.core.views import SNAPSHOT_CHANNELS, new_view
+from slurmcast.core.views import (
+    SNAPSHOT_CHANNELS,
+    ChannelState,
+    StateChange,
+    state_change,
+    state_items,
+)
 
 
-def at(n: int) -> StreamPosition:
-    return StreamPosition(n, "e")
+def replay(channel: str, messages, seed=()) -> list[dict]:
+    state = ChannelState()
+    state.reset(state_items(channel, seed))
+    for event_type, data in messages:
+        change = state_change(channel, event_type, data)
+        if change is not None:
+            state.apply(change)
+    return list(state.items.values())
 
 
-def test_jobs_view_keeps_the_queue():
-    view = new_view("jobs", "e")
-    assert view is not None
-    view.reset([{"job_id": "1", "status": "RUNNING"}])
-    view.apply("job_submitted", {"job_id": "2", "status": "PENDING"}, at(1))
-    view.apply("job_update", {"job_id": "2", "status": "RUNNING"}, at(2))
-    view.apply("job_update", {"job_id": "1", "status": "COMPLETED"}, at(3))
-    view.apply("broadcast", {"text": "hi"}, at(4))
-    snap = view.snapshot()
-    assert snap.position == at(4)
-    assert snap.items == [{"job_id": "2", "status": "RUNNING"}]
-    view.apply(
-        "job_update", {"job_id": "2", "status": "RUNNING", "final_state_confirmed": False}, at(5)
+def test_jobs_state_keeps_the_queue():
+    messages = [
+        ("job_submitted", {"job_id": "2", "status": "PENDING"}),
+        ("job_update", {"job_id": "2", "status": "RUNNING"}),
+        ("job_update", {"job_id": "1", "status": "COMPLETED"}),
+        ("broadcast", {"text": "hi"}),
+    ]
+    seed = [{"job_id": "1", "status": "RUNNING"}]
+    assert replay("jobs", messages, seed) == [{"job_id": "2", "status": "RUNNING"}]
+    unconfirmed = (
+        "job_update",
+        {"job_id": "2", "status": "RUNNING", "final_state_confirmed": False},
     )
-    assert view.snapshot().items == []
+    assert replay("jobs", [*messages, unconfirmed], seed) == []
 
 
-def test_nodes_alerts_metrics_views():
-    nodes = new_view("nodes", "e")
-    nodes.apply("node_added", {"node": "n1", "state": "IDLE"}, at(1))
-    nodes.apply("node_update", {"node": "n1", "state": "DOWN"}, at(2))
-    nodes.apply("node_added", {"node": "n2", "state": "IDLE"}, at(3))
-    nodes.apply("node_removed", {"node": "n2", "state": "IDLE"}, at(4))
-    assert nodes.snapshot().items == [{"node": "n1", "state": "DOWN"}]
-    alerts = new_view("alerts", "e")
-    alerts.apply("alert", {"id": "a", "status": "firing"}, at(1))
-    alerts.apply("alert", {"id": "b", "status": "firing"}, at(2))
-    alerts.apply("alert", {"id": "a", "status": "resolved"}, at(3))
-    assert [a["id"] for a in alerts.snapshot().items] == ["b"]
-    metrics = new_view("metrics", "e")
-    metrics.apply("metrics_update", {"cluster": {"cpu_usage": 1}}, at(1))
-    metrics.apply("metrics_update", {"cluster": {"cpu_usage": 2}}, at(2))
-    assert metrics.snapshot().items == [{"cluster": {"cpu_usage": 2}}]
+def test_nodes_alerts_metrics_state():
+    nodes = [
+        ("node_added", {"node": "n1", "state": "IDLE"}),
+        ("node_update", {"node": "n1", "state": "DOWN"}),
+        ("node_added", {"node": "n2", "state": "IDLE"}),
+        ("node_removed", {"node": "n2", "state": "IDLE"}),
+    ]
+    assert replay("nodes", nodes) == [{"node": "n1", "state": "DOWN"}]
+    alerts = [
+        ("alert", {"id": "a", "status": "firing"}),
+        ("alert", {"id": "b", "status": "firing"}),
+        ("alert", {"id": "a", "status": "resolved"}),
+    ]
+    assert [a["id"] for a in replay("alerts", alerts)] == ["b"]
+    metrics = [
+        ("metrics_update", {"cluster": {"cpu_usage": 1}}),
+        ("metrics_update", {"cluster": {"cpu_usage": 2}}),
+    ]
+    assert replay("metrics", metrics) == [{"cluster": {"cpu_usage": 2}}]
 
 
 def test_channels_without_state():
-    assert new_view("notifications", "e") is None and new_view("user:bob", "e") is None
+    assert state_change("notifications", "job_completed", {"job_id": "1"}) is None
+    assert state_change("user:bob", "job_completed", {"job_id": "1"}) is None
+    assert state_change("jobs", "job_update", ["not", "an", "object"]) is None
+    assert state_change("jobs", "job_update", {"job_id": 7}) is None
+    assert state_change("nodes", "broadcast", {"node": "n1"}) is None
+    assert state_change("alerts", "alert", {"id": "x", "status": "firing"}) == StateChange(
+        "x", {"id": "x", "status": "firing"}
+    )
+    assert state_items("notifications", [{"a": 1}]) == {}
     assert {"jobs", "nodes", "metrics", "alerts"} == SNAPSHOT_CHANNELS

@@ -1,4 +1,5 @@
-"""The in-process broker: history in memory, publications straight to this instance's handler.
+"""The in-process broker: history and state in memory, publications straight
+to this instance's handler.
 
 It exists so that one instance and many instances share one delivery path
 (publish -> broker -> handler -> hub), as centrifuge's MemoryBroker does. Its
@@ -12,12 +13,14 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from slurmcast.core.history import ChannelHistory, HistoryResult
 from slurmcast.core.position import StreamPosition
 from slurmcast.core.publication import Publication
+from slurmcast.core.views import SNAPSHOT_CHANNELS, ChannelState, Snapshot
 from slurmcast.errors import PublishError
-from slurmcast.ports import PublicationHandler, PublishResult
+from slurmcast.ports import Batch, PublicationHandler, PublishResult
 
 
 def new_epoch() -> str:
@@ -40,17 +43,27 @@ class MemoryBroker:
         self._clock = clock
         self._epoch = epoch
         self._channels: dict[str, ChannelHistory] = {}
+        self._states: dict[str, ChannelState] = {}
+        self._checkpoint: dict[str, bytes] = {}
         self._handler: PublicationHandler | None = None
 
     async def start(self, handler: PublicationHandler) -> None:
         self._handler = handler
 
-    async def publish(self, publication: Publication) -> PublishResult:
-        if self._handler is None:
-            raise PublishError("broker is not started")
-        if not publication.to_all_clients:
-            publication = self._stream(publication.channel).append(publication, self._clock())
-        return PublishResult(publication, self._handler.handle_publication(publication))
+    async def publish(self, publication: Publication, *, confirm: bool = True) -> PublishResult:
+        handler = self._started()
+        positioned = self._append(publication)
+        return PublishResult(positioned, handler.handle_publication(positioned))
+
+    async def commit(self, batch: Batch) -> list[Publication]:
+        handler = self._started()
+        for channel, items in batch.seeds.items():
+            self._state(channel).reset(dict(items))
+        self._checkpoint.update(batch.checkpoint)
+        positioned = [self._append(publication) for publication in batch.publications]
+        for publication in positioned:
+            handler.handle_publication(publication)
+        return positioned
 
     async def history(self, channel: str, *, since: int | None, limit: int) -> HistoryResult:
         stream = self._stream(channel)
@@ -61,8 +74,42 @@ class MemoryBroker:
     async def position(self, channel: str) -> StreamPosition:
         return self._stream(channel).position
 
+    async def snapshot(self, channel: str) -> Snapshot | None:
+        if channel not in SNAPSHOT_CHANNELS:
+            return None
+        items = list(self._state(channel).items.values())
+        return Snapshot(channel, self._stream(channel).position, items)
+
+    async def checkpoint(self) -> dict[str, bytes]:
+        return dict(self._checkpoint)
+
+    def track(self, channel: str, position: StreamPosition) -> None:
+        """Nothing to check: delivery is a direct call, it cannot skip."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "connected": True}
+
     async def close(self) -> None:
         self._handler = None
+
+    def _started(self) -> PublicationHandler:
+        if self._handler is None:
+            raise PublishError("broker is not started")
+        return self._handler
+
+    def _append(self, publication: Publication) -> Publication:
+        if publication.to_all_clients:
+            return publication
+        positioned = self._stream(publication.channel).append(publication, self._clock())
+        if publication.state is not None:
+            self._state(publication.channel).apply(publication.state)
+        return positioned
+
+    def _state(self, channel: str) -> ChannelState:
+        state = self._states.get(channel)
+        if state is None:
+            state = self._states[channel] = ChannelState()
+        return state
 
     def _stream(self, channel: str) -> ChannelHistory:
         stream = self._channels.get(channel)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from slurmcast.core.position import StreamPosition
+from slurmcast.core.views import StateChange
 
 #: Pseudo-channel of ``POST /broadcast`` meaning "every connected client".
 ALL_CLIENTS = "all"
@@ -30,6 +31,8 @@ class Publication:
         tags: the fields subscription filters match on (``core.filters``).
         position: assigned by the broker; None until published, and for
             messages to every client (``all``), which belong to no stream.
+        state: what the message does to its channel's state (snapshots),
+            applied by the broker atomically with assigning the position.
     """
 
     channel: str
@@ -37,6 +40,7 @@ class Publication:
     owner: str | None = None
     tags: Tags = field(default_factory=dict)
     position: StreamPosition | None = None
+    state: StateChange | None = None
 
     @property
     def to_all_clients(self) -> bool:

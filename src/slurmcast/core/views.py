@@ -1,10 +1,12 @@
 """The current state of each channel, kept up to date from its own messages.
 
 A snapshot must be exactly the state the deltas after it apply to. The
-surest way is to build it from the very messages subscribers receive: each
-view applies every publication of its channel, in offset order, and
-remembers the position of the last one. A snapshot taken at that moment is
-the state as of that position, and the next live message is the next delta.
+surest way is to build it from the very messages subscribers receive: every
+publication of a channel that has state carries a ``StateChange``, computed
+here once, and the broker applies it in the same atomic step that assigns
+the publication's offset (in memory, or in Redis's Lua script). A snapshot
+read together with the channel's position is then the state as of that
+position, and the next live message is the next delta.
 
 What the state is, per channel (a client following the deltas keeps the
 same):
@@ -28,6 +30,20 @@ from slurmcast.core.snapshot import TERMINAL_JOB_STATES
 
 _FINAL = frozenset(state.value for state in TERMINAL_JOB_STATES)
 
+#: The field naming an item in each channel's state (metrics keeps one item).
+STATE_KEYS: dict[str, str] = {
+    Channel.JOBS.value: "job_id",
+    Channel.NODES.value: "node",
+    Channel.ALERTS.value: "id",
+    Channel.METRICS.value: "",
+}
+
+#: Channels that offer snapshots.
+SNAPSHOT_CHANNELS = frozenset(STATE_KEYS)
+
+#: The single key of the metrics state.
+LATEST = "latest"
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -38,88 +54,61 @@ class Snapshot:
     items: list[dict[str, Any]]
 
 
-class ChannelView:
-    """The keyed state of one channel (jobs by id, nodes by name, alerts by id)."""
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """Set ``key`` to ``value`` in a channel's state, or remove it (``value`` None)."""
 
-    key = ""
+    key: str
+    value: dict[str, Any] | None
 
-    def __init__(self, channel: str, epoch: str) -> None:
-        self.channel = channel
-        self.position = StreamPosition(0, epoch)
+
+def state_change(channel: str, event_type: str, data: Any) -> StateChange | None:
+    """What a message does to its channel's state (None: nothing)."""
+    if channel not in STATE_KEYS or not isinstance(data, dict):
+        return None
+    if channel == Channel.METRICS.value:
+        return StateChange(LATEST, data) if event_type == "metrics_update" else None
+    key = data.get(STATE_KEYS[channel])
+    if not isinstance(key, str):
+        return None
+    if channel == Channel.JOBS.value:
+        if event_type not in ("job_submitted", "job_update"):
+            return None
+        ended = data.get("status") in _FINAL or data.get("final_state_confirmed") is False
+        return StateChange(key, None if ended else data)
+    if channel == Channel.NODES.value:
+        if event_type == "node_removed":
+            return StateChange(key, None)
+        if event_type in ("node_added", "node_update", "node_resource_change"):
+            return StateChange(key, data)
+        return None
+    if event_type != "alert":
+        return None
+    return StateChange(key, None if data.get("status") == "resolved" else data)
+
+
+def state_items(channel: str, items: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A whole state (a monitor's first poll) keyed as ``state_change`` keys it."""
+    field = STATE_KEYS.get(channel)
+    if field is None:
+        return {}
+    if not field:
+        latest = list(items)
+        return {LATEST: latest[-1]} if latest else {}
+    return {item[field]: item for item in items}
+
+
+class ChannelState:
+    """One channel's keyed state, in memory."""
+
+    def __init__(self) -> None:
         self.items: dict[str, dict[str, Any]] = {}
 
-    def apply(self, event_type: str, data: Any, position: StreamPosition) -> None:
-        """Apply one publication of this channel, in offset order."""
-        self.position = position
-        if isinstance(data, dict) and isinstance(data.get(self.key), str):
-            self._apply(event_type, data[self.key], data)
-
-    def _apply(self, event_type: str, key: str, data: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    def reset(self, items: Iterable[dict[str, Any]]) -> None:
-        """Replace the state (a monitor's first poll), keeping the position."""
-        self.items = {item[self.key]: item for item in items}
-
-    def snapshot(self) -> Snapshot:
-        return Snapshot(self.channel, self.position, list(self.items.values()))
-
-
-class JobsView(ChannelView):
-    key = "job_id"
-
-    def _apply(self, event_type: str, key: str, data: dict[str, Any]) -> None:
-        if event_type not in ("job_submitted", "job_update"):
-            return
-        if data.get("status") in _FINAL or data.get("final_state_confirmed") is False:
-            self.items.pop(key, None)
+    def apply(self, change: StateChange) -> None:
+        if change.value is None:
+            self.items.pop(change.key, None)
         else:
-            self.items[key] = data
+            self.items[change.key] = change.value
 
-
-class NodesView(ChannelView):
-    key = "node"
-
-    def _apply(self, event_type: str, key: str, data: dict[str, Any]) -> None:
-        if event_type == "node_removed":
-            self.items.pop(key, None)
-        elif event_type in ("node_added", "node_update", "node_resource_change"):
-            self.items[key] = data
-
-
-class AlertsView(ChannelView):
-    key = "id"
-
-    def _apply(self, event_type: str, key: str, data: dict[str, Any]) -> None:
-        if event_type != "alert":
-            return
-        if data.get("status") == "resolved":
-            self.items.pop(key, None)
-        else:
-            self.items[key] = data
-
-
-class MetricsView(ChannelView):
-    """Only the latest sample."""
-
-    def apply(self, event_type: str, data: Any, position: StreamPosition) -> None:
-        self.position = position
-        if event_type == "metrics_update" and isinstance(data, dict):
-            self.items = {"latest": data}
-
-
-_VIEWS: dict[str, type[ChannelView]] = {
-    Channel.JOBS.value: JobsView,
-    Channel.NODES.value: NodesView,
-    Channel.ALERTS.value: AlertsView,
-    Channel.METRICS.value: MetricsView,
-}
-
-#: Channels that offer snapshots.
-SNAPSHOT_CHANNELS = frozenset(_VIEWS)
-
-
-def new_view(channel: str, epoch: str) -> ChannelView | None:
-    """The view for a channel that has one (notifications and ``user:`` have none)."""
-    kind = _VIEWS.get(channel)
-    return kind(channel, epoch) if kind is not None else None
+    def reset(self, items: dict[str, dict[str, Any]]) -> None:
+        self.items = dict(items)

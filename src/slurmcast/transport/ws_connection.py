@@ -126,6 +126,20 @@ class ClientConnection:
     def deliver(self, publication: Publication, frame: bytes) -> bool:
         return self.accepts(publication) and self.write_frame(frame)
 
+    def stream_lost(self, channel: str) -> None:
+        if self._closing:
+            return
+        log.warning(
+            "client %d (%s%s): the %s stream was lost under this instance; closing with %d "
+            "so that the client reconnects and recovers",
+            self.id,
+            self.remote,
+            self._as_user(),
+            channel,
+            CloseCode.STREAM_LOST,
+        )
+        self._fail(CloseCode.STREAM_LOST, f"stream of {channel[:64]} lost: reconnect and recover")
+
     # -- the connection's life ---------------------------------------------------
 
     def send_reply(self, reply: dict[str, Any]) -> None:
@@ -198,9 +212,13 @@ class ClientConnection:
                         )
                         return
                 case PublishBroadcast(channel, message, request_id):
-                    delivered = await self.node.publish(
-                        channel, "broadcast", dict(message), datetime.now(UTC)
-                    )
+                    try:
+                        delivered = await self.node.publish(
+                            channel, "broadcast", dict(message), datetime.now(UTC)
+                        )
+                    except SlurmcastError as exc:
+                        self.send_reply(protocol.error(exc.code, exc.message, request_id))
+                        continue
                     log.info(
                         "client %d (%s%s) broadcast on %s, delivered to %d",
                         self.id,
@@ -364,12 +382,16 @@ class ClientConnection:
             self.buffer_limit,
             CloseCode.SLOW_CONSUMER,
         )
+        self._fail(CloseCode.SLOW_CONSUMER, "slow consumer: too much unread data")
+
+    def _fail(self, code: CloseCode, reason: str) -> None:
         # The close frame is queued behind what the client has not read; if it
         # does not read it within the grace period the TCP connection is cut.
         # Either way nobody else waits: nothing here is awaited.
-        self.ws.protocol.fail(CloseCode.SLOW_CONSUMER, "slow consumer: too much unread data")
+        self._closing = True
+        self.ws.protocol.fail(code, reason)
         self.ws.send_data()
-        asyncio.get_running_loop().call_later(self.slow_grace, transport.abort)
+        asyncio.get_running_loop().call_later(self.slow_grace, self.ws.transport.abort)
 
 
 def _owner(item: dict[str, Any]) -> str | None:
