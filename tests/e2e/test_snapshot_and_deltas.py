@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import timedelta
 
 from slurmcast.core.snapshot import TERMINAL_JOB_STATES
@@ -66,9 +65,7 @@ async def test_snapshot_plus_deltas_equals_the_source_after_a_simulated_hour():
             lambda: _sim_time(app), lambda now: now - start >= timedelta(hours=1), timeout=60
         )
         # Stop the world: no more polls, hence no more messages; then drain.
-        app._monitor_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await app._monitor_task
+        await app.stop_polling()
         await client.send({"type": "ping"})
         await reader_done.wait()
         await reader

@@ -16,8 +16,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from slurmcast.core import checkpoint
 from slurmcast.core.alerts import AlertBook, AlertSeverity, AlertThresholds
 from slurmcast.core.backoff import backoff_delay
 from slurmcast.core.channels import Channel
@@ -26,7 +27,7 @@ from slurmcast.core.events import Event, job_payload, node_payload
 from slurmcast.core.metrics import cluster_metrics
 from slurmcast.core.notifications import Notification, notifications_for
 from slurmcast.core.snapshot import JobRecord, JobsSnapshot, NodeRecord, NodesSnapshot
-from slurmcast.errors import ErrorCode, SourceError
+from slurmcast.errors import ErrorCode, PublishError, SourceError
 from slurmcast.gcpause import paused
 from slurmcast.monitors.health import SourceHealth
 from slurmcast.node import Node
@@ -63,6 +64,7 @@ class ClusterMonitor:
         clock: Callable[[], datetime],
         new_id: Callable[[], str],
         record: Callable[[Notification], None] = lambda notification: None,
+        fence: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.source = source
         self.node = node
@@ -70,17 +72,27 @@ class ClusterMonitor:
         self.clock = clock
         self.new_id = new_id
         self.record = record
+        self.fence = fence
         self.health = SourceHealth(source.kind)
         self.alerts = AlertBook(settings.thresholds)
         self.jobs: JobsSnapshot | None = None
         self.nodes: NodesSnapshot | None = None
-        self._reported_nodes: dict[str, NodeRecord] = {}
+        self._reported_nodes: dict[str, NodeRecord] | None = None
         self._unresolved: dict[str, int] = {}
         self.polls = {"jobs": 0, "nodes": 0, "metrics": 0}
         self._have_snapshots = asyncio.Event()
 
     async def run(self) -> None:
-        """Run every loop until cancelled."""
+        """Resume from the last committed baseline, then run every loop until cancelled."""
+        failures = 0
+        while True:
+            try:
+                await self.resume()
+                break
+            except PublishError as exc:
+                failures += 1
+                log.warning("cannot read the poller's baseline (attempt %d): %s", failures, exc)
+                await asyncio.sleep(backoff_delay(1.0, failures, self.settings.backoff_max))
         async with asyncio.TaskGroup() as group:
             group.create_task(self._every("jobs", self.settings.jobs_interval, self.poll_jobs))
             group.create_task(self._every("nodes", self.settings.nodes_interval, self.poll_nodes))
@@ -94,6 +106,28 @@ class ClusterMonitor:
             "metrics", self.settings.metrics_interval, self.publish_metrics, polls_source=False
         )
 
+    async def resume(self) -> None:
+        """Take up the baseline the last poller committed (none: start afresh).
+
+        With a shared broker this is how a new poller continues exactly where
+        the previous one stopped: its first poll is diffed against what was
+        last published, so nothing is reported twice or lost.
+        """
+        baseline = checkpoint.decode(await self.node.broker.checkpoint())
+        self.jobs = baseline.jobs
+        self._unresolved = dict(baseline.unresolved)
+        self._reported_nodes = baseline.nodes
+        self.nodes = None
+        self.alerts.firing = dict(baseline.alerts)
+        self._have_snapshots = asyncio.Event()
+        if baseline.jobs is not None:
+            log.info(
+                "resuming from the committed baseline: %d jobs, %d nodes, %d alerts firing",
+                len(baseline.jobs.jobs),
+                len(baseline.nodes or {}),
+                len(baseline.alerts),
+            )
+
     def _note_snapshots(self) -> None:
         if self.jobs is not None and self.nodes is not None:
             self._have_snapshots.set()
@@ -105,11 +139,17 @@ class ClusterMonitor:
         if previous is None:
             # The first snapshot is the baseline: existing jobs are not "submitted" now,
             # but they are the state a subscriber's snapshot starts from.
-            self.jobs = current
-            self.node.seed(
-                Channel.JOBS.value,
-                [job_payload(job) for job in current.jobs.values() if not job.state.is_terminal],
+            active = [
+                job_payload(job) for job in current.jobs.values() if not job.state.is_terminal
+            ]
+            await self._commit(
+                [],
+                self.clock(),
+                seeds={Channel.JOBS.value: active},
+                parts={checkpoint.JOBS: await self._encode_jobs(current, {})},
             )
+            self.jobs = current
+            self._unresolved = {}
             self._note_snapshots()
             return
         # A big queue is walked in a worker thread: the loop keeps serving clients.
@@ -131,13 +171,19 @@ class ClusterMonitor:
             events, baseline = diff_jobs(previous.jobs, current.jobs, finals, carry)
         now = self.clock()
         notes = notifications_for(events, now, self.new_id)
+        jobs = JobsSnapshot(current.taken_at, baseline)
+        unresolved = {job_id: n for job_id, n in self._unresolved.items() if job_id in carry}
+        await self._commit(
+            [*events, *notes],
+            now,
+            parts={checkpoint.JOBS: await self._encode_jobs(jobs, unresolved)},
+        )
+        # Only after publishing: if publishing failed, the next poll re-diffs.
+        self.jobs = jobs
+        self._unresolved = unresolved
         for note in notes:
             # Stored off the hot path: enqueue never blocks nor fails.
             self.record(note)
-        await self._publish([*events, *notes], now)
-        # Only after publishing: if publishing failed, the next poll re-diffs.
-        self.jobs = JobsSnapshot(current.taken_at, baseline)
-        self._unresolved = {job_id: n for job_id, n in self._unresolved.items() if job_id in carry}
 
     def _carry_unresolved(
         self,
@@ -172,17 +218,23 @@ class ClusterMonitor:
     async def poll_nodes(self) -> None:
         current = await self._call(self.source.nodes())
         now = self.clock()
-        if self.nodes is None:
-            self._reported_nodes = dict(current.nodes)
-            self.node.seed(Channel.NODES.value, [node_payload(n) for n in current.nodes.values()])
+        seeds = None
+        if self._reported_nodes is None:
+            reported = dict(current.nodes)
+            seeds = {Channel.NODES.value: [node_payload(n) for n in current.nodes.values()]}
             events: list[Event] = []
         else:
-            node_events, self._reported_nodes = diff_nodes(
+            node_events, reported = diff_nodes(
                 self._reported_nodes, current.nodes, self.settings.cpu_change_threshold
             )
             events = list(node_events)
         events += self.alerts.on_nodes(current.nodes, now)
-        await self._publish(events, now)
+        parts = {
+            checkpoint.NODES: checkpoint.encode_nodes(reported),
+            checkpoint.ALERTS: checkpoint.encode_alerts(self.alerts.firing),
+        }
+        await self._commit(events, now, seeds=seeds, parts=parts)
+        self._reported_nodes = reported
         self.nodes = current
         self._note_snapshots()
 
@@ -191,7 +243,9 @@ class ClusterMonitor:
             return
         now = self.clock()
         sample = cluster_metrics(self.jobs.jobs, self.nodes.nodes)
-        await self._publish([sample, *self.alerts.on_metrics(sample, now)], now)
+        alerts = self.alerts.on_metrics(sample, now)
+        parts = {checkpoint.ALERTS: checkpoint.encode_alerts(self.alerts.firing)} if alerts else {}
+        await self._commit([sample, *alerts], now, parts=parts)
 
     async def _call(self, call: Awaitable[T]) -> T:
         try:
@@ -204,9 +258,21 @@ class ClusterMonitor:
                 code=ErrorCode.SOURCE_TIMEOUT,
             ) from None
 
-    async def _publish(self, events: Sequence[Event], now: datetime) -> None:
-        if events:
-            await self.node.publish_events(events, now)
+    async def _encode_jobs(self, jobs: JobsSnapshot, unresolved: Mapping[str, int]) -> bytes:
+        if len(jobs.jobs) > OFF_LOOP_DIFF_JOBS:
+            return await asyncio.to_thread(paused(checkpoint.encode_jobs), jobs, unresolved)
+        return checkpoint.encode_jobs(jobs, unresolved)
+
+    async def _commit(
+        self,
+        events: Sequence[Event],
+        now: datetime,
+        *,
+        seeds: Mapping[str, list[dict[str, Any]]] | None = None,
+        parts: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """Publish a step's events with the baseline they lead to, all or nothing."""
+        await self.node.commit(events, now, seeds=seeds, checkpoint=parts, fence=self.fence())
 
     async def _every(
         self,
@@ -224,8 +290,15 @@ class ClusterMonitor:
         failures = 0
         while True:
             started = time.monotonic()
+            firing = dict(self.alerts.firing)
             try:
                 await step()
+            except PublishError as exc:
+                # Nothing of the step was published: the next one diffs from the
+                # same baseline and reports the same transitions, so none is lost.
+                self.alerts.firing = firing
+                failures += 1
+                log.warning("%s: could not publish (attempt %d): %s", name, failures, exc.message)
             except SourceError as exc:
                 failures += 1
                 log.warning("%s poll failed (attempt %d): %s", name, failures, exc.message)
@@ -272,6 +345,10 @@ class ClusterMonitor:
 
     async def _publish_quietly(self, events: Sequence[Event], now: datetime) -> None:
         try:
-            await self._publish(events, now)
+            await self._commit(
+                events, now, parts={checkpoint.ALERTS: checkpoint.encode_alerts(self.alerts.firing)}
+            )
+        except PublishError as exc:
+            log.warning("could not publish the source alert: %s", exc.message)
         except Exception:
             log.exception("could not publish source alert")
