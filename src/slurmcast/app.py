@@ -8,28 +8,35 @@ every client with 1001 before the process exits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import signal
+import socket
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from slurmcast import __version__
 from slurmcast.auth.jwt import JwtSettings, JwtVerifier
 from slurmcast.brokers.memory import MemoryBroker, sizes_from
+from slurmcast.cluster.lease import SoleLease
+from slurmcast.cluster.presence import LocalPresence, totals
 from slurmcast.config import DEFAULT_HISTORY_SIZE, Settings, parse_sizes
-from slurmcast.core.alerts import AlertSeverity, AlertThresholds
+from slurmcast.core.alerts import AlertBook, AlertSeverity, AlertThresholds
+from slurmcast.core.envelope import envelope
 from slurmcast.core.policy import AccessPolicy, JobsVisibility, Principal
+from slurmcast.core.publication import Publication
 from slurmcast.core.session import SessionLimits
 from slurmcast.errors import AuthError, ConfigError
 from slurmcast.http.app import ApiGuard, HttpServer, create_app
 from slurmcast.hub import Hub
+from slurmcast.monitors.leader import Leadership
 from slurmcast.monitors.poller import ClusterMonitor, MonitorSettings
 from slurmcast.node import Node
-from slurmcast.ports import Source
+from slurmcast.ports import Broker, Lease, Presence, Source
 from slurmcast.storage import NotificationStore, default_url
 from slurmcast.transport.frames import text_frame
 from slurmcast.transport.ws_server import WebSocketServer, WebSocketSettings
@@ -49,11 +56,22 @@ def build_source(settings: Settings) -> Source:
     if settings.source == "simulator":
         from slurmcast.sources.simulator import SimulatorSource
 
+        start = None
+        if settings.sim_start:
+            try:
+                start = datetime.fromisoformat(settings.sim_start.replace("Z", "+00:00"))
+            except ValueError:
+                raise ConfigError(
+                    f"sim_start: expected an ISO-8601 time, got {settings.sim_start!r}"
+                ) from None
+            if start.tzinfo is None:
+                start = start.replace(tzinfo=UTC)
         return SimulatorSource(
             seed=settings.sim_seed,
             speed=settings.sim_speed,
             nodes=settings.sim_nodes,
             node_events_per_day=settings.sim_node_events,
+            start=start,
         )
     if settings.source == "slurm":
         from slurmcast.sources.slurm_cli import SlurmCliSource, SlurmSettings
@@ -140,12 +158,36 @@ def monitor_settings(settings: Settings) -> MonitorSettings:
 class SlurmcastApp:
     def __init__(self, settings: Settings, *, source: Source | None = None) -> None:
         self.settings = settings
+        self.instance_id = settings.instance_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
         self.source = source if source is not None else build_source(settings)
         self.hub = Hub(text_frame)
-        self.broker = MemoryBroker(
-            sizes_from(parse_sizes(settings.history_size), DEFAULT_HISTORY_SIZE),
-            settings.history_ttl or None,
-        )
+        self.broker: Broker
+        self.lease: Lease
+        self.presence: Presence
+        sizes = sizes_from(parse_sizes(settings.history_size), DEFAULT_HISTORY_SIZE)
+        if settings.broker == "redis":
+            from slurmcast.brokers.redis import RedisBroker
+            from slurmcast.cluster.lease import RedisLease
+            from slurmcast.cluster.presence import RedisPresence
+
+            redis_broker = RedisBroker(
+                settings.redis_url,
+                prefix=settings.redis_prefix,
+                instance=self.instance_id,
+                history_size=sizes,
+                history_ttl=settings.history_ttl or None,
+                on_connection=self._broker_connection,
+            )
+            self.broker = redis_broker
+            key = f"{settings.redis_prefix}:lease"
+            self.lease = RedisLease(redis_broker.redis, key, settings.leader_ttl)
+            self.presence = RedisPresence(
+                redis_broker.redis, settings.redis_prefix, settings.presence_ttl
+            )
+        else:
+            self.broker = MemoryBroker(sizes, settings.history_ttl or None)
+            self.lease = SoleLease()
+            self.presence = LocalPresence()
         self.node = Node(self.broker, self.hub)
         self.notifications = NotificationStore(
             settings.database_url or default_url(settings.data_dir),
@@ -159,7 +201,11 @@ class SlurmcastApp:
             clock=utc_now,
             new_id=new_notification_id,
             record=self.notifications.enqueue,
+            fence=lambda: self.lease.token,
         )
+        self.leadership = Leadership(self.lease, self.monitor.run, ttl=settings.leader_ttl)
+        self._cluster: dict[str, Any] = {}
+        self._local_alerts = AlertBook()
         self.policy = AccessPolicy(
             auth_enabled=settings.auth == "jwt",
             jobs_visibility=JobsVisibility(settings.jobs_visibility),
@@ -187,7 +233,7 @@ class SlurmcastApp:
             settings.http_port,
         )
         self._started = time.monotonic()
-        self._monitor_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
 
     async def start(self) -> None:
@@ -204,10 +250,16 @@ class SlurmcastApp:
         await self.source.start()
         await self.ws.start()
         await self.http.start()
-        self._monitor_task = asyncio.create_task(self.monitor.run(), name="monitor")
+        self._tasks = [
+            asyncio.create_task(self.leadership.run(), name="leadership"),
+            asyncio.create_task(self._report_presence(), name="presence"),
+        ]
         log.info(
-            "slurmcast %s serving the %s source (ws://%s:%d, http://%s:%d)",
+            "slurmcast %s (instance %s, %s broker) serving the %s source "
+            "(ws://%s:%d, http://%s:%d)",
             __version__,
+            self.instance_id,
+            self.broker.kind,
             self.source.kind,
             self.settings.host,
             self.ws.port,
@@ -215,15 +267,27 @@ class SlurmcastApp:
             self.http.port,
         )
 
+    async def stop_polling(self) -> None:
+        """Stop contending for the lease and polling (the servers go on)."""
+        await self._cancel(self._tasks[:1])
+
+    async def _cancel(self, tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("%s failed while stopping", task.get_name())
+
     async def stop(self) -> None:
         """Stop polling, close every client with 1001, stop the API, release the source."""
         if self._stopped:
             return
         self._stopped = True
-        if self._monitor_task is not None:
-            self._monitor_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor_task
+        await self._cancel(self._tasks)
         await self.ws.stop()
         await self.http.stop()
         await self.notifications.close()
@@ -250,19 +314,72 @@ class SlurmcastApp:
         )
         await self.node.publish_events(alerts, now)
 
+    async def _broker_connection(self, connected: bool, error: str) -> None:
+        """Redis went away or came back: tell this instance's alert subscribers.
+
+        The alert cannot go through Redis (that is what failed), so it is
+        written to local subscribers only, without a position: it is this
+        instance's condition, not part of the shared alerts stream.
+        """
+        now = utc_now()
+        alert_id = f"broker_unavailable:{self.instance_id}"
+        if connected:
+            log.info("Redis is reachable again")
+            alerts = self._local_alerts.clear(alert_id, "Redis is reachable again", {}, now)
+        else:
+            log.error("Redis is unreachable (%s): publishing is refused until it returns", error)
+            alerts = self._local_alerts.set(
+                alert_id,
+                "broker_unavailable",
+                AlertSeverity.CRITICAL,
+                f"Instance {self.instance_id} cannot reach Redis: clients stay connected, "
+                "publishing is refused until it returns",
+                {"instance": self.instance_id, "error": error},
+                now,
+            )
+        for alert in alerts:
+            payload = orjson.dumps(
+                envelope(alert.channel.value, alert.event_type, alert.data(), now)
+            )
+            self.hub.handle_publication(Publication(alert.channel.value, payload))
+
+    async def _report_presence(self) -> None:
+        """Report this instance's counts, and read everyone's, for /health."""
+        interval = self.settings.presence_ttl / 3
+        while True:
+            counts = {
+                "clients": self.hub.client_count,
+                "subscriptions": self.hub.subscription_counts(),
+                "leader": self.leadership.is_leader,
+            }
+            try:
+                await self.presence.report(self.instance_id, counts)
+                self._cluster = totals(await self.presence.instances())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("could not report presence: %s", exc)
+                self._cluster = {}
+            await asyncio.sleep(interval)
+
     def health(self) -> dict[str, Any]:
         source = self.monitor.health.to_dict()
         details = self.source.describe()
         source["details"] = details
         storage = self.notifications.health()
+        broker = self.broker.describe()
         degraded = (
             self.monitor.health.degraded
             or bool(details.get("problems"))
             or not storage["available"]
+            or not broker["connected"]
         )
         return {
             "status": "degraded" if degraded else "ok",
             "version": __version__,
+            "instance": {"id": self.instance_id, "leader": self.leadership.is_leader},
+            "broker": broker,
+            "cluster": self._cluster or None,
             "clients": self.hub.client_count,
             "subscriptions": self.hub.subscription_counts(),
             "uptime_s": round(time.monotonic() - self._started, 3),

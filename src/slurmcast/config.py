@@ -136,6 +136,32 @@ class Settings:
     history_ttl: float = option(
         0.0, "seconds a message is kept for history and recovery (0: no age limit)", minimum=0
     )
+    # -- scale-out (docs/deployment.md) --
+    broker: str = option(
+        "memory",
+        "where channels, history and state live: memory (this process), or redis "
+        "(shared by every instance using the same redis_url and redis_prefix)",
+        choices=("memory", "redis"),
+    )
+    redis_url: str = option("redis://127.0.0.1:6379/0", "Redis server for --broker redis")
+    redis_prefix: str = option(
+        "slurmcast", "prefix of every Redis key and channel (one per slurmcast cluster)"
+    )
+    instance_id: str = option("", "this instance's name in /health and Redis (default: random)")
+    leader_ttl: float = option(
+        6.0,
+        "seconds the polling lease lasts without renewal (renewed every third of it): "
+        "how fast another instance takes over polling when the leader dies",
+        positive=True,
+    )
+    presence_ttl: float = option(
+        15.0, "seconds an instance's client counts stay in Redis without refresh", positive=True
+    )
+    sim_start: str = option(
+        "",
+        "simulated cluster's start time, ISO-8601 (default: now); give every instance "
+        "the same value (and seed) so any of them can take over polling one cluster",
+    )
     # -- security (docs/security.md) --
     auth: str = option(
         "none", "client authentication: none, or jwt (tokens required)", choices=("none", "jwt")

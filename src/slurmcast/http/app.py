@@ -143,6 +143,14 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except HttpError as exc:
         return error_response(exc.status, exc.code.value, exc.message)
+    except SlurmcastError as exc:
+        if not exc.temporary:
+            raise
+        # Redis or the database is down: nothing was done; the caller may retry.
+        log.warning("%s %s refused: %s", request.method, request.path, exc.message)
+        response = error_response(503, exc.code.value, exc.message)
+        response.headers["Retry-After"] = "1"
+        return response
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response(413, "body_too_large", exc.text or "request body is too large")
     except web.HTTPException as exc:

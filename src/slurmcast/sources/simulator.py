@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Final
 
 from slurmcast.core.snapshot import (
@@ -598,6 +599,10 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _timestamp(wall_clock: Callable[[], datetime]) -> float:
+    return wall_clock().timestamp()
+
+
 class SimulatorSource:
     """A ``Source`` backed by a ``SimulatedCluster`` running ``speed`` times wall time.
 
@@ -622,14 +627,24 @@ class SimulatorSource:
         warmup_s: int = 3600,
         min_job_age_s: int = 300,
         node_events_per_day: float = 0.3,
+        start: datetime | None = None,
     ) -> None:
         if not (speed > 0 and math.isfinite(speed)):
             raise ValueError(f"speed must be a finite number > 0, got {speed}")
         self._seed = seed
         self._speed = float(speed)
-        self._clock = clock
-        self._clock0 = clock()
-        self._wall0 = wall_clock().astimezone(UTC)
+        self._clock: Callable[[], float]
+        if start is not None:
+            # A fixed start: simulated time follows the wall clock from it, so
+            # every process given the same seed and start sees the same cluster
+            # at the same moment (instances taking over each other's polling).
+            self._wall0 = start.astimezone(UTC)
+            self._clock = partial(_timestamp, wall_clock)
+            self._clock0 = self._wall0.timestamp()
+        else:
+            self._clock = clock
+            self._clock0 = clock()
+            self._wall0 = wall_clock().astimezone(UTC)
         # Two drains for every failure: admins drain nodes more often than nodes die.
         self._cluster = SimulatedCluster(
             seed,

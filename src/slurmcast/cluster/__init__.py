@@ -1,0 +1,1 @@
+"""What instances sharing a broker agree on: who polls (lease), who is there (presence)."""
