@@ -16,6 +16,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from slurmcast.app import SlurmcastApp
 from slurmcast.config import Settings
 
+from support.redis import REDIS_URL, shared_prefix
+
 #: Upper bound on any wait in a test: a guard against hanging, not a speed target.
 WAIT = 30.0
 
@@ -29,8 +31,16 @@ def server_settings(**overrides: Any) -> Settings:
 
 @contextlib.asynccontextmanager
 async def running_server(**overrides: Any) -> AsyncIterator[SlurmcastApp]:
-    """A started server; its notifications database is SQLite in a fresh temporary directory."""
-    with tempfile.TemporaryDirectory(prefix="slurmcast-test-") as data_dir:
+    """A started server; its notifications database is SQLite in a fresh temporary directory.
+
+    With ``broker="redis"`` and no ``redis_prefix``, it uses the shared test
+    Redis under a fresh key prefix, deleted afterwards.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        if overrides.get("broker") == "redis" and "redis_prefix" not in overrides:
+            overrides.setdefault("redis_url", REDIS_URL)
+            overrides["redis_prefix"] = await stack.enter_async_context(shared_prefix())
+        data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="slurmcast-test-"))
         overrides.setdefault("data_dir", data_dir)
         app = SlurmcastApp(server_settings(**overrides))
         await app.start()

@@ -35,9 +35,10 @@ async def test_every_message_carries_its_position(app_quiet):
         assert message["epoch"] == epoch and message["offset"] == start + 4
 
 
-@pytest.fixture
-async def app_quiet():
-    async with running_server(**QUIET) as app:
+@pytest.fixture(params=["memory", "redis"])
+async def app_quiet(request):
+    """One delivery path, two brokers: every recovery test runs on both."""
+    async with running_server(broker=request.param, **QUIET) as app:
         yield app
 
 
@@ -78,8 +79,15 @@ async def test_reconnect_recovers_what_was_missed_then_goes_live(app_quiet):
         assert live["data"]["seq"] == 6 and live["offset"] == last["offset"] + 5
 
 
-async def test_changed_epoch_or_overflowed_history_is_not_recovered():
-    async with running_server(**QUIET, history_size="jobs=5") as app, Client.connect(app) as client:
+BROKERS = pytest.mark.parametrize("broker", ["memory", "redis"])
+
+
+@BROKERS
+async def test_changed_epoch_or_overflowed_history_is_not_recovered(broker):
+    async with (
+        running_server(**QUIET, broker=broker, history_size="jobs=5") as app,
+        Client.connect(app) as client,
+    ):
         await publish(app, 20)
         reply = await client.request(
             {"type": "subscribe", "channel": "jobs", "since": {"offset": 3, "epoch": "gone"}}
@@ -115,11 +123,12 @@ async def test_restart_changes_the_epoch():
         assert reply["recovered"] is False and reply["position"]["epoch"] != old
 
 
-async def test_flaky_client_sees_every_offset_exactly_once_in_order():
+@BROKERS
+async def test_flaky_client_sees_every_offset_exactly_once_in_order(broker):
     """A steady stream; the client drops at random moments, even mid-recovery."""
     total = 1500
     rng = random.Random(7)
-    async with running_server(**QUIET, history_size="jobs=1000") as app:
+    async with running_server(**QUIET, broker=broker, history_size="jobs=1000") as app:
         url = f"ws://127.0.0.1:{app.ws.port}/"
         seen: list[int] = []
         done = asyncio.Event()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from slurmcast.core.snapshot import TERMINAL_JOB_STATES
 
 from support.recorder import Recorder
@@ -13,6 +15,10 @@ from support.waiting import eventually
 
 QUIET = {"jobs_interval": 3600.0, "nodes_interval": 3600.0, "metrics_interval": 3600.0}
 FINAL = {s.value for s in TERMINAL_JOB_STATES}
+
+
+#: Snapshots come from the broker's state: each test runs on both.
+BROKERS = pytest.mark.parametrize("broker", ["memory", "redis"])
 
 
 async def read_snapshot(client: Client) -> tuple[dict, list[dict]]:
@@ -25,8 +31,9 @@ async def read_snapshot(client: Client) -> tuple[dict, list[dict]]:
             return part["position"], items
 
 
-async def test_snapshot_on_subscribe_shows_the_whole_cluster():
-    async with running_server(**QUIET) as app, Client.connect(app) as client:
+@BROKERS
+async def test_snapshot_on_subscribe_shows_the_whole_cluster(broker):
+    async with running_server(**QUIET, broker=broker) as app, Client.connect(app) as client:
         await eventually(lambda: _polled(app), bool)
         reply = await client.request({"type": "subscribe", "channel": "jobs", "snapshot": True})
         position, jobs = await read_snapshot(client)
@@ -43,8 +50,9 @@ async def _polled(app) -> bool:
     return app.monitor.jobs is not None and app.monitor.nodes is not None
 
 
-async def test_snapshot_over_http_with_a_filter():
-    async with running_server(**QUIET) as app:
+@BROKERS
+async def test_snapshot_over_http_with_a_filter(broker):
+    async with running_server(**QUIET, broker=broker) as app:
         await eventually(lambda: _polled(app), bool)
         status, body = await http_json(app, "GET", "/snapshot/jobs")
         assert status == 200 and body["channel"] == "jobs" and body["data"]
@@ -62,8 +70,9 @@ async def test_snapshot_over_http_with_a_filter():
         assert status == 200
 
 
-async def test_filters_apply_live_in_snapshots_and_in_recovery():
-    async with running_server(**QUIET) as app:
+@BROKERS
+async def test_filters_apply_live_in_snapshots_and_in_recovery(broker):
+    async with running_server(**QUIET, broker=broker) as app:
         await eventually(lambda: _polled(app), bool)
         async with Client.connect(app) as client:
             reply = await client.request(
@@ -135,8 +144,9 @@ async def test_a_users_filter_narrows_but_never_widens():
         assert status == 401
 
 
-async def test_alerts_and_metrics_snapshots_follow_their_messages():
-    async with running_server(**QUIET) as app, Client.connect(app) as client:
+@BROKERS
+async def test_alerts_and_metrics_snapshots_follow_their_messages(broker):
+    async with running_server(**QUIET, broker=broker) as app, Client.connect(app) as client:
         now = datetime.now(UTC)
         for alert_id, status in (("a", "firing"), ("b", "firing"), ("a", "resolved")):
             await app.node.publish("alerts", "alert", {"id": alert_id, "status": status}, now)

@@ -1,0 +1,204 @@
+"""What only a shared broker has to do: several instances, lost messages, lost Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from brokers.test_broker_contract import Recorder, message, numbers
+from slurmcast.brokers.redis import RedisBroker
+from slurmcast.cluster.lease import RedisLease
+from slurmcast.errors import BrokerUnavailable, Fenced
+from slurmcast.ports import Batch
+
+from support.redis import REDIS_URL, PrivateRedis, shared_prefix
+from support.waiting import eventually
+
+
+@contextlib.asynccontextmanager
+async def brokers(
+    prefix: str, count: int, url: str = REDIS_URL, **options: object
+) -> AsyncIterator[list[tuple[RedisBroker, Recorder]]]:
+    started = []
+    try:
+        for n in range(count):
+            broker = RedisBroker(url, prefix=prefix, instance=f"i{n}", **options)  # type: ignore[arg-type]
+            handler = Recorder()
+            await broker.start(handler)
+            started.append((broker, handler))
+        yield started
+    finally:
+        for broker, _ in started:
+            await broker.close()
+
+
+async def kill_subscriptions(instance: str, url: str = REDIS_URL) -> int:
+    """Cut an instance's Pub/Sub connection, as a network blip would."""
+    admin = Redis.from_url(url)
+    try:
+        killed = 0
+        for client in await admin.client_list():
+            if client.get("name") == f"slurmcast-{instance}" and int(client.get("sub", 0)) > 0:
+                await admin.client_kill_filter(_id=client["id"])
+                killed += 1
+        return killed
+    finally:
+        await admin.aclose()
+
+
+async def test_every_instance_receives_every_publication_in_order():
+    async with shared_prefix() as prefix, brokers(prefix, 3) as trio:
+        (a, _), (b, on_b), (_c, on_c) = trio
+        for n in range(1, 21):
+            await (a if n % 2 else b).publish(message("jobs", n), confirm=False)
+        for handler in (on_b, on_c):
+            await handler.wait_for(lambda h: len(h.received) == 20)
+            assert numbers(handler.received) == list(range(1, 21))
+            assert [p.offset for p in handler.received] == list(range(1, 21))
+
+
+async def test_a_dropped_subscription_is_filled_from_history():
+    async with shared_prefix() as prefix, brokers(prefix, 2) as pair:
+        (a, _), (_b, on_b) = pair
+        await a.publish(message("jobs", 1), confirm=False)
+        await on_b.wait_for(lambda h: len(h.received) == 1)
+        assert await kill_subscriptions("i1") == 1
+        for n in range(2, 12):
+            await a.publish(message("jobs", n), confirm=False)
+        await on_b.wait_for(lambda h: len(h.received) >= 11)
+        assert [p.offset for p in on_b.received] == list(range(1, 12)), "each once, in order"
+        assert on_b.lost == []
+
+
+async def test_a_message_lost_without_a_disconnect_is_found_by_the_audit():
+    async with shared_prefix() as prefix, brokers(prefix, 1, audit_interval=0.2) as single:
+        ((broker, handler),) = single
+        await broker.publish(message("jobs", 1))
+        # Append offset 2 the way the commit script does, but without PUBLISH:
+        # exactly what a subscriber sees when Redis drops a Pub/Sub message.
+        raw = Redis.from_url(REDIS_URL)
+        try:
+            top = await raw.hincrby(f"{prefix}:ch:jobs", "top", 1)
+            from slurmcast.brokers.redis import encode_entry
+
+            await raw.xadd(
+                f"{prefix}:h:jobs", {"d": encode_entry(message("jobs", 2)), "t": 0}, id=f"0-{top}"
+            )
+        finally:
+            await raw.aclose()
+        await handler.wait_for(lambda h: len(h.received) == 2)
+        assert numbers(handler.received) == [1, 2]
+        assert broker.gaps_filled == 1
+
+
+async def test_a_gap_history_no_longer_holds_means_the_stream_is_lost():
+    sizes = lambda channel: 2  # noqa: E731
+    async with shared_prefix() as prefix, brokers(prefix, 2, history_size=sizes) as pair:
+        (a, _), (b, on_b) = pair
+        await a.publish(message("jobs", 1), confirm=False)
+        await on_b.wait_for(lambda h: len(h.received) == 1)
+        await b.close()  # b hears nothing while five more are published
+        for n in range(2, 7):
+            await a.publish(message("jobs", n), confirm=False)
+        late = RedisBroker(REDIS_URL, prefix=prefix, instance="late", history_size=sizes)
+        late.track("jobs", on_b.received[-1].position)
+        lost = Recorder()
+        await late.start(lost)
+        try:
+            await lost.wait_for(lambda h: h.lost == ["jobs"])
+            await a.publish(message("jobs", 7), confirm=False)
+            await lost.wait_for(lambda h: len(h.received) == 1)
+            assert lost.received[0].offset == 7, "after the loss, delivery goes on"
+        finally:
+            await late.close()
+
+
+async def test_a_new_epoch_tells_local_subscribers_to_recover():
+    async with shared_prefix() as prefix, brokers(prefix, 2) as pair:
+        (a, _), (_b, on_b) = pair
+        first = (await a.publish(message("jobs", 1), confirm=False)).publication.position
+        await on_b.wait_for(lambda h: len(h.received) == 1)
+        raw = Redis.from_url(REDIS_URL)
+        try:
+            await raw.delete(f"{prefix}:ch:jobs", f"{prefix}:h:jobs")  # history lost
+        finally:
+            await raw.aclose()
+        second = (await a.publish(message("jobs", 2), confirm=False)).publication.position
+        assert second.offset == 1 and second.epoch != first.epoch
+        await on_b.wait_for(lambda h: h.lost == ["jobs"] and len(h.received) == 2)
+        assert on_b.received[-1].position == second
+
+
+async def test_a_fenced_batch_changes_nothing():
+    async with shared_prefix() as prefix, brokers(prefix, 1) as single:
+        ((broker, _handler),) = single
+        holder = RedisLease(broker.redis, f"{prefix}:lease", 30)
+        assert await holder.acquire()
+        stale = "not-the-token"
+        with pytest.raises(Fenced):
+            await broker.commit(Batch([message("jobs", 1)], checkpoint={"jobs": b"x"}, fence=stale))
+        assert (await broker.position("jobs")).offset == 0
+        assert await broker.checkpoint() == {}
+        (done,) = await broker.commit(Batch([message("jobs", 1)], fence=holder.token))
+        assert done.offset == 1
+
+
+async def test_the_lease_has_one_holder_and_moves_when_released_or_expired():
+    async with shared_prefix() as prefix, brokers(prefix, 1) as single:
+        ((broker, _),) = single
+        key = f"{prefix}:lease"
+        first, second = RedisLease(broker.redis, key, 30), RedisLease(broker.redis, key, 0.3)
+        assert await first.acquire() and first.token
+        assert not await second.acquire() and second.token is None
+        assert await first.renew()
+        await first.release()
+        assert await second.acquire()
+        assert not await first.renew(), "a lost lease cannot be renewed"
+        # second's 0.3 s lease runs out without renewal
+        await eventually(first.acquire, bool, timeout=10)
+        assert not await second.renew()
+
+
+async def test_redis_outage_refuses_publishes_then_recovers_with_a_new_epoch():
+    async with PrivateRedis() as redis_server:
+        events: list[bool] = []
+        changed = asyncio.Event()
+
+        async def on_connection(connected: bool, error: str) -> None:
+            events.append(connected)
+            changed.set()
+
+        async def until(predicate) -> None:
+            async with asyncio.timeout(30):
+                while not predicate():
+                    changed.clear()
+                    await changed.wait()
+
+        broker = RedisBroker(
+            redis_server.url, prefix="t", on_connection=on_connection, reconnect_max=0.5
+        )
+        handler = Recorder()
+        await broker.start(handler)
+        try:
+            await until(lambda: events == [True])
+            before = (await broker.publish(message("jobs", 1))).publication.position
+            await redis_server.stop()
+            await until(lambda: events == [True, False])
+            with pytest.raises(BrokerUnavailable):
+                await broker.publish(message("jobs", 2))
+            with pytest.raises(BrokerUnavailable):
+                await broker.history("jobs", since=0, limit=5)
+            assert broker.describe()["connected"] is False
+            await redis_server.start()
+            await until(lambda: events == [True, False, True])
+            # Redis came back empty: the stream the local subscribers followed is gone.
+            await handler.wait_for(lambda h: h.lost == ["jobs"])
+            after = (await broker.publish(message("jobs", 3))).publication.position
+            assert after.offset == 1 and after.epoch != before.epoch
+            assert broker.describe()["connected"] is True
+        finally:
+            await broker.close()
