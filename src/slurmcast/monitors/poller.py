@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from slurmcast.core import checkpoint
 from slurmcast.core.alerts import AlertBook, AlertSeverity, AlertThresholds
 from slurmcast.core.backoff import backoff_delay
 from slurmcast.core.channels import Channel
@@ -29,6 +28,7 @@ from slurmcast.core.notifications import Notification, notifications_for
 from slurmcast.core.snapshot import JobRecord, JobsSnapshot, NodeRecord, NodesSnapshot
 from slurmcast.errors import ErrorCode, PublishError, SourceError
 from slurmcast.gcpause import paused
+from slurmcast.monitors import checkpoint
 from slurmcast.monitors.health import SourceHealth
 from slurmcast.node import Node
 from slurmcast.ports import Source

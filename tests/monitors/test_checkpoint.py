@@ -1,8 +1,8 @@
 from datetime import UTC, datetime
 
-from slurmcast.core import checkpoint
 from slurmcast.core.alerts import Alert, AlertSeverity, AlertStatus
 from slurmcast.core.snapshot import JobRecord, JobsSnapshot, JobState, NodeRecord, NodeState
+from slurmcast.monitors import checkpoint
 
 T = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 
