@@ -8,6 +8,7 @@ every client with 1001 before the process exits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import signal
@@ -248,12 +249,13 @@ class SlurmcastApp:
         await self.node.start()
         await self.notifications.start()
         await self.source.start()
-        await self.ws.start()
-        await self.http.start()
         self._tasks = [
             asyncio.create_task(self.leadership.run(), name="leadership"),
             asyncio.create_task(self._report_presence(), name="presence"),
         ]
+        await self._first_poll()
+        await self.ws.start()
+        await self.http.start()
         log.info(
             "slurmcast %s (instance %s, %s broker) serving the %s source "
             "(ws://%s:%d, http://%s:%d)",
@@ -266,6 +268,18 @@ class SlurmcastApp:
             self.settings.host,
             self.http.port,
         )
+
+    async def _first_poll(self) -> None:
+        """Open the servers once the poller (if it is this instance) has set the
+        channels' state: a dashboard connecting at once gets the whole cluster
+        in its snapshot, not an empty one replaced a moment later (a seed
+        starts a new epoch: its subscribers would have to resync)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5.0):
+                await self.leadership.first_step.wait()
+            if self.leadership.is_leader:
+                async with asyncio.timeout(self.settings.source_timeout):
+                    await self.monitor.first_cycle.wait()
 
     async def stop_polling(self) -> None:
         """Stop contending for the lease and polling (the servers go on)."""
@@ -295,10 +309,17 @@ class SlurmcastApp:
         await self.source.close()
         log.info("slurmcast stopped")
 
+    @property
+    def _storage_alert_id(self) -> str:
+        # This instance's condition: with several instances, each says its own.
+        if self.broker.kind == "memory":
+            return "storage_unavailable"
+        return f"storage_unavailable:{self.instance_id}"
+
     async def _storage_down(self, message: str) -> None:
         now = utc_now()
-        alerts = self.monitor.alerts.set(
-            "storage_unavailable",
+        alerts = self._local_alerts.set(
+            self._storage_alert_id,
             "storage_unavailable",
             AlertSeverity.CRITICAL,
             f"The notification database is unavailable; live channels keep flowing: {message}",
@@ -309,8 +330,8 @@ class SlurmcastApp:
 
     async def _storage_up(self) -> None:
         now = utc_now()
-        alerts = self.monitor.alerts.clear(
-            "storage_unavailable", "The notification database is available again", {}, now
+        alerts = self._local_alerts.clear(
+            self._storage_alert_id, "The notification database is available again", {}, now
         )
         await self.node.publish_events(alerts, now)
 

@@ -85,7 +85,10 @@ class Batch:
     Attributes:
         publications: positioned and delivered in order.
         seeds: channel -> its whole state (item key -> data), replacing the
-            current one without a publication (a monitor's first poll).
+            current one without a publication (a monitor's first poll). The
+            channel starts a new epoch and its subscribers are told to
+            resync (``handle_stream_lost``): deltas from before the seed do
+            not lead to the seeded state.
         checkpoint: named parts of the monitor's diff baseline, stored with
             the publications so a poller taking over resumes exactly where
             the last committed step left off.

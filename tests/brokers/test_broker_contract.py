@@ -195,10 +195,14 @@ async def test_state_follows_publications_and_seeds(make_broker):
         assert await broker.snapshot("notifications") is None
         empty = await broker.snapshot("nodes")
         assert empty is not None and empty.items == [] and empty.position.offset == 0
+        await broker.publish(message("nodes", 0))
         seeded = {"n1": {"node": "n1", "state": "IDLE"}, "n2": {"node": "n2", "state": "IDLE"}}
         assert await broker.commit(Batch(seeds={"nodes": seeded})) == []
         snap = await broker.snapshot("nodes")
         assert sorted(i["node"] for i in snap.items) == ["n1", "n2"]
+        # Replaced without messages: a new history, and local subscribers must resync.
+        assert snap.position.offset == 0 and snap.position.epoch != empty.position.epoch
+        await subject.handler.wait_for(lambda h: h.lost == ["nodes"])
         down = {"node": "n1", "state": "DOWN"}
         await broker.publish(message("nodes", 1, StateChange("n1", down)))
         await broker.publish(message("nodes", 2, StateChange("n2", None)))

@@ -20,6 +20,7 @@ from slurmcast.client.closes import Reaction, reaction_to_close
         (1011, "keepalive ping timeout", Reaction.RECONNECT),
         (4001, "token expired: reconnect with a new token", Reaction.REAUTHENTICATE),
         (4008, "slow consumer: too much unread data", Reaction.RECONNECT),
+        (4010, "stream of jobs lost: reconnect and recover", Reaction.RECONNECT),
         (4029, "too many connections for user alice", Reaction.BACK_OFF),
     ],
 )

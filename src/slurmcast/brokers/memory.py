@@ -58,7 +58,13 @@ class MemoryBroker:
     async def commit(self, batch: Batch) -> list[Publication]:
         handler = self._started()
         for channel, items in batch.seeds.items():
+            # A state replaced without messages is a new history: a new epoch,
+            # and subscribers resync from the new state.
+            self._channels[channel] = ChannelHistory(
+                self._epoch(), self._history_size(channel), self._ttl
+            )
             self._state(channel).reset(dict(items))
+            handler.handle_stream_lost(channel)
         self._checkpoint.update(batch.checkpoint)
         positioned = [self._append(publication) for publication in batch.publications]
         for publication in positioned:

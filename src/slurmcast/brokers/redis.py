@@ -378,6 +378,9 @@ class RedisBroker:
 
     async def _receive(self, message: bytes) -> None:
         offset_text, epoch_bytes, nonce, entry = message.split(b"\n", 3)
+        if offset_text == b"R":
+            self._reseeded(entry.decode(), StreamPosition(0, epoch_bytes.decode()))
+            return
         offset = int(offset_text)
         position = StreamPosition(offset, epoch_bytes.decode()) if offset else None
         publication = decode_entry(entry, position)
@@ -427,6 +430,11 @@ class RedisBroker:
         self.gaps_filled += 1
         for publication in result.publications:
             self._deliver(publication)
+
+    def _reseeded(self, channel: str, position: StreamPosition) -> None:
+        last = self._delivered.get(channel)
+        if last is None or last.epoch != position.epoch:
+            self._lost(channel, "the poller replaced its state (new epoch)", position)
 
     def _lost(self, channel: str, why: str, position: StreamPosition | None = None) -> None:
         log.warning("the %s stream was lost under this instance (%s)", channel, why)

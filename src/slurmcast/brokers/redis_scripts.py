@@ -20,7 +20,8 @@ Keys, under the configured prefix ``P``:
 A message on ``P:pub`` is ``offset \\n epoch \\n nonce \\n header \\n payload``
 where ``header`` is ``[channel, owner, tags]`` as JSON and offset 0 means a
 message to every client, outside any stream. The stored entry's ``d`` is
-``header \\n payload``.
+``header \\n payload``. ``R \\n epoch \\n \\n channel`` says that a poller
+replaced the channel's state wholesale (a seed) under a new epoch.
 
 If a channel's ``epoch`` is missing (Redis restarted without persistence,
 keys evicted) the scripts start a new epoch and drop what is left of the
@@ -67,15 +68,18 @@ for _ = 1, n do
 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
+  -- A seed replaces the state without messages: a new epoch, so that every
+  -- subscriber (told by the 'R' message) resyncs from the new state.
   local channel, count = ARGV[i], tonumber(ARGV[i + 1])
   i = i + 2
-  ensure(channel, candidate)
   local state = prefix .. 's:' .. channel
-  redis.call('DEL', state)
+  redis.call('HSET', prefix .. 'ch:' .. channel, 'epoch', candidate, 'top', 0)
+  redis.call('DEL', prefix .. 'h:' .. channel, state)
   for _ = 1, count do
     redis.call('HSET', state, ARGV[i], ARGV[i + 1])
     i = i + 2
   end
+  redis.call('PUBLISH', pub, 'R\\n' .. candidate .. '\\n\\n' .. channel)
 end
 n = tonumber(ARGV[i]); i = i + 1
 local out = {}

@@ -38,6 +38,8 @@ class Leadership:
         self.terms = 0
         self._task: asyncio.Future[None] | None = None
         self._renewed_at = 0.0
+        #: Set once the first attempt to take the lease is over (taken or not).
+        self.first_step = asyncio.Event()
 
     @property
     def is_leader(self) -> bool:
@@ -48,6 +50,7 @@ class Leadership:
         try:
             while True:
                 await self._step()
+                self.first_step.set()
                 await asyncio.sleep(self.ttl / 3)
         finally:
             await self._stop_polling()
@@ -56,17 +59,8 @@ class Leadership:
 
     async def _step(self) -> None:
         try:
-            if self._task is None:
-                if await self.lease.acquire():
-                    self._renewed_at = self.clock()
-                    self.terms += 1
-                    log.info("this instance holds the polling lease: polling the cluster")
-                    self._task = asyncio.ensure_future(self.poll())
-            elif await self.lease.renew():
-                self._renewed_at = self.clock()
-            else:
-                log.warning("the polling lease was taken by another instance: polling stops")
-                await self._stop_polling()
+            async with asyncio.timeout(self.ttl / 3):
+                await self._contend()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -74,7 +68,7 @@ class Leadership:
                 log.warning("the polling lease could not be renewed (%s): polling stops", exc)
                 await self._stop_polling()
             else:
-                log.debug("lease operation failed: %s", exc)
+                log.debug("lease operation failed: %r", exc)
         if self._task is not None and self._task.done():
             # The monitor ended on its own (a bug): give the lease up for a fresh start.
             if not self._task.cancelled() and self._task.exception() is not None:
@@ -82,6 +76,19 @@ class Leadership:
             self._task = None
             with contextlib.suppress(Exception):
                 await self.lease.release()
+
+    async def _contend(self) -> None:
+        if self._task is None:
+            if await self.lease.acquire():
+                self._renewed_at = self.clock()
+                self.terms += 1
+                log.info("this instance holds the polling lease: polling the cluster")
+                self._task = asyncio.ensure_future(self.poll())
+        elif await self.lease.renew():
+            self._renewed_at = self.clock()
+        else:
+            log.warning("the polling lease was taken by another instance: polling stops")
+            await self._stop_polling()
 
     async def _stop_polling(self) -> None:
         task, self._task = self._task, None

@@ -81,6 +81,9 @@ class ClusterMonitor:
         self._unresolved: dict[str, int] = {}
         self.polls = {"jobs": 0, "nodes": 0, "metrics": 0}
         self._have_snapshots = asyncio.Event()
+        #: Set once the jobs and nodes loops have each made their first attempt.
+        self.first_cycle = asyncio.Event()
+        self._attempted: set[str] = set()
 
     async def run(self) -> None:
         """Resume from the last committed baseline, then run every loop until cancelled."""
@@ -316,6 +319,10 @@ class ClusterMonitor:
                 failures = 0
                 if polls_source:
                     await self._succeeded(name)
+            if polls_source and not self.first_cycle.is_set():
+                self._attempted.add(name)
+                if {"jobs", "nodes"} <= self._attempted:
+                    self.first_cycle.set()
             delay = backoff_delay(interval, failures, self.settings.backoff_max)
             await asyncio.sleep(max(0.0, delay - (time.monotonic() - started)))
 
