@@ -145,6 +145,7 @@ class RedisProbe:
             raise SetupError("redis-py is needed for the redis rows (pip install redis)") from exc
         self.url = url
         self.client = aioredis.Redis.from_url(url)
+        self.port = int(self.client.connection_pool.connection_kwargs.get("port", 6379))
 
     async def check(self) -> dict[str, Any]:
         try:
@@ -177,6 +178,26 @@ class RedisProbe:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def tcp_connections_to(pid: int, port: int) -> int:
+    """Established TCP connections of process ``pid`` to ``port`` (from /proc, IPv4 and IPv6)."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    count = 0
+    for table_name in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/net/{table_name}").read_text().splitlines()[1:]:
+                fields = line.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if remote_port == port and fields[3] == "01" and fields[9] in inodes:
+                    count += 1
+    return count
 
 
 # --------------------------------------------------------------------------- instances
@@ -520,7 +541,10 @@ class ClusterResult:
     #: Commands Redis processed per publication: much more than the broker
     #: needs means someone else used Redis meanwhile (and its CPU is inflated).
     redis_commands_per_pub: float | None = None
+    #: Redis's connected_clients before publishing (everyone's, not only ours).
     redis_clients: int | None = None
+    #: Connections each instance holds to Redis at the end of the phase.
+    redis_connections: list[int] = field(default_factory=list)
     #: With every client connected, before publishing (``--idle-seconds``):
     idle_server_cpu_pct: float | None = None
     idle_redis_cpu_pct: float | None = None
@@ -680,6 +704,9 @@ async def run_phase(row: Row, mode: str, count: int, rate: float | None) -> Clus
             await tracker.wait_for(count, 10)
         await asyncio.sleep(DUPLICATE_GRACE)
         final_counts = await wait_for_counts(instances, session, wanted, 0)
+        if redis is not None and broker == "redis":
+            port = redis.port
+            result.redis_connections = [tcp_connections_to(i.pid, port) for i in instances]
         reports = await asyncio.gather(*(w.finish() for w in wsloads))
     except BaseException:
         await asyncio.gather(*(w.kill() for w in wsloads), return_exceptions=True)
@@ -978,7 +1005,9 @@ def log_result(r: ClusterResult) -> None:
         f"p50 {r.p50_ms:.2f} ms  p99 {r.p99_ms:.2f} ms  instances CPU {each}%  "
         f"Redis CPU {fmt(r.redis_cpu_pct, '.1f')}% ({fmt(r.redis_us_per_pub, '.0f')} us/pub, "
         f"net {fmt(r.redis_net_us_per_pub, '.0f')} us/pub, "
-        f"{fmt(r.redis_commands_per_pub, '.1f')} commands/pub)  "
+        f"{fmt(r.redis_commands_per_pub, '.1f')} commands/pub"
+        + (f", connections {r.redis_connections}" if r.redis_connections else "")
+        + ")  "
         f"[{status}]"
     )
 
