@@ -133,6 +133,7 @@ class RedisSample:
     cpu_s: float  # used_cpu_sys + used_cpu_user
     commands: int  # total_commands_processed (INFO itself counts: one per sample)
     clients: int  # connected_clients
+    script_calls: int  # scripts run (commandstats of eval and evalsha)
 
 
 class RedisProbe:
@@ -159,11 +160,13 @@ class RedisProbe:
         return {"version": info.get("redis_version"), "pid": pid, "cpu_affinity": affinity}
 
     async def sample(self) -> RedisSample:
-        info = await self.client.info("cpu", "stats", "clients")
+        info = await self.client.info("cpu", "stats", "clients", "commandstats")
+        scripts = [info.get(f"cmdstat_{name}", {}) for name in ("eval", "evalsha")]
         return RedisSample(
             float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
             int(info["total_commands_processed"]),
             int(info["connected_clients"]),
+            sum(int(stats.get("calls", 0)) for stats in scripts),
         )
 
     async def keys(self, prefix: str) -> list[bytes]:
@@ -541,6 +544,8 @@ class ClusterResult:
     #: Commands Redis processed per publication: much more than the broker
     #: needs means someone else used Redis meanwhile (and its CPU is inflated).
     redis_commands_per_pub: float | None = None
+    #: Scripts run per publication: 1 (the commit) unless someone else used Redis.
+    redis_scripts_per_pub: float | None = None
     #: Redis's connected_clients before publishing (everyone's, not only ours).
     redis_clients: int | None = None
     #: Connections each instance holds to Redis at the end of the phase.
@@ -750,6 +755,8 @@ def summarise(
         result.redis_cpu_pct = 100 * redis_cpu / window
         result.redis_us_per_pub = 1e6 * redis_cpu / result.messages
         commands = after.redis.commands - before.redis.commands - 1
+        script_calls = after.redis.script_calls - before.redis.script_calls
+        result.redis_scripts_per_pub = script_calls / result.messages
         result.redis_commands_per_pub = commands / result.messages
         result.redis_clients = before.redis.clients
     result.publisher_cpu_pct = 100 * (after.publisher - before.publisher) / window
@@ -870,6 +877,13 @@ def add_warnings(result: ClusterResult) -> None:
             f"{result.other_cpu_pct:.0f}% of a core used by other processes during the run: "
             "the measurement was disturbed, run it again"
         )
+    if result.redis_scripts_per_pub is not None:
+        ours = 1.0 if result.broker == "redis" else 0.0
+        if result.redis_scripts_per_pub - ours > 0.1:
+            result.warnings.append(
+                f"Redis ran {result.redis_scripts_per_pub:.2f} scripts per publication, not "
+                f"{ours:.0f}: someone else used it meanwhile, its CPU figures are inflated"
+            )
     if result.steal_pct is not None and result.steal_pct > 2:
         result.warnings.append(f"{result.steal_pct:.0f}% steal time: the host was busy")
 
@@ -1005,7 +1019,8 @@ def log_result(r: ClusterResult) -> None:
         f"p50 {r.p50_ms:.2f} ms  p99 {r.p99_ms:.2f} ms  instances CPU {each}%  "
         f"Redis CPU {fmt(r.redis_cpu_pct, '.1f')}% ({fmt(r.redis_us_per_pub, '.0f')} us/pub, "
         f"net {fmt(r.redis_net_us_per_pub, '.0f')} us/pub, "
-        f"{fmt(r.redis_commands_per_pub, '.1f')} commands/pub"
+        f"{fmt(r.redis_commands_per_pub, '.1f')} commands and "
+        f"{fmt(r.redis_scripts_per_pub, '.2f')} scripts/pub"
         + (f", connections {r.redis_connections}" if r.redis_connections else "")
         + ")  "
         f"[{status}]"
