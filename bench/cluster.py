@@ -940,7 +940,6 @@ async def bench_row(
     redis: RedisProbe | None,
     messages: MessageFactory,
     baseline_pubs: float | None,
-    sim_start: str,
 ) -> list[ClusterResult]:
     """Both phases on a fresh set of ``count`` instances."""
     busy = await wait_until_idle(settings.wait_idle) if settings.wait_idle > 0 else None
@@ -953,6 +952,9 @@ async def bench_row(
         if await redis.keys(prefix):
             raise SetupError(f"Redis already holds keys starting with {prefix}")
         broker_args = ["--broker", "redis", "--redis-url", settings.redis_url]
+        # The same simulated cluster in every instance (any of them may poll it),
+        # starting now: a start far in the past is simulated up to now first.
+        sim_start = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         broker_args += ["--redis-prefix", prefix, "--sim-start", sim_start]
     instances = []
     for index in range(count):
@@ -1120,7 +1122,6 @@ async def run_all(settings: Settings) -> dict[str, Any]:
     redis: RedisProbe | None = None
     redis_info: dict[str, Any] | None = None
     results: list[ClusterResult] = []
-    sim_start = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     connector = aiohttp.TCPConnector(limit=64, force_close=False)
     timeout = aiohttp.ClientTimeout(total=settings.recv_timeout + 30)
     try:
@@ -1149,7 +1150,6 @@ async def run_all(settings: Settings) -> dict[str, Any]:
                         redis,
                         messages,
                         baseline,
-                        sim_start,
                     )
                     if baseline is None and runs and runs[0].ok:
                         baseline = runs[0].pubs_per_s
