@@ -29,7 +29,8 @@ Redis (``--broker redis``, a fresh ``--redis-prefix`` per row) -- this
    (they wait a moment after the last delivery, to see late duplicates), that
    offsets follow the ``subscribed`` position without a gap, and that every
    instance gave each publication the same (epoch, offset); every POST must
-   answer ``success``; instance logs must be clean;
+   answer ``success`` and, as ``delivered``, the number of clients of the
+   instance it went to; instance logs must be clean;
 6. stops the instances and deletes the row's Redis keys (``SCAN`` for the
    prefix, then ``UNLINK``); Redis itself is never flushed or restarted.
 
@@ -39,9 +40,15 @@ reports per instance; the table shows the worst instance, an upper bound of
 the percentile over all clients; the JSON has each), each instance's CPU
 (/proc/<pid>/stat over the publishing window) and the instances' CPU per
 delivered message, Redis CPU (``INFO cpu`` used_cpu_sys + used_cpu_user over
-the same window) and Redis CPU per publication. "other CPU" is the busy time
-of both cores not accounted for by the instances, Redis, the wsloads and this
-process; when it is high the run is flagged (``yes*``) as disturbed.
+the same window) and Redis CPU per publication, also net of what Redis used at
+rest in the ``--idle-seconds`` (2) before publishing, with every client
+connected. The JSON adds Redis commands and scripts per publication (more
+than the broker's 1 script means someone else used that Redis meanwhile: the
+run is flagged), each instance's connections to Redis, POST latency, and each
+instance's figures. "other CPU" is the busy time of both cores not accounted
+for by the instances, Redis, the wsloads and this process; when it is high
+the run is flagged (``yes*``) as disturbed. The memory row measures Redis too,
+as a control: it should stay idle.
 
 On a 2-core machine this cannot show horizontal scaling: every instance shares
 core 0, so the rows compare the *cost* of the same fan-out done by 1, 2 or 3
@@ -63,7 +70,8 @@ SQLite data in bench/.build/cluster/ (both git-ignored).
 
 Exit status: 0 when every run delivered everything exactly once, 1 when
 something failed (see the ``errors`` of each run), 2 for a usage or setup
-error (no Redis, slurmcast without ``--broker``, ...), 130 on Ctrl-C.
+error (no Redis, slurmcast without ``--broker``, ...), 130 on Ctrl-C, 143 on
+SIGTERM; every process it started is stopped in all cases.
 """
 
 from __future__ import annotations
