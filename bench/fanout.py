@@ -341,6 +341,8 @@ class ServerProcess:
         if self.kind == "slurmcast":
             quiet = ["--jobs-interval", "3600", "--nodes-interval", "3600"]
             quiet += ["--metrics-interval", "3600"]
+            # Every load client comes from 127.0.0.1: lift the per-address limit (200).
+            quiet += ["--max-connections-per-ip", "100000", "--max-connections", "100000"]
             return [sys.executable, "-m", "slurmcast", "serve", *common, *quiet, *self.extra_args]
         return [sys.executable, str(NAIVE_SERVER), *common]
 

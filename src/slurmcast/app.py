@@ -23,6 +23,7 @@ import orjson
 from slurmcast import __version__
 from slurmcast.auth.jwt import JwtSettings, JwtVerifier
 from slurmcast.brokers.memory import MemoryBroker, sizes_from
+from slurmcast.cancellation import raise_if_cancelled
 from slurmcast.cluster.lease import SoleLease
 from slurmcast.cluster.presence import LocalPresence, totals
 from slurmcast.config import DEFAULT_HISTORY_SIZE, Settings, parse_sizes
@@ -379,6 +380,7 @@ class SlurmcastApp:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                raise_if_cancelled()
                 log.debug("could not report presence: %s", exc)
                 self._cluster = {}
             await asyncio.sleep(interval)

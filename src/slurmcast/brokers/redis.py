@@ -36,12 +36,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from slurmcast.brokers import redis_scripts
+from slurmcast.cancellation import raise_if_cancelled
 from slurmcast.core.backoff import backoff_delay
 from slurmcast.core.history import HistoryResult
 from slurmcast.core.position import StreamPosition
@@ -103,6 +104,7 @@ class RedisBroker:
         audit_interval: float = 2.0,
         reconnect_max: float = 5.0,
         on_connection: ConnectionCallback | None = None,
+        max_connections: int = 16,
     ) -> None:
         self.url = url
         self.prefix = prefix + ":"
@@ -115,14 +117,19 @@ class RedisBroker:
         self._audit_interval = audit_interval
         self._reconnect_max = reconnect_max
         self._on_connection = on_connection
-        # No retries inside redis-py: see the module docstring.
-        self.redis = Redis.from_url(
+        # No retries inside redis-py: see the module docstring. A bounded pool:
+        # a burst of subscribing clients waits for a connection instead of
+        # opening (and keeping) one each.
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=5.0,
             socket_connect_timeout=2.0,
             socket_timeout=5.0,
             retry=Retry(NoBackoff(), 0),
             client_name=f"slurmcast-{self.instance}",
         )
+        self.redis = Redis(connection_pool=pool)
         self._commit = self.redis.register_script(redis_scripts.COMMIT)
         self._read = self.redis.register_script(redis_scripts.READ)
         self._handler: PublicationHandler | None = None
@@ -165,7 +172,7 @@ class RedisBroker:
         for waiter in self._waiters.values():
             waiter.cancel()
         self._handler = None
-        await self.redis.aclose()
+        await self.redis.aclose(close_connection_pool=True)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -240,12 +247,14 @@ class RedisBroker:
         try:
             result = await self._commit(args=args)
         except ResponseError as exc:
+            raise_if_cancelled()
             if str(exc).startswith("FENCED"):
                 raise Fenced(
                     "the polling lease was lost: this poller's step was not published"
                 ) from None
             raise PublishError(f"Redis refused the publication: {exc}") from exc
         except UNREACHABLE as exc:
+            raise_if_cancelled()
             raise BrokerUnavailable(f"Redis is unavailable: {exc}") from exc
         return [
             publication
@@ -285,6 +294,7 @@ class RedisBroker:
         try:
             parts = await self.redis.hgetall(self.prefix + "checkpoint")
         except UNREACHABLE as exc:
+            raise_if_cancelled()
             raise BrokerUnavailable(f"Redis is unavailable: {exc}") from exc
         return {
             _text(name): value.encode() if isinstance(value, str) else value
@@ -308,6 +318,7 @@ class RedisBroker:
             result: Sequence[Any] = await self._read(args=args)
             return result
         except UNREACHABLE as exc:
+            raise_if_cancelled()
             raise BrokerUnavailable(f"Redis is unavailable: {exc}") from exc
 
     # -- delivery ----------------------------------------------------------------
@@ -343,11 +354,13 @@ class RedisBroker:
             except asyncio.CancelledError:
                 raise
             except UNREACHABLE as exc:
+                raise_if_cancelled()
                 failures += 1
                 if failures == 1 or self.connected:
                     log.warning("Redis subscription lost: %s; reconnecting", exc)
                 self._set_connected(False, str(exc) or type(exc).__name__)
             except Exception:  # a bug must not end delivery for good
+                raise_if_cancelled()
                 failures += 1
                 log.exception("Redis reader crashed; restarting it")
                 self._set_connected(False, "reader crashed")

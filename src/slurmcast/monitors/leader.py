@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from slurmcast.cancellation import raise_if_cancelled
 from slurmcast.ports import Lease
 
 log = logging.getLogger("slurmcast.leader")
@@ -64,6 +65,7 @@ class Leadership:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            raise_if_cancelled()
             if self._task is not None and self.clock() - self._renewed_at >= self.ttl:
                 log.warning("the polling lease could not be renewed (%s): polling stops", exc)
                 await self._stop_polling()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from slurmcast.cancellation import raise_if_cancelled
 from slurmcast.core.alerts import AlertBook, AlertSeverity, AlertThresholds
 from slurmcast.core.backoff import backoff_delay
 from slurmcast.core.channels import Channel
@@ -93,6 +94,7 @@ class ClusterMonitor:
                 await self.resume()
                 break
             except PublishError as exc:
+                raise_if_cancelled()
                 failures += 1
                 log.warning("cannot read the poller's baseline (attempt %d): %s", failures, exc)
                 await asyncio.sleep(backoff_delay(1.0, failures, self.settings.backoff_max))
@@ -297,17 +299,20 @@ class ClusterMonitor:
             try:
                 await step()
             except PublishError as exc:
+                raise_if_cancelled()
                 # Nothing of the step was published: the next one diffs from the
                 # same baseline and reports the same transitions, so none is lost.
                 self.alerts.firing = firing
                 failures += 1
                 log.warning("%s: could not publish (attempt %d): %s", name, failures, exc.message)
             except SourceError as exc:
+                raise_if_cancelled()
                 failures += 1
                 log.warning("%s poll failed (attempt %d): %s", name, failures, exc.message)
                 if polls_source:
                     await self._failed(name, exc.message)
             except Exception as exc:  # a bug must not kill the loop; it is logged loudly
+                raise_if_cancelled()
                 failures += 1
                 log.exception("%s cycle crashed", name)
                 if polls_source:
@@ -356,6 +361,8 @@ class ClusterMonitor:
                 events, now, parts={checkpoint.ALERTS: checkpoint.encode_alerts(self.alerts.firing)}
             )
         except PublishError as exc:
+            raise_if_cancelled()
             log.warning("could not publish the source alert: %s", exc.message)
         except Exception:
+            raise_if_cancelled()
             log.exception("could not publish source alert")
