@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN_ARGS ?=
 
-.PHONY: run test test-js lint bench install install-test clean
+.PHONY: run test test-js lint bench bench-cluster install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "slurmcast needs Python >= 3.11"'
@@ -43,6 +43,10 @@ lint: install-test
 ## Fan-out benchmark (see docs/performance.md).
 bench: install-test
 	$(BIN)/python bench/fanout.py
+
+## Several instances sharing Redis (see docs/performance.md).
+bench-cluster: install-test
+	$(BIN)/python bench/cluster.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache bench/.build \
