@@ -69,6 +69,27 @@ class Instance:
         self.process.wait()
 
 
+def spawn(name: str, workdir: Path, flags: dict[str, str]) -> Instance:
+    ws_port, http_port = free_port(), free_port()
+    flags = {"ws_port": str(ws_port), "http_port": str(http_port), **flags}
+    argv = [sys.executable, "-m", "slurmcast", "serve"]
+    for key, value in flags.items():
+        argv += [f"--{key.replace('_', '-')}", value]
+    log = workdir / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    return Instance(name, ws_port, http_port, process, log)
+
+
+async def serving(instance: Instance) -> bool:
+    """True once /health answers; False if the process died (its log says why)."""
+    while instance.process.poll() is None:
+        if await instance.health() is not None:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
 @contextlib.asynccontextmanager
 async def cluster(count: int, **options: str) -> AsyncIterator[list[Instance]]:
     async with shared_prefix() as prefix:
@@ -77,11 +98,8 @@ async def cluster(count: int, **options: str) -> AsyncIterator[list[Instance]]:
         try:
             for n in range(count):
                 name = f"p{n}"
-                ws_port, http_port = free_port(), free_port()
                 flags = {
                     "host": "127.0.0.1",
-                    "ws_port": str(ws_port),
-                    "http_port": str(http_port),
                     "broker": "redis",
                     "redis_url": REDIS_URL,
                     "redis_prefix": prefix,
@@ -90,15 +108,17 @@ async def cluster(count: int, **options: str) -> AsyncIterator[list[Instance]]:
                     "log_level": "INFO",
                     **options,
                 }
-                argv = [sys.executable, "-m", "slurmcast", "serve"]
-                for key, value in flags.items():
-                    argv += [f"--{key.replace('_', '-')}", value]
-                log = workdir / f"{name}.log"
-                with log.open("wb") as out:
-                    process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-                started.append(Instance(name, ws_port, http_port, process, log))
-            for instance in started:
-                await eventually(instance.health, lambda body: body is not None, timeout=60)
+                for _ in range(5):
+                    instance = spawn(name, workdir, flags)
+                    started.append(instance)
+                    async with asyncio.timeout(60):
+                        if await serving(instance):
+                            break
+                    # A port probed free was taken before the server bound it: others.
+                    assert "address already in use" in instance.log.read_text()
+                    started.remove(instance)
+                else:
+                    raise AssertionError(f"{name} could not bind free ports")
             yield started
         finally:
             for instance in started:

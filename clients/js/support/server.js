@@ -57,9 +57,18 @@ export class Server {
    *   the same ports as an earlier server to restart "it"; `args` defaults to QUIET
    */
   static async start({ wsPort, httpPort, args = QUIET, env = {} } = {}) {
-    const server = new Server(wsPort ?? (await freePort()), httpPort ?? (await freePort()), args, env);
-    await server._start();
-    return server;
+    // A port free when probed may be taken (by any outgoing connection's source
+    // port) before the server binds it: with ports of our choosing, try others.
+    for (let attempt = 1; ; attempt++) {
+      const server = new Server(wsPort ?? (await freePort()), httpPort ?? (await freePort()), args, env);
+      try {
+        await server._start();
+        return server;
+      } catch (error) {
+        const chosen = wsPort === undefined && httpPort === undefined;
+        if (!chosen || attempt >= 5 || !/address already in use/.test(String(error))) throw error;
+      }
+    }
   }
 
   constructor(wsPort, httpPort, args, env) {
