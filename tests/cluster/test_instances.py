@@ -228,6 +228,7 @@ async def test_redis_outage_keeps_clients_refuses_publishes_and_recovers():
             status, _ = await broadcast(b, "jobs", {"n": 1})
             assert status == 200
             first = await watcher.wait_for(lambda m: m.get("type") == "broadcast")
+            polls = a.monitor.polls["jobs"] + b.monitor.polls["jobs"]
             await redis_server.stop()
             alert = await watcher.wait_for(lambda m: m.get("type") == "alert")
             assert alert["data"]["rule"] == "broker_unavailable"
@@ -243,6 +244,12 @@ async def test_redis_outage_keeps_clients_refuses_publishes_and_recovers():
                 await watcher.wait_for(lambda m: False, timeout=30)
             except ConnectionClosed as closed:
                 assert closed.rcvd is not None and closed.rcvd.code == 4010
+        # The poller finds no baseline in the empty Redis and sets the channels'
+        # state afresh (one more new epoch): wait for that before resubscribing.
+        await eventually(
+            lambda: _value(a.monitor.polls["jobs"] + b.monitor.polls["jobs"]),
+            lambda total: total > polls,
+        )
         async with Client.connect(a) as back:
             since = {"offset": first["offset"], "epoch": first["epoch"]}
             reply = await back.request(

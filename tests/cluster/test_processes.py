@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from cluster.test_instances import check_transitions
 from slurmcast.sources.simulator import SimulatorSource
 
-from support.redis import REDIS_URL, free_port, shared_prefix
+from support.redis import REDIS_URL, PrivateRedis, free_port, shared_prefix
 from support.server import Client
 from support.waiting import eventually
 
@@ -91,7 +91,9 @@ async def serving(instance: Instance) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def cluster(count: int, **options: str) -> AsyncIterator[list[Instance]]:
+async def cluster(
+    count: int, redis_url: str = REDIS_URL, **options: str
+) -> AsyncIterator[list[Instance]]:
     async with shared_prefix() as prefix:
         workdir = Path(tempfile.mkdtemp(prefix="slurmcast-cluster-"))
         started: list[Instance] = []
@@ -101,7 +103,7 @@ async def cluster(count: int, **options: str) -> AsyncIterator[list[Instance]]:
                 flags = {
                     "host": "127.0.0.1",
                     "broker": "redis",
-                    "redis_url": REDIS_URL,
+                    "redis_url": redis_url,
                     "redis_prefix": prefix,
                     "instance_id": name,
                     "data_dir": str(workdir / name),
@@ -241,3 +243,53 @@ async def test_a_client_whose_instance_is_killed_recovers_everything_on_another(
         finally:
             publisher.cancel()
         assert seen == list(range(total))
+
+
+async def test_redis_stopped_and_started_during_a_stream():
+    """Two processes on a Redis of the test's own, stopped and started (empty) mid-stream."""
+    quiet = {"jobs_interval": "3600", "nodes_interval": "3600", "metrics_interval": "3600"}
+    async with PrivateRedis() as redis_server, cluster(2, redis_server.url, **quiet) as (a, b):
+        async with connect(a.ws_url) as ws:
+            client = Client(ws)
+            await client.subscribe("jobs")
+            for n in range(5):
+                assert await b.post({"channel": "jobs", "message": {"n": n}}) == 200
+            before = [await client.recv() for _ in range(5)]
+            assert [m["data"]["n"] for m in before] == [0, 1, 2, 3, 4]
+            polls = await polls_of([a, b])()
+            await redis_server.stop()
+            # Publishing is refused, clearly; the instances stay up and say why.
+            assert await b.post({"channel": "jobs", "message": {"n": 5}}) == 503
+            health = await eventually(a.health, lambda h: h["broker"]["connected"] is False)
+            assert health["status"] == "degraded"
+            assert (await client.request({"type": "ping"}))["type"] == "pong"
+            await redis_server.start()
+            try:
+                await client.wait_for(lambda m: False, timeout=60)
+            except ConnectionClosed as closed:
+                assert closed.rcvd is not None and closed.rcvd.code == 4010
+        # The poller finds no baseline in the empty Redis and sets the channels'
+        # state afresh (one more new epoch): wait for that before resubscribing.
+        await eventually(polls_of([a, b]), lambda total: total > polls, timeout=60)
+        last = before[-1]
+        async with connect(a.ws_url) as ws:
+            client = Client(ws)
+            since = {"offset": last["offset"], "epoch": last["epoch"]}
+            reply = await client.request(
+                {"type": "subscribe", "channel": "jobs", "since": since, "snapshot": True}
+            )
+            assert reply["recovered"] is False and reply["position"]["epoch"] != last["epoch"]
+            assert await b.post({"channel": "jobs", "message": {"n": 6}}) == 200
+            live = await client.wait_for(lambda m: m.get("type") == "broadcast", timeout=60)
+            assert live["data"] == {"n": 6} and live["epoch"] == reply["position"]["epoch"]
+        await eventually(a.health, lambda h: h["status"] == "ok", timeout=60)
+
+
+def polls_of(instances: list[Instance]):
+    """A probe: jobs polls made so far by these instances together."""
+
+    async def total() -> int:
+        bodies = [await instance.health() for instance in instances]
+        return sum(body["polls"]["jobs"] for body in bodies if body is not None)
+
+    return total
