@@ -202,3 +202,20 @@ async def test_redis_outage_refuses_publishes_then_recovers_with_a_new_epoch():
             assert broker.describe()["connected"] is True
         finally:
             await broker.close()
+
+
+async def test_a_foreign_message_on_the_channel_is_ignored_and_delivery_goes_on(caplog):
+    async with shared_prefix() as prefix, brokers(prefix, 1) as single:
+        ((broker, handler),) = single
+        raw = Redis.from_url(REDIS_URL)
+        try:
+            junks = (b"hello", b"x\ny\nz\nnot json", b"7\ne\nn\n[1]\n{}", b"7\ne\nn\n[1,2,3]\n{}")
+            for junk in junks:
+                await raw.publish(broker.channel_name, junk)
+        finally:
+            await raw.aclose()
+        await broker.publish(message("jobs", 1))
+        await handler.wait_for(lambda h: len(h.received) == 1)
+        assert numbers(handler.received) == [1]
+        assert caplog.text.count("ignored a malformed message") == 4
+        assert "reader crashed" not in caplog.text and "subscription lost" not in caplog.text

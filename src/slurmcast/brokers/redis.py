@@ -390,13 +390,18 @@ class RedisBroker:
             task.add_done_callback(self._callbacks.discard)
 
     async def _receive(self, message: bytes) -> None:
-        offset_text, epoch_bytes, nonce, entry = message.split(b"\n", 3)
-        if offset_text == b"R":
-            self._reseeded(entry.decode(), StreamPosition(0, epoch_bytes.decode()))
+        try:
+            offset_text, epoch_bytes, nonce, entry = message.split(b"\n", 3)
+            if offset_text == b"R":
+                self._reseeded(entry.decode(), StreamPosition(0, epoch_bytes.decode()))
+                return
+            offset = int(offset_text)
+            position = StreamPosition(offset, epoch_bytes.decode()) if offset else None
+            publication = decode_entry(entry, position)
+        except (ValueError, TypeError, AttributeError) as exc:
+            # Not ours (someone else published on our channel): skip it, keep reading.
+            log.warning("ignored a malformed message on %s: %s", self.channel_name, exc)
             return
-        offset = int(offset_text)
-        position = StreamPosition(offset, epoch_bytes.decode()) if offset else None
-        publication = decode_entry(entry, position)
         delivered = 0
         if position is None or await self._in_order(publication.channel, position):
             delivered = self._deliver(publication)
