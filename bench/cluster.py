@@ -80,10 +80,10 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import itertools
-import json
 import os
 import secrets
 import shutil
@@ -92,7 +92,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,30 +100,45 @@ from typing import Any
 
 import aiohttp
 import orjson
-from fanout import (
+from benchlib import (
     BUILD_DIR,
     CLIENT_CORE,
-    DEFAULT_WSLOAD_SRC,
     LOG_DIR,
     REPO_DIR,
     SERVER_CORE,
     MessageFactory,
+    PostLog,
     ServerProcess,
     SetupError,
     WsLoad,
-    compile_wsload,
+    add_run_arguments,
+    check_fd_limit,
+    client_session,
     core_times,
+    cores_busy,
+    fixed_phase_count,
     fmt,
     free_port,
     log,
     machine_info,
-    now_us,
+    machine_line,
+    ok_cell,
     percentile,
-    pin_self,
+    phase_cell,
+    post_json,
+    prepare_load,
     proc_cpu_seconds,
-    raise_fd_limit,
+    publish_closed_loop,
+    publish_fixed_rate,
+    run_benchmark,
+    run_settings,
     self_cpu_seconds,
+    settings_json,
+    status_text,
+    wait_for_counts,
     wait_until_idle,
+    write_json,
+    wsload_errors,
 )
 
 DATA_DIR = BUILD_DIR / "cluster"
@@ -215,7 +230,7 @@ def tcp_connections_to(pid: int, port: int) -> int:
 
 
 class Instance(ServerProcess):
-    """One slurmcast instance of a row, pinned to core 0 by fanout's ServerProcess."""
+    """One slurmcast instance of a row, pinned to core 0 by benchlib's ServerProcess."""
 
     def __init__(
         self, label: str, index: int, settings: Settings, broker_args: Sequence[str]
@@ -397,82 +412,19 @@ def check_trackers(trackers: Sequence[Tracker], count: int) -> tuple[list[str], 
 
 
 @dataclass(slots=True)
-class PublishStats:
-    posts: int = 0
-    failures: list[str] = field(default_factory=list)
-    post_ms: list[float] = field(default_factory=list)
-    #: Per instance index: how often each "delivered" value was answered.
+class PublishStats(PostLog):
+    """PostLog plus, per instance index, how often each "delivered" value was answered."""
+
     delivered: dict[int, Counter[int]] = field(default_factory=dict)
 
 
 async def post(
     session: aiohttp.ClientSession, url: str, body: bytes, index: int, stats: PublishStats
 ) -> None:
-    started = time.perf_counter()
-    try:
-        async with session.post(
-            url, data=body, headers={"Content-Type": "application/json"}
-        ) as resp:
-            raw = await resp.read()
-            status = resp.status
-    except (aiohttp.ClientError, OSError) as exc:
-        stats.failures.append(f"POST {url} failed: {exc!r}")
-        return
-    stats.post_ms.append((time.perf_counter() - started) * 1000)
-    stats.posts += 1
-    try:
-        answer = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        answer = {}
-    if status != 200 or not isinstance(answer, dict) or answer.get("success") is not True:
-        if len(stats.failures) < 20:
-            stats.failures.append(f"POST {url} answered {status}: {raw[:200]!r}")
-        return
-    stats.delivered.setdefault(index, Counter())[int(answer.get("delivered", -1))] += 1
-
-
-async def publish_closed_loop(
-    session: aiohttp.ClientSession,
-    urls: Sequence[str],
-    messages: MessageFactory,
-    count: int,
-    publishers: int,
-) -> PublishStats:
-    """``count`` messages, round-robin over ``urls``, as fast as the POSTs complete."""
-    stats = PublishStats()
-    sequence = itertools.count()
-
-    async def worker() -> None:
-        while (seq := next(sequence)) < count:
-            stamp = now_us()
-            index = seq % len(urls)
-            await post(session, urls[index], messages.body(seq, stamp, stamp), index, stats)
-
-    await asyncio.gather(*(worker() for _ in range(publishers)))
-    return stats
-
-
-async def publish_fixed_rate(
-    session: aiohttp.ClientSession,
-    urls: Sequence[str],
-    messages: MessageFactory,
-    count: int,
-    rate: float,
-) -> PublishStats:
-    """``count`` messages, round-robin over ``urls``, open-loop at ``rate`` per second."""
-    stats = PublishStats()
-    tasks: list[asyncio.Task[None]] = []
-    start = now_us() + 20_000
-    for seq in range(count):
-        scheduled = start + round(seq * 1_000_000 / rate)
-        delay = (scheduled - now_us()) / 1e6
-        if delay > 0:
-            await asyncio.sleep(delay)
-        index = seq % len(urls)
-        body = messages.body(seq, now_us(), scheduled)
-        tasks.append(asyncio.create_task(post(session, urls[index], body, index, stats)))
-    await asyncio.gather(*tasks)
-    return stats
+    """POST one message to the instance ``index``; record the "delivered" it answers."""
+    answer = await post_json(session, url, body, stats, f"POST {url}")
+    if answer is not None:
+        stats.delivered.setdefault(index, Counter())[int(answer.get("delivered", -1))] += 1
 
 
 # --------------------------------------------------------------------------- measuring
@@ -496,17 +448,6 @@ class Snapshot:
             self_cpu_seconds(),
             core_times(),
         )
-
-
-def cores_busy(before: Snapshot, after: Snapshot, column: int = 0) -> dict[int, float]:
-    """Busy (column 0) or steal (column 2) percent of each core between two snapshots."""
-    result = {}
-    for core, now in after.cores.items():
-        if core in before.cores:
-            total = now[1] - before.cores[core][1]
-            if total > 0:
-                result[core] = 100 * (now[column] - before.cores[core][column]) / total
-    return result
 
 
 @dataclass(slots=True)
@@ -592,33 +533,6 @@ def split(total: int, parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
-async def local_counts(
-    inst: Instance, session: aiohttp.ClientSession
-) -> tuple[int | None, int | None]:
-    """(clients, subscribers of jobs) of one instance, from its /health."""
-    health = await inst.health(session)
-    clients = health.get("clients")
-    jobs = (health.get("subscriptions") or {}).get("jobs")
-    return clients, jobs
-
-
-async def wait_for_counts(
-    instances: Sequence[Instance],
-    session: aiohttp.ClientSession,
-    wanted: Sequence[int],
-    timeout: float,
-) -> list[tuple[int | None, int | None]]:
-    """Poll every instance's /health until it counts ``wanted`` clients, all on jobs."""
-    deadline = time.monotonic() + timeout
-    while True:
-        counts = [await local_counts(inst, session) for inst in instances]
-        if all(c == (n, n) or (n == 0 and c[0] == 0) for c, n in zip(counts, wanted, strict=True)):
-            return counts
-        if time.monotonic() > deadline:
-            return counts
-        await asyncio.sleep(0.05)
-
-
 class InstanceDied(RuntimeError):
     """An instance exited during a run."""
 
@@ -702,14 +616,20 @@ async def run_phase(row: Row, mode: str, count: int, rate: float | None) -> Clus
         if [c[0] for c in counts] != wanted:
             result.errors.append(f"instances count {counts} (clients, on jobs), not {wanted}")
         urls = [f"{inst.base_url}/broadcast" for inst in instances]
+        stats = PublishStats()
+
+        async def send(seq: int, body: bytes) -> None:
+            index = seq % len(urls)  # round-robin over the instances
+            await post(session, urls[index], body, index, stats)
+
         idle = await Snapshot.take(instances, redis)
         await asyncio.sleep(settings.idle_seconds)
         before = await Snapshot.take(instances, redis)
         if mode == "max":
-            stats = await publish_closed_loop(session, urls, messages, count, settings.publishers)
+            await publish_closed_loop(messages, count, settings.publishers, send)
         else:
             assert rate is not None
-            stats = await publish_fixed_rate(session, urls, messages, count, rate)
+            await publish_fixed_rate(messages, count, rate, send)
         remaining = settings.recv_timeout - (time.monotonic() - before.wall) + 10
         result.errors.extend(await wait_all_done(instances, wsloads, max(remaining, 10)))
         after = await Snapshot.take(instances, redis)
@@ -768,9 +688,9 @@ def summarise(
         result.redis_commands_per_pub = commands / result.messages
         result.redis_clients = before.redis.clients
     result.publisher_cpu_pct = 100 * (after.publisher - before.publisher) / window
-    busy = cores_busy(before, after)
+    busy = cores_busy(before.cores, after.cores)
     result.core_busy_pct = busy
-    steal = cores_busy(before, after, 2)
+    steal = cores_busy(before.cores, after.cores, 2)
     result.steal_pct = max(steal.values()) if steal else None
     # wsload's CPU figure covers first delivery -> its end; scale it to the window.
     wsload_cpu = sum(float(r.get("phase2_cpu_s", 0.0)) for r in reports)
@@ -801,18 +721,7 @@ def summarise(
         name, n, count = figures.name, figures.clients, result.messages
         if figures.received != n * count:
             result.errors.append(f"{name}: wsload received {figures.received} of {n * count}")
-        if figures.min_per_conn != count or figures.max_per_conn != count:
-            result.errors.append(
-                f"{name}: per-client deliveries ranged {figures.min_per_conn}.."
-                f"{figures.max_per_conn}, expected {count} each"
-            )
-        if report.get("closes") or report.get("conn_errors"):
-            result.errors.append(
-                f"{name}: {report.get('closes')} clients closed by the server, "
-                f"{report.get('conn_errors')} errors"
-            )
-        if report.get("acks") != n:
-            result.errors.append(f"{name}: {report.get('acks')} of {n} clients subscribed")
+        result.errors.extend(f"{name}: {error}" for error in wsload_errors(report, n, count))
         if figures.other_text:
             result.warnings.append(f"{name}: clients got {figures.other_text} other text frames")
         if wsloads[index].stderr_lines:
@@ -989,7 +898,7 @@ async def bench_row(
                 capacity = baseline_pubs if baseline_pubs else maximum.pubs_per_s
                 rate = settings.rate_fraction * capacity
             if rate > 0:
-                fixed_count = max(20, round(rate * settings.fixed_seconds))
+                fixed_count = fixed_phase_count(rate, settings.fixed_seconds)
                 log(f"[{broker} x{count}] fixed phase: {fixed_count} publications at {rate:.2f}/s")
                 fixed = await guarded_phase(row, "fixed", fixed_count, rate)
                 results.append(fixed)
@@ -1005,11 +914,9 @@ async def bench_row(
             result.redis_keys_deleted = deleted
         if results:
             for inst, code in zip(instances, codes, strict=True):
-                bad = inst.bad_log_lines()
-                if bad:
-                    results[0].errors.append(
-                        f"{len(bad)} bad lines in {inst.log_path}, first: {bad[0][:200]}"
-                    )
+                problem = inst.log_problem()
+                if problem:
+                    results[0].errors.append(problem)
                 if code not in (0, None):
                     results[-1].errors.append(f"{inst.name} exited with status {code!r}")
         if prefix is not None and redis is not None:
@@ -1020,9 +927,7 @@ async def bench_row(
 
 
 def log_result(r: ClusterResult) -> None:
-    status = "ok" if r.ok else "FAILED: " + "; ".join(r.errors)
-    if r.warnings:
-        status += "; warning: " + "; ".join(r.warnings)
+    status = status_text(r.errors, r.warnings)
     each = "+".join(fmt(f.cpu_pct, ".0f") for f in r.per_instance)
     log(
         f"    {r.msgs_per_s:>9,.0f} msgs/s (driver {r.driver_msgs_per_s:,.0f})  "
@@ -1048,8 +953,7 @@ def table(results: Sequence[ClusterResult]) -> str:
     )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in results:
-        phase = "max" if r.mode == "max" else f"fixed {fmt(r.rate_pubs_per_s, '.1f')}/s"
-        ok = ("yes" if not r.warnings else "yes*") if r.ok else "NO"
+        phase = phase_cell(r.mode, r.rate_pubs_per_s)
         each = " + ".join(fmt(f.cpu_pct, ".0f") for f in r.per_instance)
         cpu = each if len(r.per_instance) < 2 else f"{each} = {fmt(r.server_cpu_pct, '.0f')}"
         lines.append(
@@ -1058,7 +962,7 @@ def table(results: Sequence[ClusterResult]) -> str:
             f"{fmt(r.p99_ms, '.2f')} | {cpu} | {fmt(r.server_us_per_delivery, '.1f')} | "
             f"{fmt(r.redis_cpu_pct, '.1f')} | {fmt(r.redis_us_per_pub, '.0f')} | "
             f"{fmt(r.wsload_cpu_pct + r.publisher_cpu_pct, '.0f')} | "
-            f"{fmt(r.other_cpu_pct, '.0f')} | {ok} |"
+            f"{fmt(r.other_cpu_pct, '.0f')} | {ok_cell(r.errors, r.warnings)} |"
         )
     return "\n".join(lines)
 
@@ -1115,23 +1019,15 @@ async def run_all(settings: Settings) -> dict[str, Any]:
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     rows = settings.rows()
-    fd_limit = raise_fd_limit(settings.clients * 2 + 1024)
-    if fd_limit < settings.clients + 256:
-        raise SetupError(f"cannot raise the open-file limit above {fd_limit}")
+    check_fd_limit(settings.clients)
     source = slurmcast_source()
     wants_redis = any(broker == "redis" for broker, _ in rows)
     if wants_redis and not await supports_redis_broker():
         raise SetupError(f"slurmcast at {source['path']} has no '--broker redis' yet")
-    wsload_bin = await compile_wsload(settings.wsload_src)
-    if shutil.which("taskset") is None:
-        log("warning: taskset not found; processes are not pinned")
-    messages = MessageFactory(settings.size)
-    log(f"message: {messages.envelope_size} bytes delivered per client (--size {settings.size})")
+    wsload_bin, messages = await prepare_load(settings.wsload_src, settings.size)
     redis: RedisProbe | None = None
     redis_info: dict[str, Any] | None = None
     results: list[ClusterResult] = []
-    connector = aiohttp.TCPConnector(limit=64, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=settings.recv_timeout + 30)
     try:
         if wants_redis:
             redis = RedisProbe(settings.redis_url)
@@ -1143,7 +1039,7 @@ async def run_all(settings: Settings) -> dict[str, Any]:
             if redis_info is None and redis is not None:
                 await redis.close()
                 redis = None
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async with client_session(settings.recv_timeout) as session:
             for repeat in range(1, settings.repeat + 1):
                 if settings.repeat > 1:
                     log(f"--- run {repeat} of {settings.repeat}")
@@ -1170,12 +1066,8 @@ async def run_all(settings: Settings) -> dict[str, Any]:
     return {
         "machine": machine_info() | {"slurmcast_source": source, "redis": redis_info},
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "settings": {
-            **{k: v for k, v in dataclasses.asdict(settings).items() if k != "wsload_src"},
-            "wsload_src": str(settings.wsload_src),
-            "message_bytes": messages.envelope_size,
-            "layout": {"instances_core": SERVER_CORE, "clients_core": CLIENT_CORE},
-        },
+        "settings": settings_json(settings, messages)
+        | {"layout": {"instances_core": SERVER_CORE, "clients_core": CLIENT_CORE}},
         "results": [dataclasses.asdict(r) | {"ok": r.ok} for r in results],
         "ok": bool(results) and all(r.ok for r in results),
         "_results": results,
@@ -1231,29 +1123,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         default=2.0,
         help="before publishing, measure the instances' and Redis's CPU this long at rest",
     )
-    parser.add_argument("--connect-timeout", type=float, default=60.0)
-    parser.add_argument("--recv-timeout", type=float, default=90.0)
-    parser.add_argument("--wsload-src", type=Path, default=DEFAULT_WSLOAD_SRC)
-    parser.add_argument(
-        "--repeat", type=int, default=1, help="run the whole matrix this many times"
-    )
-    parser.add_argument(
-        "--wait-idle",
-        type=float,
-        default=5.0,
-        help="before each row, wait up to this many seconds for both cores to be idle",
-    )
-    parser.add_argument("--ping-interval", type=float, default=600.0)
-    parser.add_argument(
-        "--slurmcast-arg",
-        action="append",
-        default=[],
-        metavar="ARG",
-        help="extra argument for every 'slurmcast serve' (repeatable)",
-    )
-    parser.add_argument("--json", action="store_true", help="print results as JSON on stdout")
-    parser.add_argument(
-        "--json-out", type=Path, default=None, help="also write the JSON results to this file"
+    add_run_arguments(
+        parser,
+        wait_idle=5.0,
+        wait_idle_help="before each row, wait up to this many seconds for both cores to be idle",
+        ping_help=None,
+        slurmcast_arg_help="extra argument for every 'slurmcast serve' (repeatable)",
     )
     args = parser.parse_args(argv)
     try:
@@ -1281,13 +1156,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         fixed_seconds=args.fixed_seconds,
         redis_url=args.redis_url,
         idle_seconds=args.idle_seconds,
-        connect_timeout=args.connect_timeout,
-        recv_timeout=args.recv_timeout,
-        wsload_src=args.wsload_src,
-        repeat=args.repeat,
-        wait_idle=args.wait_idle,
-        ping_interval=args.ping_interval,
-        slurmcast_args=tuple(args.slurmcast_arg),
+        **run_settings(args),
     )
     return Options(settings, args.json, args.json_out)
 
@@ -1308,11 +1177,7 @@ def kill_leftovers() -> None:
 def print_report(report: dict[str, Any], results: Sequence[ClusterResult]) -> None:
     m = report["machine"]
     source = m["slurmcast_source"]
-    print(
-        f"\nmachine: {m['nproc']} cores, {m['cpu_model']}, kernel {m['kernel']}, "
-        f"Python {m['python']}, websockets {m['versions']['websockets']}, "
-        f"uvloop {m['versions']['uvloop']}"
-    )
+    print(machine_line(m))
     git = f" (git {source['git_head']}{', dirty' if source.get('git_dirty') else ''})"
     print(
         f"slurmcast from {source['path']}{git if 'git_head' in source else ''}, "
@@ -1343,34 +1208,17 @@ def print_report(report: dict[str, Any], results: Sequence[ClusterResult]) -> No
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     settings = options.settings
-    if not settings.wsload_src.is_file():
-        log(f"cluster: wsload source {settings.wsload_src} not found (use --wsload-src)")
-        return 2
-    pin_self()
     try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a slurmcast dependency on POSIX
-        runner: Callable[[Coroutine[Any, Any, dict[str, Any]]], dict[str, Any]] = asyncio.run
-    else:
-        runner = uvloop.run
-    started = time.monotonic()
-    try:
-        report = runner(run_all(settings))
-    except SetupError as exc:
-        log(f"cluster: {exc}")
-        return 2
+        report = run_benchmark("cluster", settings.wsload_src, functools.partial(run_all, settings))
     except asyncio.CancelledError:  # SIGTERM
         return 143
     finally:
         kill_leftovers()
+    if report is None:
+        return 2
     results: list[ClusterResult] = report.pop("_results")
-    report["elapsed_s"] = round(time.monotonic() - started, 1)
-    if options.json_out is not None:
-        options.json_out.parent.mkdir(parents=True, exist_ok=True)
-        options.json_out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    if options.json:
-        print(json.dumps(report, indent=2, default=str))
-    else:
+    write_json(report, options.json_out, options.json)
+    if not options.json:
         print_report(report, results)
     return 0 if report["ok"] else 1
 
