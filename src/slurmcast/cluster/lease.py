@@ -67,7 +67,3 @@ class RedisLease:
         token, self._token = self._token, None
         if token is not None:
             await self._release(keys=[self.key], args=[token])
-
-    async def holder(self) -> str | None:
-        value = await self.redis.get(self.key)
-        return value.decode() if isinstance(value, bytes) else value

@@ -36,7 +36,6 @@ class Leadership:
         self.poll = poll
         self.ttl = ttl
         self.clock = clock
-        self.terms = 0
         self._task: asyncio.Future[None] | None = None
         self._renewed_at = 0.0
         #: Set once the first attempt to take the lease is over (taken or not).
@@ -83,7 +82,6 @@ class Leadership:
         if self._task is None:
             if await self.lease.acquire():
                 self._renewed_at = self.clock()
-                self.terms += 1
                 log.info("this instance holds the polling lease: polling the cluster")
                 self._task = asyncio.ensure_future(self.poll())
         elif await self.lease.renew():
