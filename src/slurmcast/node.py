@@ -78,8 +78,7 @@ class Node:
             payload,
             owner,
             tags_for(channel, data),
-            None,
-            state_change(channel, event_type, data),
+            state=state_change(channel, event_type, data),
         )
 
     async def publish(
