@@ -162,15 +162,21 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(500, ErrorCode.INTERNAL.value, "internal server error")
 
 
-async def broadcast(request: web.Request) -> web.Response:
-    """Publish ``message`` on ``channel`` (or to every client with ``"all"``)."""
-    who = request.app[GUARD_KEY].require_admin(request)
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object; 400 ``invalid_json`` / ``not_an_object`` otherwise."""
     try:
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError as exc:
         raise HttpError(400, ErrorCode.INVALID_JSON, f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise HttpError(400, ErrorCode.NOT_AN_OBJECT, "body must be a JSON object")
+    return body
+
+
+async def broadcast(request: web.Request) -> web.Response:
+    """Publish ``message`` on ``channel`` (or to every client with ``"all"``)."""
+    who = request.app[GUARD_KEY].require_admin(request)
+    body = await json_object(request)
     channel = body.get("channel", ALL_CLIENTS)
     if not isinstance(channel, str):
         raise HttpError(400, ErrorCode.INVALID_FIELD, "'channel' must be a string")

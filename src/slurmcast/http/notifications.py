@@ -17,7 +17,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from slurmcast.core.channels import is_valid_user_name
@@ -30,6 +29,7 @@ from slurmcast.http.app import (
     NODE_KEY,
     STORE_KEY,
     HttpError,
+    json_object,
     json_response,
 )
 
@@ -82,12 +82,7 @@ async def list_notifications(request: web.Request) -> web.Response:
 
 async def create_notification(request: web.Request) -> web.Response:
     who = request.app[GUARD_KEY].require_admin(request)
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError as exc:
-        raise HttpError(400, ErrorCode.INVALID_JSON, f"body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise HttpError(400, ErrorCode.NOT_AN_OBJECT, "body must be a JSON object")
+    body = await json_object(request)
     notification = _notification_from(body, request.app[NEW_ID_KEY]())
     await _stored(request.app[STORE_KEY].add([notification]))
     await request.app[NODE_KEY].publish_events([notification], notification.created_at)
