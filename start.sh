@@ -20,7 +20,8 @@ fi
 
 [[ -x .venv/bin/slurmcast ]] || make -s install
 
-start_line=$(($(wc -l <"$logfile" 2>/dev/null || echo 0) + 1))
+touch "$logfile"  # a first start has no log yet: count its lines from an empty file
+start_line=$(($(wc -l <"$logfile") + 1))
 nohup .venv/bin/slurmcast serve "$@" >>"$logfile" 2>&1 </dev/null &
 pid=$!
 echo "$pid" >"$pidfile"

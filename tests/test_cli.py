@@ -155,6 +155,7 @@ async def test_start_and_stop_scripts(tmp_path: Path):
     )
     started = await run_script("start.sh", env)
     assert started.returncode == 0, started.stderr
+    assert started.stderr == ""  # a first start, with no log file yet, complains about nothing
     pid = int(pidfile.read_text())
     try:
         assert (await health(http_port)) is not None
