@@ -1,22 +1,33 @@
 # Two commands on a fresh machine: `make run` and `make test`.
+# Every install comes from uv.lock (exact versions, with hashes); see README "Dependencies".
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
 RUN_ARGS ?=
+# uv uses the machine's Python, never one it downloads, and the project's .venv.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test test-js lint bench bench-cluster install install-test clean
+.PHONY: run test test-js lint lock lock-check upgrade bench bench-cluster install install-test clean
 
-$(BIN)/python:
+# uv itself, at the version and hashes pinned in tools/uv.txt, in a venv of its own.
+$(UV): tools/uv.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "slurmcast needs Python >= 3.11"'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	rm -rf $(TOOLS)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+		--no-deps -r tools/uv.txt
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+# --inexact: `make run` after `make test` keeps the test tools.
+$(VENV)/.installed-run: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --quiet --locked --no-dev --inexact --python $(PYTHON)
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --quiet --locked --python $(PYTHON)
 	touch $@ $(VENV)/.installed-run
 
 install: $(VENV)/.installed-run
@@ -40,6 +51,23 @@ lint: install-test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
+## Re-resolve uv.lock after editing pyproject.toml's dependencies (keeps every other pin).
+lock: | $(UV)
+	$(UV) lock
+	$(UV) pip compile --quiet --generate-hashes --universal --python-version 3.11 \
+		--custom-compile-command "make lock" tools/uv.in -o tools/uv.txt
+
+## Fail if uv.lock no longer matches pyproject.toml (CI runs this).
+lock-check: | $(UV)
+	$(UV) lock --check
+
+## Move every pin (and uv itself) to the newest versions the ranges allow; then run `make lint test`.
+upgrade: | $(UV)
+	$(UV) lock --upgrade
+	$(UV) pip compile --quiet --generate-hashes --universal --python-version 3.11 --upgrade \
+		--custom-compile-command "make lock" tools/uv.in -o tools/uv.txt
+	@echo "uv.lock and tools/uv.txt upgraded: run 'make lint test', then commit both with what changed."
+
 ## Fan-out benchmark (see docs/performance.md).
 bench: install-test
 	$(BIN)/python bench/fanout.py
@@ -49,5 +77,5 @@ bench-cluster: install-test
 	$(BIN)/python bench/cluster.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache bench/.build \
+	rm -rf $(VENV) $(TOOLS) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache bench/.build \
 		clients/js/node_modules
