@@ -1,5 +1,6 @@
 from slurmcast.core.diff import diff_jobs, diff_nodes, needs_final_state
 from slurmcast.core.events import (
+    JobReasonChanged,
     JobStateChanged,
     JobSubmitted,
     NodeAdded,
@@ -173,3 +174,35 @@ def test_state_change_does_not_double_report_resources():
         by_name(node("n")), by_name(node("n", NodeState.ALLOCATED, cpus_allocated=64)), 20
     )
     assert [type(e) for e in events] == [NodeStateChanged]
+
+
+def test_pending_job_waiting_for_another_reason_is_a_job_update():
+    prev = by_id(job("1", P, reason="Priority"))
+    curr = by_id(job("1", P, reason="Resources"))
+    (event,) = events_of(prev, curr)
+    assert isinstance(event, JobReasonChanged)
+    data = event.data()
+    assert event.event_type == "job_update"
+    assert (data["status"], data["previous_status"]) == ("PENDING", "PENDING")
+    assert (data["reason"], data["previous_reason"]) == ("Resources", "Priority")
+    assert data["reason_text"] and "cpu" in data["reason_text"]
+    # The same reason again, or a running job's reason, says nothing.
+    assert events_of(curr, by_id(job("1", P, reason="Resources"))) == []
+    assert events_of(by_id(job("1", R)), by_id(job("1", R, reason="Prolog"))) == []
+
+
+def test_ending_job_keeps_the_gpus_it_was_seen_running_with():
+    # Slurm empties gres_detail once a job ends; the count seen while running is exact.
+    prev = by_id(job("1", R, gpus=2, nodes=("gpu01",)))
+    curr = by_id(finished("1", JobState.COMPLETED, gpus=0))
+    (event,) = events_of(prev, curr)
+    assert isinstance(event, JobStateChanged) and event.job.gpus == 2
+    _, baseline = diff_jobs(prev, curr)
+    assert baseline["1"].gpus == 2
+    # Resolved from accounting after it left the listing: the same.
+    resolved = {"1": finished("1", JobState.FAILED, gpus=0)}
+    (gone,) = events_of(prev, {}, finals=resolved)
+    assert gone.job.gpus == 2
+    # A count the end record does give is kept as it is.
+    (other,) = events_of(prev, by_id(finished("1", JobState.COMPLETED, gpus=4)))
+    assert other.job.gpus == 4

@@ -4,7 +4,7 @@ import pytest
 
 from slurmcast.core.events import JobStateChanged, JobSubmitted
 from slurmcast.core.notifications import notifications_for
-from slurmcast.core.snapshot import JobState
+from slurmcast.core.snapshot import JobState, JobUsage
 
 from support.builders import T0, finished, job
 
@@ -56,3 +56,21 @@ def test_no_notification_for_non_final_or_unconfirmed_changes():
 def test_cancelled_while_pending_has_no_duration():
     (note,) = make([JobStateChanged(job("1", JobState.CANCELLED), JobState.PENDING)])
     assert note.data()["data"]["duration"] is None
+
+
+def test_finish_notifications_carry_efficiency():
+    usage = JobUsage(
+        elapsed_s=9000, cpus=4, cpu_time_s=18000.0, memory_requested_mb=8192, memory_peak_mb=2048
+    )
+    done = finished("9", JobState.COMPLETED, minutes=150, usage=usage)
+    (note,) = make([JobStateChanged(done, JobState.RUNNING)])
+    efficiency = note.data()["data"]["efficiency"]
+    assert (efficiency["cpu_efficiency"], efficiency["memory_efficiency"]) == (50.0, 25.0)
+    assert efficiency["reason"] is None
+    unmeasured = finished("10", JobState.TIMEOUT)
+    (note,) = make([JobStateChanged(unmeasured, JobState.RUNNING)])
+    assert note.data()["data"]["efficiency"]["cpu_efficiency"] is None
+    assert note.data()["data"]["efficiency"]["reason"]
+    # Submission notifications have nothing to measure yet.
+    (submitted,) = make([JobSubmitted(job("11"))])
+    assert "efficiency" not in submitted.data()["data"]

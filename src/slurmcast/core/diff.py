@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from slurmcast.core.events import (
     JobEvent,
+    JobReasonChanged,
     JobStateChanged,
     JobSubmitted,
     NodeAdded,
@@ -93,6 +94,10 @@ def diff_jobs(
           a job sees one unbroken chain of ``previous_status``.
         * ``JobStateChanged`` for every state change, including jobs that
           left the listing.
+        * ``JobReasonChanged`` when a job still pending waits for another
+          reason than before.
+        * A job ending keeps the GPU count it was seen running with when its
+          final record has none (Slurm forgets ``gres_detail`` at the end).
         * A job's end is reported once: later readings of a finished job
           (COMPLETING while its epilog runs, or a different terminal word)
           change nothing, and its baseline record stays the reported one.
@@ -114,19 +119,34 @@ def diff_jobs(
         elif old.state.is_terminal and (job.state.is_terminal or job.state is JobState.COMPLETING):
             job = old
         elif old.state is not job.state:
+            job = _keep_allocation(job, old)
             events.append(JobStateChanged(job, old.state))
+        elif job.state is JobState.PENDING and job.reason != old.reason:
+            events.append(JobReasonChanged(job, old.reason))
         baseline[job_id] = job
     for job_id, old in prev.items():
         if job_id in curr or old.state.is_terminal:
             continue
         final = finals.get(job_id)
         if final is not None and final.state.is_terminal:
-            events.append(JobStateChanged(final, old.state))
+            events.append(JobStateChanged(_keep_allocation(final, old), old.state))
         elif job_id in carry:
             baseline[job_id] = old
         else:
             events.append(JobStateChanged(old, old.state, confirmed=False))
     return events, baseline
+
+
+def _keep_allocation(job: JobRecord, old: JobRecord) -> JobRecord:
+    """``job`` with the GPUs it was seen holding, if its ending record lost them.
+
+    Slurm empties ``gres_detail`` once a job ends, and without ``gres/gpu`` in
+    AccountingStorageTRES nothing else says how many GPUs it had: the count seen
+    while it ran is the exact one.
+    """
+    if job.gpus or not old.gpus or not (job.state.is_terminal or job.state is JobState.COMPLETING):
+        return job
+    return replace(job, gpus=old.gpus)
 
 
 def diff_nodes(

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from slurmcast.core.channels import Channel
+from slurmcast.core.efficiency import job_efficiency
+from slurmcast.core.reasons import explain_reason
 from slurmcast.core.snapshot import JobRecord, JobState, NodeRecord, NodeState
 from slurmcast.core.timefmt import iso_z
 from slurmcast.core.units import format_memory
@@ -33,21 +35,28 @@ class Event(Protocol):
 
 
 def job_payload(job: JobRecord, previous: JobState | None = None) -> dict[str, Any]:
-    """The ``data`` of ``job_submitted`` / ``job_update`` messages."""
-    return {
+    """The ``data`` of ``job_submitted`` / ``job_update`` messages.
+
+    A finished job also carries ``efficiency`` (see ``core.efficiency``).
+    """
+    payload = {
         "job_id": job.job_id,
         "name": job.name,
         "status": job.state.value,
         "previous_status": previous.value if previous is not None else None,
         "user": job.user,
+        "account": job.account,
         "partition": job.partition,
+        "qos": job.qos,
         "nodes": list(job.nodes),
         "submit_time": iso_z(job.submit_time),
         "start_time": iso_z(job.start_time),
         "end_time": iso_z(job.end_time),
+        "expected_start_time": iso_z(job.expected_start_time),
         "exit_code": job.exit_code,
         "exit_signal": job.exit_signal,
         "reason": job.reason,
+        "reason_text": explain_reason(job),
         "resources": {
             "cpus": job.cpus,
             "memory": format_memory(job.memory_mb),
@@ -55,6 +64,9 @@ def job_payload(job: JobRecord, previous: JobState | None = None) -> dict[str, A
             "gpus": job.gpus,
         },
     }
+    if job.state.is_terminal:
+        payload["efficiency"] = job_efficiency(job).as_dict()
+    return payload
 
 
 def node_payload(node: NodeRecord, previous: NodeState | None = None) -> dict[str, Any]:
@@ -130,6 +142,29 @@ class JobStateChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class JobReasonChanged:
+    """A pending job now waits for another reason (``Priority`` -> ``Resources``).
+
+    Sent as a ``job_update`` whose status did not change, with
+    ``previous_reason``: a user watching a queued job learns why it still waits.
+    """
+
+    job: JobRecord
+    previous_reason: str | None
+    channel: ClassVar[Channel] = Channel.JOBS
+    event_type: ClassVar[str] = "job_update"
+
+    @property
+    def owner(self) -> str | None:
+        return self.job.user
+
+    def data(self) -> dict[str, Any]:
+        payload = job_payload(self.job, self.job.state)
+        payload["previous_reason"] = self.previous_reason
+        return payload
+
+
+@dataclass(frozen=True, slots=True)
 class NodeStateChanged:
     node: NodeRecord
     previous: NodeState
@@ -179,5 +214,5 @@ class NodeRemoved:
         return node_payload(self.node, self.node.state)
 
 
-JobEvent = JobSubmitted | JobStateChanged
+JobEvent = JobSubmitted | JobStateChanged | JobReasonChanged
 NodeEvent = NodeStateChanged | NodeResourceChanged | NodeAdded | NodeRemoved

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from slurmcast.core.channels import Channel
+from slurmcast.core.efficiency import job_efficiency
 from slurmcast.core.events import JobEvent, JobStateChanged, JobSubmitted
 from slurmcast.core.snapshot import JobRecord, JobState
 from slurmcast.core.timefmt import format_duration, iso_z
@@ -188,7 +189,7 @@ def notifications_for(
 
 def _details(job: JobRecord) -> dict[str, Any]:
     duration = job_duration_s(job)
-    return {
+    details: dict[str, Any] = {
         "job_id": job.job_id,
         "name": job.name,
         "user": job.user,
@@ -200,3 +201,6 @@ def _details(job: JobRecord) -> dict[str, Any]:
         "duration": format_duration(duration),
         "duration_s": duration,
     }
+    if job.state.is_terminal:
+        details["efficiency"] = job_efficiency(job).as_dict()
+    return details

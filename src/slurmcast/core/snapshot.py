@@ -138,12 +138,37 @@ NOT_RESPONDING = "NOT_RESPONDING"
 
 
 @dataclass(frozen=True, slots=True)
+class JobUsage:
+    """What accounting measured for a finished job: the inputs of its efficiency.
+
+    Every figure is None when accounting did not record it. ``cpu_time_s`` is
+    sacct's TotalCPU (user + system time over every step); ``memory_peak_mb``
+    the largest MaxRSS of any step (per task, as ``seff`` reads it);
+    ``memory_requested_mb`` the job's whole memory request (per-node or per-CPU
+    requests multiplied out).
+    """
+
+    elapsed_s: int | None = None
+    cpus: int | None = None
+    cpu_time_s: float | None = None
+    memory_requested_mb: int | None = None
+    memory_peak_mb: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class JobRecord:
     """One job as a source sees it.
 
     ``memory_mb`` is the job's total memory request in MiB (None when Slurm
     does not say). ``exit_code`` is the job's return code (not the raw wait
     status) once it is known; ``exit_signal`` the signal that ended it, if any.
+
+    ``reason`` is Slurm's reason code (``Priority``, ``QOSMaxJobsPerUserLimit``);
+    ``reason_detail`` Slurm's own longer description when it gives one
+    (``ReqNodeNotAvail, UnavailableNodes:node[3-4]``). ``expected_start_time``
+    is the scheduler's forecast for a job not started yet (``squeue --start``),
+    None when it has none. ``usage`` is what accounting measured once the job
+    ended (None until then, or without accounting).
     """
 
     job_id: str
@@ -163,6 +188,12 @@ class JobRecord:
     reason: str | None = None
     time_limit_min: int | None = None
     account: str | None = None
+    qos: str | None = None
+    dependency: str | None = None
+    reservation: str | None = None
+    reason_detail: str | None = None
+    expected_start_time: datetime | None = None
+    usage: JobUsage | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from slurmcast.core.snapshot import (
     JobRecord,
     JobsSnapshot,
     JobState,
+    JobUsage,
     NodeRecord,
     NodesSnapshot,
     NodeState,
@@ -521,7 +522,7 @@ class SimulatedCluster:
             signal = 9
         elif state is JobState.TIMEOUT or (state is JobState.CANCELLED and node is not None):
             signal = 15
-        record = self._record(job, state, exit_code=code, exit_signal=signal)
+        record = self._record(job, state, exit_code=code, exit_signal=signal, usage=_usage(job))
         self._finished[job.job_id] = self._archive[job.job_id] = record
         if len(self._archive) > self._archive_size:
             self._archive.popitem(last=False)
@@ -535,6 +536,7 @@ class SimulatedCluster:
         reason: str | None = None,
         exit_code: int | None = None,
         exit_signal: int | None = None,
+        usage: JobUsage | None = None,
     ) -> JobRecord:
         origin = self._origin
         start = None if job.start_tick is None else origin + timedelta(seconds=job.start_tick)
@@ -556,6 +558,8 @@ class SimulatedCluster:
             reason=reason,
             time_limit_min=job.time_limit_min,
             account=job.user.account,
+            qos="normal",
+            usage=usage,
         )
 
     # -- nodes ----------------------------------------------------------------
@@ -593,6 +597,26 @@ class SimulatedCluster:
         node.down = node.drain = False
         node.reason = None
         self._dirty[node.name] = None
+
+
+def _usage(job: _Job) -> JobUsage:
+    """What accounting would have measured: the job's planned load and memory use.
+
+    Derived from draws made at submission, so recording it changes nothing in
+    the simulation itself.
+    """
+    if job.start_tick is None:
+        return JobUsage(
+            elapsed_s=0, cpus=job.cpus, cpu_time_s=0.0, memory_requested_mb=job.memory_mb
+        )
+    elapsed = job.end_tick - job.start_tick
+    return JobUsage(
+        elapsed_s=elapsed,
+        cpus=job.cpus,
+        cpu_time_s=round(elapsed * job.cpus * job.load, 1),
+        memory_requested_mb=job.memory_mb,
+        memory_peak_mb=int(job.memory_mb * job.mem_use),
+    )
 
 
 def _utc_now() -> datetime:
