@@ -6,7 +6,9 @@ import asyncio
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
 from slurmcast.core.snapshot import JobState
@@ -21,6 +23,8 @@ from slurmcast.sources.slurm_cli import (
 )
 
 from support.fakeslurm import FIXTURES, FakeSlurm, sacct_line, squeue_line
+from support.slurm_fixtures import FIXTURES as ALL_FIXTURES
+from support.slurm_fixtures import files, versions_with
 from support.waiting import eventually
 
 SINCE = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)
@@ -116,11 +120,11 @@ async def test_first_listing_is_delimited_then_json_with_identical_records(fake:
     assert source.describe()["jobs_format"] == "json"
     second = await source.jobs()
     assert fake.calls("squeue")[1].startswith("--noheader --all --states=all --Format=")
-    assert fake.calls("squeue")[2] == "--json"
+    assert fake.calls("squeue")[2] == "--json --all --states=all"
     assert first.jobs == second.jobs
-    failed = second.jobs["2"]
-    assert (failed.state, failed.exit_code, failed.name) == (JobState.FAILED, 3, "exit3")
-    assert second.jobs["4"].gpus == 2
+    failed = second.jobs["4"]
+    assert (failed.state, failed.exit_code, failed.name) == (JobState.FAILED, 3, "fail-exit3")
+    assert second.jobs["7"].gpus == 2
 
 
 async def test_large_queue_stays_delimited(fake: FakeSlurm):
@@ -128,7 +132,7 @@ async def test_large_queue_stays_delimited(fake: FakeSlurm):
     await source.start()
     await source.jobs()
     await source.jobs()
-    assert all(call != "--json" for call in fake.calls("squeue"))
+    assert all("--json" not in call for call in fake.calls("squeue"))
     assert source.describe()["jobs_format"] == "delimited"
 
 
@@ -196,15 +200,18 @@ async def test_final_states_come_from_one_bounded_sacct_query(fake: FakeSlurm):
     source = source_for(fake, output_format="delimited")
     await source.start()
     jobs = (await source.jobs()).jobs
-    asked = {job_id: jobs[job_id] for job_id in ("2", "1", "5")}
+    asked = {job_id: jobs[job_id] for job_id in ("13", "4", "6", "1")}
     finals = await source.final_states(asked, SINCE)
     (call,) = fake.calls("sacct")
-    assert "--jobs=1,2,5" in call and "--starttime=2026-11-28T04:00:00" in call
-    assert finals["2"].state is JobState.FAILED and finals["2"].exit_code == 3
-    assert finals["1"].state is JobState.CANCELLED and finals["1"].exit_code == 0
+    assert "--jobs=1,4,6,13" in call and "--starttime=2026-11-28T04:00:00" in call
+    assert finals["4"].state is JobState.FAILED and finals["4"].exit_code == 3
+    assert finals["6"].state is JobState.CANCELLED and finals["6"].exit_code == 0
     # Still running according to accounting: returned as accounting sees it.
-    assert finals["5"].state is JobState.RUNNING
-    assert finals["2"].name == "exit3"  # the rest of the record is the last one seen
+    assert finals["13"].state is JobState.RUNNING
+    assert finals["4"].name == "fail-exit3"  # the rest of the record is the last one seen
+    # What the job used comes with its end, from the same query.
+    burn = finals["1"].usage
+    assert burn is not None and (burn.cpus, burn.cpu_time_s) == (2, 32.487)
 
 
 async def test_accounting_failure_is_reported_and_heals(fake: FakeSlurm):
@@ -212,12 +219,12 @@ async def test_accounting_failure_is_reported_and_heals(fake: FakeSlurm):
     await source.start()
     jobs = (await source.jobs()).jobs
     fake.fail("sacct", "sacct: error: Problem talking to the database: Connection refused")
-    assert await source.final_states({"2": jobs["2"]}, SINCE) == {}
+    assert await source.final_states({"4": jobs["4"]}, SINCE) == {}
     facts = source.describe()
     assert "Problem talking to the database" in facts["accounting"]["error"]
     assert facts["problems"]
     fake.heal("sacct")
-    assert (await source.final_states({"2": jobs["2"]}, SINCE))["2"].exit_code == 3
+    assert (await source.final_states({"4": jobs["4"]}, SINCE))["4"].exit_code == 3
     assert source.describe()["problems"] == []
 
 
@@ -231,9 +238,81 @@ async def test_no_accounting_configured_means_no_sacct_calls(fake: FakeSlurm):
     source = source_for(fake)
     await source.start()
     jobs = (await source.jobs()).jobs
-    assert await source.final_states({"2": jobs["2"]}, SINCE) == {}
+    assert await source.final_states({"4": jobs["4"]}, SINCE) == {}
     assert fake.calls("sacct") == []
     assert source.describe()["accounting"]["available"] is False
+
+
+# -- releases after 22.05, from their recordings -------------------------------
+
+RECORDINGS = [
+    (release, path.name.split("_")[1])
+    for release in versions_with("rest_v*_jobs.json", exclude="slurmdb")
+    if release != "22.05"  # FakeSlurm(root) serves its CLI recordings
+    for path in files(release, "rest_v*_jobs.json", exclude="slurmdb")
+]
+
+
+@pytest.mark.parametrize("output_format", ["auto", "json", "delimited"])
+@pytest.mark.parametrize(("release", "api"), RECORDINGS)
+async def test_recorded_release_shows_jobs_and_nodes(
+    tmp_path: Path, release: str, api: str, output_format: str
+):
+    fake = FakeSlurm.recording(tmp_path, release, api)
+    source = source_for(fake, output_format=output_format)
+    await source.start()
+    listed = [await source.jobs() for _ in range(2)]  # auto: delimited, then JSON
+    nodes = await source.nodes()
+    facts = source.describe()
+    assert facts["problems"] == [] and facts["version"].startswith(release)
+    expected = {str(job["job_id"]) for job in _recorded(release, api, "jobs")}
+    assert set(listed[0].jobs) == set(listed[1].jobs) == expected
+    assert set(nodes.nodes) == {node["name"] for node in _recorded(release, api, "nodes")}
+    # JSON nodes come from scontrol on these releases: sinfo --json groups them.
+    if output_format != "delimited":
+        assert "show nodes --json" in fake.calls("scontrol")[-1]
+        assert facts["nodes_json_command"] == "scontrol show nodes --json"
+    else:
+        assert all("--json" not in call for call in fake.calls("scontrol"))
+    finished = [job for job in listed[1].jobs.values() if job.state.is_terminal]
+    assert finished and all(job.exit_code is not None for job in finished)
+
+
+def _recorded(release: str, api: str, what: str) -> list[dict[str, Any]]:
+    document = orjson.loads((ALL_FIXTURES / release / f"rest_{api}_{what}.json").read_bytes())
+    return list(document[what])
+
+
+UNKNOWN_SHAPE = '{"meta": {"slurm": {"release": "26.05.0"}}, "errors": [], "hosts": []}'
+
+
+async def test_unknown_json_shape_falls_back_in_auto_mode(tmp_path: Path):
+    fake = FakeSlurm.recording(tmp_path, "25.11", "v0.0.44")
+    fake.serve("scontrol.json", UNKNOWN_SHAPE)
+    source = source_for(fake)
+    await source.start()
+    nodes = await source.nodes()
+    assert len(nodes.nodes) == 8
+    facts = source.describe()
+    assert facts["nodes_format"] == "delimited"
+    (problem,) = facts["problems"]
+    assert "scontrol show nodes --json" in problem and "26.05.0" in problem
+    assert "'nodes'" in problem
+
+
+async def test_unknown_json_shape_is_a_clear_error_in_json_mode(tmp_path: Path):
+    fake = FakeSlurm.recording(tmp_path, "25.11", "v0.0.44")
+    fake.serve("scontrol.json", UNKNOWN_SHAPE)
+    fake.serve("squeue.json", UNKNOWN_SHAPE)
+    source = source_for(fake, output_format="json")
+    await source.start()
+    with pytest.raises(SourceError) as info:
+        await source.nodes()
+    message = info.value.message
+    assert "scontrol show nodes --json" in message and "Slurm 26.05.0" in message
+    assert "--slurm-format delimited" in message and "hosts" in message
+    with pytest.raises(SourceError, match=r"squeue --json.*26\.05\.0.*'jobs'.*--slurm-format"):
+        await source.jobs()
 
 
 def test_fake_lines_parse_like_real_ones():

@@ -6,9 +6,17 @@ a command that is cancelled or times out is killed. Outputs are parsed in a
 worker thread by the pure parsers of ``sources/slurm/``.
 
 What the installed Slurm can do is detected once, at start-up (and again
-after a failed detection): its version, whether ``--json`` works (21.08+),
-whether accounting (slurmdbd) is configured, and MinJobAge. ``describe()``
-shows all of it in /health, with how many commands of each kind ran.
+after a failed detection): its version, whether ``--json`` works (21.08+) and
+prints a document the parsers know, whether accounting (slurmdbd) is
+configured, and MinJobAge. ``describe()`` shows all of it in /health, with how
+many commands of each kind ran.
+
+Which command lists nodes in JSON depends on the release: ``sinfo --json``
+up to 22.05, ``scontrol show nodes --json`` from 23.02 (whose ``sinfo --json``
+groups nodes). In ``auto`` format a JSON document of a shape the parsers do
+not know switches that listing to the delimited format, said once in the log
+and in ``describe()``; with ``--slurm-format json`` it is a clear error naming
+the command, the release and the missing key.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from typing import Any, Final
 
 from slurmcast.core.snapshot import JobRecord, JobsSnapshot, NodesSnapshot
 from slurmcast.errors import ErrorCode, SourceError
+from slurmcast.sources.slurm._common import UnknownShapeError
 from slurmcast.sources.slurm.jobs import (
     SQUEUE_ARGS,
     SQUEUE_JSON_ARGS,
@@ -35,11 +44,11 @@ from slurmcast.sources.slurm.jobs import (
 from slurmcast.sources.slurm.nodes import (
     SCONTROL_NODES_ARGS,
     SINFO_ARGS,
-    SINFO_JSON_ARGS,
     fill_allocations,
+    nodes_json_args,
+    parse_nodes_json,
     parse_scontrol_nodes,
     parse_sinfo_delimited,
-    parse_sinfo_json,
 )
 from slurmcast.sources.slurm.sacct import apply_final_state, parse_sacct, sacct_args
 
@@ -178,6 +187,8 @@ class SlurmCliSource:
         self.command_seconds: dict[str, float] = {}
         self._last_job_count: int | None = None
         self._node_details_needed: bool | None = None
+        #: Why a listing went delimited in auto mode although JSON is supported.
+        self.json_fallbacks: dict[str, str] = {}
 
     # -- Source ------------------------------------------------------------
 
@@ -192,10 +203,14 @@ class SlurmCliSource:
     async def jobs(self) -> JobsSnapshot:
         await self._ensure_detected()
         taken_at = self._clock()
+        snapshot = None
         if self._jobs_as_json:
             result = await self._run(SQUEUE_JSON_ARGS)
-            snapshot = await asyncio.to_thread(parse_squeue_json, result.stdout, taken_at)
-        else:
+            try:
+                snapshot = await asyncio.to_thread(parse_squeue_json, result.stdout, taken_at)
+            except UnknownShapeError as exc:
+                self._json_failed("jobs", exc)
+        if snapshot is None:
             result = await self._run(SQUEUE_ARGS)
             snapshot = await asyncio.to_thread(parse_squeue_delimited, result.stdout, taken_at)
         self._last_job_count = len(snapshot.jobs)
@@ -204,14 +219,35 @@ class SlurmCliSource:
     async def nodes(self) -> NodesSnapshot:
         await self._ensure_detected()
         taken_at = self._clock()
-        if not self._nodes_as_json:
-            result = await self._run(SINFO_ARGS)
-            return await asyncio.to_thread(parse_sinfo_delimited, result.stdout, taken_at)
-        result = await self._run(SINFO_JSON_ARGS)
-        snapshot = await asyncio.to_thread(parse_sinfo_json, result.stdout, taken_at)
+        if self._nodes_as_json:
+            args = self._nodes_json_args
+            result = await self._run(args)
+            try:
+                snapshot = await asyncio.to_thread(
+                    parse_nodes_json, result.stdout, taken_at, " ".join(args[:4])
+                )
+            except UnknownShapeError as exc:
+                self._json_failed("nodes", exc)
+            else:
+                return await self._with_allocations(snapshot, result.stdout)
+        result = await self._run(SINFO_ARGS)
+        return await asyncio.to_thread(parse_sinfo_delimited, result.stdout, taken_at)
+
+    def _json_failed(self, listing: str, exc: UnknownShapeError) -> None:
+        """A JSON document of an unknown shape: delimited from now on in auto mode, else fail."""
+        if self.settings.output_format == "json":
+            raise SourceError(
+                f"{exc.message}; this release's JSON is not supported yet: "
+                "run with --slurm-format delimited (or auto)"
+            ) from None
+        if listing not in self.json_fallbacks:
+            log.warning("%s; listing %s in the delimited format instead", exc.message, listing)
+        self.json_fallbacks[listing] = exc.message
+
+    async def _with_allocations(self, snapshot: NodesSnapshot, raw: bytes) -> NodesSnapshot:
         if self._node_details_needed is None:
             # Only the oldest JSON schema lacks allocations; check once.
-            self._node_details_needed = b'"alloc_memory"' not in result.stdout
+            self._node_details_needed = b'"alloc_memory"' not in raw
         if self._node_details_needed:
             details = await self._run(SCONTROL_NODES_ARGS)
             snapshot = fill_allocations(snapshot, parse_scontrol_nodes(details.stdout))
@@ -253,6 +289,8 @@ class SlurmCliSource:
         problems = []
         if self.detect_error:
             problems.append(f"detection failed: {self.detect_error}")
+        for listing, reason in sorted(self.json_fallbacks.items()):
+            problems.append(f"{listing} listed delimited: {reason}")
         if self.accounting_error:
             problems.append(f"accounting query failed: {self.accounting_error}")
         return {
@@ -260,6 +298,7 @@ class SlurmCliSource:
             "version": format_version(self.version) if self.version else None,
             "jobs_format": "json" if self._jobs_as_json else "delimited",
             "nodes_format": "json" if self._nodes_as_json else "delimited",
+            "nodes_json_command": " ".join(self._nodes_json_args) if self.version else None,
             "json_supported": self.json_supported,
             "accounting": {
                 "storage": self.accounting_storage,
@@ -283,9 +322,15 @@ class SlurmCliSource:
         return self.accounting_storage is not None and "slurmdbd" in self.accounting_storage
 
     @property
+    def _nodes_json_args(self) -> tuple[str, ...]:
+        return nodes_json_args(self.version or (0, 0, 0))
+
+    @property
     def _nodes_as_json(self) -> bool:
         wanted = self.settings.output_format
-        return wanted == "json" or (wanted == "auto" and self.json_supported)
+        if wanted == "json":
+            return True
+        return wanted == "auto" and self.json_supported and "nodes" not in self.json_fallbacks
 
     @property
     def _jobs_as_json(self) -> bool:
@@ -294,7 +339,13 @@ class SlurmCliSource:
         # In auto mode the first listing is delimited: it tells how big the
         # queue is before a JSON document of unknown size is decoded.
         count = self._last_job_count
-        return self._nodes_as_json and count is not None and count <= self.settings.json_max_jobs
+        return (
+            self.settings.output_format == "auto"
+            and self.json_supported
+            and "jobs" not in self.json_fallbacks
+            and count is not None
+            and count <= self.settings.json_max_jobs
+        )
 
     async def _ensure_detected(self) -> None:
         if self.version is None:
@@ -308,12 +359,23 @@ class SlurmCliSource:
         age = settings.get("MinJobAge", "")
         self.min_job_age = int(age.split()[0]) if age.split() and age.split()[0].isdigit() else None
         self.json_supported = version[:2] >= JSON_SINCE
-        if self.json_supported and self.settings.output_format != "delimited":
+        self.json_fallbacks.clear()
+        if self.json_supported and self.settings.output_format == "auto":
+            args = nodes_json_args(version)
             try:
-                await self._run(SINFO_JSON_ARGS)
+                # Not the exit status alone: the document must be one the parser reads.
+                result = await self._run(args)
+                await asyncio.to_thread(
+                    parse_nodes_json, result.stdout, self._clock(), " ".join(args[:4])
+                )
+            except UnknownShapeError as exc:
+                self.json_fallbacks["nodes"] = exc.message
+                log.warning("%s; listing nodes in the delimited format", exc.message)
             except SourceError as exc:
                 # --json needs Slurm's data_parser plugins, which packagers may split off.
-                log.warning("sinfo --json does not work here (%s); using delimited output", exc)
+                log.warning(
+                    "%s --json does not work here (%s); using delimited output", args[0], exc
+                )
                 self.json_supported = False
         self.version = version
         self.detect_error = None

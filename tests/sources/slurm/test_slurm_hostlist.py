@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import pytest
 from hypothesis import given
@@ -12,8 +10,7 @@ from hypothesis import strategies as st
 from slurmcast.errors import SourceError
 from slurmcast.sources.slurm.hostlist import MAX_HOSTS, compress, expand
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "slurm"
-VERSIONS = sorted(path.name for path in FIXTURES.iterdir() if path.is_dir())
+from support.slurm_fixtures import NODE_LISTINGS, files, job_listings, versions_with
 
 
 @pytest.mark.parametrize(
@@ -95,15 +92,15 @@ def test_compress_round_trips(names: list[str]) -> None:
     assert set(expand(compress(names))) == set(names)
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", versions_with(*NODE_LISTINGS))
 def test_every_job_node_list_in_fixtures_expands_to_known_nodes(version: str) -> None:
-    directory = FIXTURES / version
     known: set[str] = set()
-    for path in directory.glob("*sinfo*json*.json"):
+    for path in files(version, *NODE_LISTINGS):
         known.update(node["name"] for node in orjson.loads(path.read_bytes())["nodes"])
+    # Single-job and single-node captures were taken in other runs than the listings.
     lists = [
         job["nodes"]
-        for path in directory.glob("*squeue_json*.json")
+        for path in job_listings(version)
         for job in orjson.loads(path.read_bytes())["jobs"]
         if job["nodes"]
     ]

@@ -19,8 +19,8 @@ from slurmcast.sources.slurm.jobs import (
     parse_squeue_json,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "slurm"
-VERSIONS = sorted(path.name for path in FIXTURES.iterdir() if path.is_dir())
+from support.slurm_fixtures import FIXTURES, JOB_LISTINGS, files, job_listings, versions_with
+
 V2205 = FIXTURES / "22.05"
 TAKEN_AT = datetime(2026, 11, 28, 3, 27, tzinfo=UTC)
 
@@ -46,6 +46,7 @@ def _project_wide_sample(path: Path) -> str:
         "UserName": columns.index("USER"),
         "Account": columns.index("ACCOUNT"),
         "Partition": columns.index("PARTITION"),
+        "QOS": columns.index("QOS"),
         "NumCPUs": columns.index("CPUS"),
         "NumNodes": columns.index("NODES"),
         "NumTasks": columns.index("TASKS"),
@@ -59,6 +60,7 @@ def _project_wide_sample(path: Path) -> str:
         "exit_code": columns.index("EXIT_CODE"),
         "Reason": columns.index("REASON"),
         "NodeList": columns.index("NODELIST"),
+        "ReasonList": columns.index("NODELIST(REASON)"),
         "Name": columns.index("NAME"),
     }
     rows = []
@@ -75,14 +77,9 @@ def _project_wide_sample(path: Path) -> str:
 # ---------------------------------------------------------------- every version
 
 
-def _json_fixtures(version: str) -> list[Path]:
-    directory = FIXTURES / version
-    return sorted(directory.glob("*squeue_json*.json")) + sorted(directory.glob("rest_*_jobs.json"))
-
-
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", versions_with(*JOB_LISTINGS, exclude="slurmdb"))
 def test_every_squeue_json_fixture_parses_completely(version: str) -> None:
-    paths = _json_fixtures(version)
+    paths = job_listings(version) + files(version, "rest_v*_job_*.json", exclude="slurmdb")
     assert paths
     for path in paths:
         raw_jobs = orjson.loads(path.read_bytes())["jobs"]
@@ -102,12 +99,13 @@ def test_every_squeue_json_fixture_parses_completely(version: str) -> None:
                 assert job.end_time is not None and job.exit_code is not None
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", versions_with("collector_squeue.txt"))
 def test_collector_json_and_delimited_outputs_agree(version: str) -> None:
     directory = FIXTURES / version
-    from_json = _json_jobs(directory / "collector_squeue_json.json")
+    raw = (directory / "collector_squeue_json.json").read_bytes()
+    from_json = parse_squeue_json(raw, COLLECTED_AT).jobs
     text = (directory / "collector_squeue.txt").read_bytes()
-    from_text = parse_squeue_delimited(text, TAKEN_AT).jobs
+    from_text = parse_squeue_delimited(text, COLLECTED_AT).jobs
     assert from_json == from_text
 
 
@@ -195,7 +193,12 @@ def test_sample_rejected_submissions(sample: dict[str, JobRecord]) -> None:
 
 def test_wide_text_sample_matches_json_sample(sample: dict[str, JobRecord]) -> None:
     text = _project_wide_sample(V2205 / "squeue_O_wide.txt")
-    assert dict(parse_squeue_delimited(text, TAKEN_AT).jobs) == sample
+    # The sample was taken without the Dependency and Reservation columns.
+    expected = {
+        job_id: JobRecord(**{**_fields(job), "dependency": None, "reservation": None})
+        for job_id, job in sample.items()
+    }
+    assert dict(parse_squeue_delimited(text, TAKEN_AT).jobs) == expected
 
 
 def test_rest_v0036_matches_v0038_but_has_no_user_names(sample: dict[str, JobRecord]) -> None:
@@ -213,42 +216,74 @@ def _fields(job: JobRecord) -> dict[str, Any]:
 # ------------------------------------------------------- 22.05 collector capture
 
 
+#: When the collector outputs were recorded (tests/fixtures/slurm/capture-22.05.sh).
+COLLECTED_AT = datetime(2026, 12, 6, 17, 13, 50, tzinfo=UTC)
+
+
+def _collected(hour: int, minute: int, second: int, day: int = 6) -> datetime:
+    return datetime(2026, 12, day, hour, minute, second, tzinfo=UTC)
+
+
 @pytest.fixture(scope="module")
 def collector() -> dict[str, JobRecord]:
-    return _json_jobs(V2205 / "collector_squeue_json.json")
+    return dict(
+        parse_squeue_json(
+            (V2205 / "collector_squeue_json.json").read_bytes(), COLLECTED_AT
+        ).jobs
+    )
 
 
 def test_collector_cancelled_running_job_has_sigterm(collector: dict[str, JobRecord]) -> None:
-    job = collector["1"]
+    job = collector["6"]
     assert job.name == "weird|name with spaces"
     assert job.state is JobState.CANCELLED
     assert (job.exit_code, job.exit_signal) == (0, 15)
     assert job.start_time is not None and job.nodes == ("node001",)
+    assert job.reason is None and job.qos == "normal"
 
 
 def test_collector_timeout_and_gpu_jobs(collector: dict[str, JobRecord]) -> None:
-    timeout = collector["10"]
+    timeout = collector["5"]
     assert timeout.state is JobState.TIMEOUT
     assert (timeout.exit_code, timeout.exit_signal) == (0, 15)
     assert (timeout.reason, timeout.time_limit_min) == ("TimeLimit", 1)
-    gpu = collector["4"]
+    gpu = collector["7"]
     assert (gpu.gpus, gpu.memory_mb, gpu.partition) == (2, 1500, "gpu")
 
 
 def test_collector_array_records(collector: dict[str, JobRecord]) -> None:
-    # Array 3: tasks 3_1, 3_2 run as jobs 5, 6; job 3 is the pending rest (3_[4-6]).
-    assert collector["3"].state is JobState.PENDING
-    assert collector["3"].reason == "Resources"
-    assert collector["5"].nodes == ("node002",) and collector["6"].nodes == ("node003",)
-    # Started by the backfill scheduler without a limit: Slurm stores 365 days.
-    assert collector["5"].time_limit_min == 365 * 24 * 60
-    assert collector["11"].name == "quick ok"
+    # Array 8: tasks 8_1, 8_2 run as jobs 13, 14; job 8 is the pending rest (8_[3-6]).
+    assert collector["8"].state is JobState.PENDING
+    assert collector["8"].reason == "Resources"
+    assert collector["13"].nodes == ("node002",) and collector["14"].nodes == ("node003",)
+    assert collector["15"].name == "quick ok"
+
+
+def test_collector_pending_jobs_say_why_and_when(collector: dict[str, JobRecord]) -> None:
+    waiting = {job_id: collector[job_id] for job_id in ("8", "9", "10", "11", "12", "15")}
+    assert {job_id: job.reason for job_id, job in waiting.items()} == {
+        "8": "Resources",
+        "9": "JobHeldUser",
+        "10": "Dependency",
+        "11": "BeginTime",
+        "12": "ReqNodeNotAvail",
+        "15": "Priority",
+    }
+    assert collector["10"].dependency == "afterok:7(unfulfilled)"
+    assert collector["12"].reason_detail == "ReqNodeNotAvail, UnavailableNodes:node004"
+    # Forecasts: the begin time, and a backfill estimate; a year ahead means none.
+    assert collector["11"].expected_start_time == _collected(18, 12, 21)
+    assert collector["15"].expected_start_time == _collected(17, 12, 22, day=7)
+    assert collector["8"].expected_start_time is None
+    assert collector["9"].expected_start_time is None  # held: Slurm gives 0
+    assert all(job.start_time is None for job in waiting.values())
+    assert collector["7"].expected_start_time is None  # running: a real start instead
 
 
 def test_collector_text_keeps_the_delimiter_in_job_names() -> None:
     text = (V2205 / "collector_squeue.txt").read_text()
-    jobs = parse_squeue_delimited(text, TAKEN_AT).jobs
-    assert jobs["1"].name == "weird|name with spaces"
+    jobs = parse_squeue_delimited(text, COLLECTED_AT).jobs
+    assert jobs["6"].name == "weird|name with spaces"
 
 
 # ------------------------------------------------------------------- format
@@ -271,12 +306,14 @@ def _line(**overrides: str) -> str:
         "UserName": "alice",
         "Account": "physics",
         "Partition": "debug",
+        "QOS": "normal",
         "NumCPUs": "8",
         "NumNodes": "2",
         "NumTasks": "8",
         "tres-alloc": "cpu=8,mem=16G,node=2,billing=8",
         "tres-per-job": "N/A",
         "tres-per-node": "gres:gpu:2",
+        "tres-per-socket": "N/A",
         "tres-per-task": "N/A",
         "SubmitTime": "2026-11-28T03:00:00",
         "StartTime": "2026-11-28T03:01:00",
@@ -284,7 +321,10 @@ def _line(**overrides: str) -> str:
         "TimeLimit": "1:00:00",
         "exit_code": "0",
         "Reason": "None",
+        "Dependency": "(null)",
+        "Reservation": "(null)",
         "NodeList": "gpu-[1-2]",
+        "ReasonList": "gpu-[1-2]",
         "Name": "train",
     }
     values.update(overrides)
@@ -311,7 +351,41 @@ def test_delimited_line() -> None:
         reason=None,
         time_limit_min=60,
         account="physics",
+        qos="normal",
     )
+
+
+def test_delimited_exit_codes_of_every_release() -> None:
+    # 22.05 prints the raw wait status; 23.02+ prints rc:signal (the issue-11 failure).
+    cases = {"768": (3, 0), "15": (0, 15), "3:0": (3, 0), "0:15": (0, 15), "0:0": (0, 0)}
+    for text, expected in cases.items():
+        job = parse_squeue_delimited(_line(State="FAILED", exit_code=text), TAKEN_AT).jobs["42"]
+        assert (job.exit_code, job.exit_signal) == expected, text
+
+
+def test_delimited_pending_job_details() -> None:
+    line = _line(
+        State="PENDING",
+        StartTime="2026-11-28T05:00:00",
+        EndTime="N/A",
+        NodeList="",
+        Reason="ReqNodeNotAvail, UnavailableNodes:gpu-[3-4]",
+        ReasonList="(ReqNodeNotAvail, UnavailableNodes:gpu-[3-4])",
+        Dependency="afterany:41(unfulfilled)",
+        Reservation="maint",
+    )
+    job = parse_squeue_delimited(line, TAKEN_AT).jobs["42"]
+    assert job.reason == "ReqNodeNotAvail"
+    assert job.reason_detail == "ReqNodeNotAvail, UnavailableNodes:gpu-[3-4]"
+    assert (job.dependency, job.reservation) == ("afterany:41(unfulfilled)", "maint")
+    assert job.start_time is None and job.expected_start_time == _at(5, 0, 0)
+    later = _line(State="PENDING", StartTime="2027-11-28T03:27:00", NodeList="")
+    assert parse_squeue_delimited(later, TAKEN_AT).jobs["42"].expected_start_time is None
+
+
+def test_delimited_gpus_per_socket() -> None:
+    line = _line(**{"tres-per-node": "N/A", "tres-per-socket": "gres/gpu:2", "NumNodes": "3"})
+    assert parse_squeue_delimited(line, TAKEN_AT).jobs["42"].gpus == 6
 
 
 def test_delimited_name_may_contain_the_delimiter() -> None:

@@ -17,20 +17,20 @@ from slurmcast.sources.slurm.nodes import (
     SINFO_DELIMITER,
     SINFO_FIELDS,
     fill_allocations,
+    parse_nodes_json,
     parse_scontrol_nodes,
     parse_sinfo_delimited,
-    parse_sinfo_json,
     scontrol_pairs,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "slurm"
-VERSIONS = sorted(path.name for path in FIXTURES.iterdir() if path.is_dir())
+from support.slurm_fixtures import FIXTURES, NODE_LISTINGS, files, versions_with
+
 V2205 = FIXTURES / "22.05"
 TAKEN_AT = datetime(2026, 11, 28, 3, 27, tzinfo=UTC)
 
 
 def _json_nodes(path: Path) -> dict[str, NodeRecord]:
-    snapshot = parse_sinfo_json(path.read_bytes(), TAKEN_AT)
+    snapshot = parse_nodes_json(path.read_bytes(), TAKEN_AT)
     assert snapshot.taken_at == TAKEN_AT
     return dict(snapshot.nodes)
 
@@ -38,12 +38,9 @@ def _json_nodes(path: Path) -> dict[str, NodeRecord]:
 # ---------------------------------------------------------------- every version
 
 
-@pytest.mark.parametrize("version", VERSIONS)
-def test_every_sinfo_json_fixture_parses(version: str) -> None:
-    directory = FIXTURES / version
-    paths = sorted(directory.glob("*sinfo*json*.json")) + sorted(
-        directory.glob("rest_*_nodes.json")
-    )
+@pytest.mark.parametrize("version", versions_with(*NODE_LISTINGS))
+def test_every_node_json_fixture_parses(version: str) -> None:
+    paths = files(version, *NODE_LISTINGS, "rest_v*_node_*.json")
     assert paths
     for path in paths:
         names = {node["name"] for node in orjson.loads(path.read_bytes())["nodes"]}
@@ -55,7 +52,7 @@ def test_every_sinfo_json_fixture_parses(version: str) -> None:
             assert 0 <= node.gpus_allocated <= node.gpus_total or node.gpus_total == 0
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", versions_with("collector_sinfo*.txt"))
 @pytest.mark.parametrize("suffix", ["", "_just_resumed"])
 def test_collector_json_text_and_scontrol_agree(version: str, suffix: str) -> None:
     directory = FIXTURES / version
@@ -183,7 +180,7 @@ def test_scontrol_values_with_spaces() -> None:
 
 
 def test_rest_v0036_lacks_allocations_that_scontrol_fills() -> None:
-    old = parse_sinfo_json((V2205 / "rest_v0.0.36_nodes.json").read_bytes(), TAKEN_AT)
+    old = parse_nodes_json((V2205 / "rest_v0.0.36_nodes.json").read_bytes(), TAKEN_AT)
     node = old.nodes["node002"]
     assert (node.memory_allocated_mb, node.cpus_allocated, node.partitions) == (0, 0, ())
     # v0.0.36 reports the base state: partly allocated node001 reads "allocated".
@@ -195,7 +192,7 @@ def test_rest_v0036_lacks_allocations_that_scontrol_fills() -> None:
 
 
 def test_fill_allocations_keeps_nodes_without_details() -> None:
-    snapshot = parse_sinfo_json((V2205 / "sinfo_N_json.json").read_bytes(), TAKEN_AT)
+    snapshot = parse_nodes_json((V2205 / "sinfo_N_json.json").read_bytes(), TAKEN_AT)
     assert fill_allocations(snapshot, {}) == NodesSnapshot(TAKEN_AT, dict(snapshot.nodes))
 
 
@@ -262,7 +259,7 @@ def test_json_merges_nodes_listed_once_per_partition() -> None:
         "partitions": ["debug"],
     }
     raw = orjson.dumps({"errors": [], "nodes": [node, {**node, "partitions": ["gpu"]}, node]})
-    nodes = parse_sinfo_json(raw, TAKEN_AT).nodes
+    nodes = parse_nodes_json(raw, TAKEN_AT).nodes
     assert list(nodes) == ["n1"]
     assert nodes["n1"].partitions == ("debug", "gpu")
 
@@ -282,7 +279,7 @@ def test_json_v0040_shapes() -> None:
         "partitions": ["debug"],
         "reason": "dead fan",
     }
-    record = parse_sinfo_json(orjson.dumps({"nodes": [node]}), TAKEN_AT).nodes["n1"]
+    record = parse_nodes_json(orjson.dumps({"nodes": [node]}), TAKEN_AT).nodes["n1"]
     assert record.state is NodeState.DRAINED
     assert record.flags == {"DRAIN", NOT_RESPONDING}
     assert (record.memory_free_mb, record.cpu_load, record.gpus_total) == (900, 1.5, 2)
@@ -306,7 +303,7 @@ def test_json_v0040_shapes() -> None:
 )
 def test_json_malformed_input(raw: bytes) -> None:
     with pytest.raises(SourceError):
-        parse_sinfo_json(raw, TAKEN_AT)
+        parse_nodes_json(raw, TAKEN_AT)
 
 
 @pytest.mark.parametrize(

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
-from slurmcast.core.snapshot import JobRecord, JobState
+from slurmcast.core.snapshot import JobRecord, JobState, JobUsage
 from slurmcast.errors import SourceError
 from slurmcast.sources.slurm.jobs import parse_squeue_json
 from slurmcast.sources.slurm.sacct import (
@@ -19,8 +18,8 @@ from slurmcast.sources.slurm.sacct import (
     sacct_args,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "slurm"
-VERSIONS = sorted(path.name for path in FIXTURES.iterdir() if path.is_dir())
+from support.slurm_fixtures import FIXTURES, files, versions_with
+
 V2205 = FIXTURES / "22.05"
 
 
@@ -28,10 +27,15 @@ def _at(hour: int, minute: int, second: int) -> datetime:
     return datetime(2026, 11, 28, hour, minute, second, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+def _on_6th(hour: int, minute: int, second: int) -> datetime:
+    return datetime(2026, 12, 6, hour, minute, second, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("version", versions_with("*sacct*.txt"))
 def test_every_sacct_fixture_parses(version: str) -> None:
-    for name in ("sacct_a_X_pipe.txt", "collector_sacct.txt"):
-        finals = parse_sacct((FIXTURES / version / name).read_bytes())
+    for path in files(version, "*sacct*.txt"):
+        name = path.name
+        finals = parse_sacct(path.read_bytes())
         assert finals, name
         for job_id, final in finals.items():
             assert final.job_id == job_id and job_id.isdigit()
@@ -71,28 +75,84 @@ def test_sample_with_header_and_other_columns() -> None:
 
 
 def test_collector_capture() -> None:
+    # tests/fixtures/slurm/capture-22.05.sh: jobs 1-3 measured, 4 exit 3, 5 timeout, 6 cancelled.
     finals = parse_sacct((V2205 / "collector_sacct.txt").read_bytes())
-    assert finals["2"].state is JobState.FAILED and finals["2"].exit_code == 3
-    timeout = finals["10"]
+    assert finals["4"].state is JobState.FAILED and finals["4"].exit_code == 3
+    timeout = finals["5"]
     assert timeout.state is JobState.TIMEOUT
-    assert (timeout.start_time, timeout.end_time) == (_at(4, 8, 49), _at(4, 9, 56))
+    assert (timeout.start_time, timeout.end_time) == (_on_6th(17, 12, 22), _on_6th(17, 13, 29))
     assert timeout.elapsed_s == 67
-    # sacct -X reports 0:0 for jobs squeue saw killed by SIGTERM (raw status 15).
-    assert (finals["1"].state, finals["1"].exit_code, finals["1"].exit_signal) == (
+    # The job line says 0:0 for a job squeue saw killed by SIGTERM (raw status 15).
+    assert (finals["6"].state, finals["6"].exit_code, finals["6"].exit_signal) == (
         JobState.CANCELLED,
         0,
         0,
     )
-    assert finals["3"].state is JobState.PENDING and finals["3"].start_time is None
-    # Held and dependent jobs (8, 9) were never eligible: not in the window.
-    assert "8" not in finals and "9" not in finals
+    assert finals["8"].state is JobState.PENDING and finals["8"].start_time is None
+    # Held and dependent jobs (9, 10) were never eligible: not in the window.
+    assert "9" not in finals and "10" not in finals
+    assert set(finals) == {"1", "2", "3", "4", "5", "6", "7", "8", "12", "13", "14", "15"}
+
+
+def test_collector_usage_from_job_and_step_lines() -> None:
+    finals = parse_sacct((V2205 / "collector_sacct.txt").read_bytes())
+    burn, idle, memory = finals["1"].usage, finals["2"].usage, finals["3"].usage
+    # Two busy loops on 2 CPUs for 20 s; sleep 20 on 2 CPUs; 400 MiB touched in 1000M.
+    assert burn == JobUsage(
+        elapsed_s=20, cpus=2, cpu_time_s=32.487, memory_requested_mb=200, memory_peak_mb=8
+    )
+    assert idle == JobUsage(
+        elapsed_s=20, cpus=2, cpu_time_s=0.002, memory_requested_mb=200, memory_peak_mb=3
+    )
+    assert memory is not None and memory.memory_requested_mb == 1000
+    assert memory.memory_peak_mb == round(424832 / 1024)
+    assert finals["7"].usage is not None and finals["7"].usage.memory_peak_mb is None  # running
+
+
+def test_steps_give_the_peak_and_the_cpu_time_of_their_job() -> None:
+    lines = [
+        "9|COMPLETED|0:0|0:0|2026-11-28T03:00:00|2026-11-28T03:01:40|00:01:40|n[1-2]|8|01:10:00||"
+        "4G|billing=8,cpu=8,mem=8G,node=2|None",
+        "9.batch|COMPLETED|0:0||2026-11-28T03:00:00|2026-11-28T03:01:40|00:01:40|n1|4|00:00.500|"
+        "10240K||cpu=4,mem=4G,node=1|",
+        "9.0|COMPLETED|0:0||2026-11-28T03:00:01|2026-11-28T03:01:40|00:01:39|n[1-2]|8|01:09:59.500|"
+        "3.5G||cpu=8,mem=8G,node=2|",
+        "9.extern|COMPLETED|0:0||2026-11-28T03:00:00|2026-11-28T03:01:40|00:01:40|n[1-2]|8|"
+        "00:00:00|||cpu=8,mem=8G,node=2|",
+    ]
+    usage = parse_sacct("\n".join(lines))["9"].usage
+    assert usage == JobUsage(
+        elapsed_s=100, cpus=8, cpu_time_s=4200.0, memory_requested_mb=8192, memory_peak_mb=3584
+    )
+
+
+@pytest.mark.parametrize(
+    ("req_mem", "expected"),
+    [("2Gn", 4096), ("512Mc", 2048), ("3000M", 3000), ("", None)],
+)
+def test_requested_memory_without_alloc_tres(req_mem: str, expected: int | None) -> None:
+    # Releases before 21.08 suffix ReqMem with n (per node) or c (per CPU).
+    line = (
+        f"9|COMPLETED|0:0|0:0|2026-11-28T03:00:00|2026-11-28T03:01:40|00:01:40|n[1-2]|4|00:10|"
+        f"|{req_mem}||None"
+    )
+    usage = parse_sacct(line)["9"].usage
+    assert usage is not None and usage.memory_requested_mb == expected
+
+
+def test_header_without_usage_columns_gives_no_usage() -> None:
+    finals = parse_sacct((V2205 / "sacct_a_X_pipe.txt").read_bytes())
+    assert all(final.usage is None for final in finals.values())
 
 
 def test_steps_are_skipped_and_duplicates_keep_the_last() -> None:
     lines = [
-        "7|FAILED|1:0|0:0|2026-11-28T03:00:00|2026-11-28T03:00:05|00:00:05|n1|None",
-        "7.batch|FAILED|1:0|0:0|2026-11-28T03:00:00|2026-11-28T03:00:05|00:00:05|n1|",
-        "7|COMPLETED|0:0|0:0|2026-11-28T03:10:00|2026-11-28T03:20:00|00:10:00|n2|None",
+        "7|FAILED|1:0|0:0|2026-11-28T03:00:00|2026-11-28T03:00:05|00:00:05|n1|1|00:01.000||1G|"
+        "cpu=1,mem=1G|None",
+        "7.batch|FAILED|1:0||2026-11-28T03:00:00|2026-11-28T03:00:05|00:00:05|n1|1|00:01.000|"
+        "2048K||cpu=1,mem=1G|",
+        "7|COMPLETED|0:0|0:0|2026-11-28T03:10:00|2026-11-28T03:20:00|00:10:00|n2|1|00:02.000||1G|"
+        "cpu=1,mem=1G|None",
         "",
     ]
     finals = parse_sacct("\n".join(lines))
@@ -101,7 +161,9 @@ def test_steps_are_skipped_and_duplicates_keep_the_last() -> None:
 
 
 def test_times_in_another_zone() -> None:
-    line = "7|COMPLETED|0:0|0:0|2026-11-28T05:00:00|2026-11-28T05:00:05|00:00:05|n1|None"
+    line = (
+        "7|COMPLETED|0:0|0:0|2026-11-28T05:00:00|2026-11-28T05:00:05|00:00:05|n1|1|0|||cpu=1|None"
+    )
     final = parse_sacct(line, tz=timezone(timedelta(hours=2)))["7"]
     assert final.start_time == _at(3, 0, 0)
 
@@ -115,11 +177,15 @@ def test_empty_output() -> None:
     [
         "garbage\n",
         "7|COMPLETED|0:0\n",
-        "7|COMPLETED|x:y|0:0|Unknown|Unknown|00:00:00|None assigned|None\n",
-        "7|COMPLETED|0:0|0:0|yesterday|Unknown|00:00:00|None assigned|None\n",
-        "7|COMPLETED|0:0|0:0|Unknown|Unknown|forever|None assigned|None\n",
-        "|COMPLETED|0:0|0:0|Unknown|Unknown|00:00:00|None assigned|None\n",
-        "7||0:0|0:0|Unknown|Unknown|00:00:00|None assigned|None\n",
+        "7|COMPLETED|x:y|0:0|Unknown|Unknown|00:00:00|None assigned|1|0|||cpu=1|None\n",
+        "7|COMPLETED|0:0|0:0|yesterday|Unknown|00:00:00|None assigned|1|0|||cpu=1|None\n",
+        "7|COMPLETED|0:0|0:0|Unknown|Unknown|forever|None assigned|1|0|||cpu=1|None\n",
+        "|COMPLETED|0:0|0:0|Unknown|Unknown|00:00:00|None assigned|1|0|||cpu=1|None\n",
+        "7||0:0|0:0|Unknown|Unknown|00:00:00|None assigned|1|0|||cpu=1|None\n",
+        "7|COMPLETED|0:0|0:0|Unknown|Unknown|00:00:00|None assigned|x|0|||cpu=1|None\n",
+        "7|COMPLETED|0:0|0:0|Unknown|Unknown|00:00:00|None assigned|1|soon|||cpu=1|None\n",
+        "7|COMPLETED|0:0|0:0|Unknown|Unknown|00:00:00|None assigned|1|0||lots|cpu=1|None\n",
+        "7.batch|COMPLETED|0:0||Unknown|Unknown|00:00:00|n1|1|0|big||cpu=1|\n",
         "JobIDRaw|State\n7|COMPLETED\n",
         "JobIDRaw|State|ExitCode|DerivedExitCode|Start|End|Elapsed|NodeList|Reason\n7|X\n",
     ],
@@ -177,4 +243,5 @@ def test_apply_final_state() -> None:
         reason="TimeLimit",
         time_limit_min=30,
         account="root",
+        qos="normal",
     )

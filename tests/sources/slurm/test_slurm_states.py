@@ -15,8 +15,7 @@ from slurmcast.sources.slurm.states import (
     parse_node_state,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "slurm"
-VERSIONS = sorted(path.name for path in FIXTURES.iterdir() if path.is_dir())
+from support.slurm_fixtures import FIXTURES, versions_with
 
 _CODES = {
     "R": "RUNNING",
@@ -196,7 +195,7 @@ def _pipe_rows(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", versions_with("sinfo_N_pipe_drained.txt"))
 def test_sinfo_long_and_compact_words_agree(version: str) -> None:
     path = FIXTURES / version / "sinfo_N_pipe_drained.txt"
     rows = _pipe_rows(path)

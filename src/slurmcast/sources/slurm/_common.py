@@ -9,7 +9,50 @@ import orjson
 from slurmcast.errors import SourceError
 from slurmcast.gcpause import gc_paused
 
-__all__ = ["decode_text", "gc_paused", "load_json_list", "split_fields"]
+__all__ = [
+    "UnknownShapeError",
+    "decode_text",
+    "document_release",
+    "gc_paused",
+    "load_json_document",
+    "load_json_list",
+    "shape_error",
+    "split_fields",
+]
+
+
+class UnknownShapeError(SourceError):
+    """A JSON document valid as JSON but not shaped as any Slurm release this parser knows.
+
+    Retrying will not help: the message names the command, the Slurm release
+    the document says it comes from, and the key that was expected.
+    """
+
+
+def load_json_document(raw: bytes | str, command: str) -> dict[str, Any]:
+    """Decode a Slurm ``--json`` document (or a slurmrestd reply) and check its ``errors``.
+
+    Args:
+        raw: the command's stdout.
+        command: the command's name, for error messages.
+
+    Returns:
+        The document.
+
+    Raises:
+        SourceError: invalid JSON, not an object, or Slurm ``errors``
+            present (the listing may be partial).
+    """
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise SourceError(f"{command}: invalid JSON output ({exc})") from None
+    if not isinstance(document, dict):
+        raise SourceError(f"{command}: expected a JSON object, got {type(document).__name__}")
+    errors = document.get("errors")
+    if errors:
+        raise SourceError(f"{command}: Slurm reported errors: {_summarise(errors)}")
+    return document
 
 
 def load_json_list(raw: bytes | str, key: str, command: str) -> list[Any]:
@@ -24,22 +67,44 @@ def load_json_list(raw: bytes | str, key: str, command: str) -> list[Any]:
         The list (its items are not checked).
 
     Raises:
-        SourceError: invalid JSON, not an object, Slurm ``errors`` present
-            (the listing may be partial), or no ``key`` list.
+        SourceError: as :func:`load_json_document`.
+        UnknownShapeError: no ``key`` list.
     """
-    try:
-        document = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise SourceError(f"{command}: invalid JSON output ({exc})") from None
-    if not isinstance(document, dict):
-        raise SourceError(f"{command}: expected a JSON object, got {type(document).__name__}")
-    errors = document.get("errors")
-    if errors:
-        raise SourceError(f"{command}: Slurm reported errors: {_summarise(errors)}")
+    document = load_json_document(raw, command)
     items = document.get(key)
     if not isinstance(items, list):
-        raise SourceError(f"{command}: JSON output has no {key!r} list")
+        raise shape_error(document, command, repr(key))
     return items
+
+
+def shape_error(document: dict[str, Any], command: str, expected: str) -> UnknownShapeError:
+    """The error for a document without the ``expected`` key(s)."""
+    release = document_release(document) or "of an unknown release"
+    keys = ", ".join(sorted(str(key) for key in document)[:8]) or "none"
+    return UnknownShapeError(
+        f"{command}: the JSON output of Slurm {release} has no {expected} list "
+        f"(top-level keys: {keys})"
+    )
+
+
+def document_release(document: dict[str, Any]) -> str | None:
+    """The Slurm release a JSON document says it comes from (``meta.slurm.release``).
+
+    22.05-23.02 spell the key ``Slurm``, 23.11 and later ``slurm``.
+    """
+    meta = document.get("meta")
+    if not isinstance(meta, dict):
+        return None
+    for key in ("slurm", "Slurm"):
+        info = meta.get(key)
+        if isinstance(info, dict):
+            release = info.get("release")
+            if isinstance(release, str) and release:
+                return release
+            version = info.get("version")
+            if isinstance(version, dict) and "major" in version:
+                return ".".join(str(version.get(part, "?")) for part in ("major", "minor", "micro"))
+    return None
 
 
 def _summarise(errors: object) -> str:

@@ -20,7 +20,7 @@ What the records hold, whatever the format:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import Any, Final
 
@@ -37,21 +37,21 @@ from slurmcast.sources.slurm.hostlist import expand
 from slurmcast.sources.slurm.states import parse_job_state
 from slurmcast.sources.slurm.values import (
     NO_VAL,
-    decode_wait_status,
     epoch_to_datetime,
     exit_from_json,
     number,
     parse_int,
     parse_memory_mb,
     parse_slurm_time,
+    parse_squeue_exit,
     parse_time_limit_min,
     to_int,
 )
 
-#: Command line for :func:`parse_squeue_json`. In 22.05 ``--json`` ignores
-#: ``-t``/``-u``/``-p`` and always dumps every job slurmctld holds, finished
-#: ones included.
-SQUEUE_JSON_ARGS: Final[tuple[str, ...]] = ("squeue", "--json")
+#: Command line for :func:`parse_squeue_json`. Up to 23.11 ``--json`` ignores
+#: ``--states`` and dumps every job slurmctld holds; from 24.05.1 it honours the
+#: filters, and without ``--states=all`` finished jobs are left out.
+SQUEUE_JSON_ARGS: Final[tuple[str, ...]] = ("squeue", "--json", "--all", "--states=all")
 
 #: Field separator of the delimited format: ASCII "unit separator", which no
 #: job name, reason or account realistically contains.
@@ -67,12 +67,14 @@ SQUEUE_FIELDS: Final[tuple[str, ...]] = (
     "UserName",
     "Account",
     "Partition",
+    "QOS",
     "NumCPUs",
     "NumNodes",
     "NumTasks",
     "tres-alloc",
     "tres-per-job",
     "tres-per-node",
+    "tres-per-socket",
     "tres-per-task",
     "SubmitTime",
     "StartTime",
@@ -80,7 +82,10 @@ SQUEUE_FIELDS: Final[tuple[str, ...]] = (
     "TimeLimit",
     "exit_code",
     "Reason",
+    "Dependency",
+    "Reservation",
     "NodeList",
+    "ReasonList",
     "Name",
 )
 
@@ -114,6 +119,11 @@ _NOT_STARTED: Final = frozenset(
 _ENDED: Final = TERMINAL_JOB_STATES | {JobState.COMPLETING, JobState.STAGE_OUT}
 
 _NO_TEXT: Final = frozenset({"", "N/A", "(null)"})
+_GPU_REQUESTS: Final = ("tres_per_job", "tres_per_node", "tres_per_socket", "tres_per_task")
+
+#: A forecast start this far ahead is Slurm's "not planned" (it writes now + one
+#: year for a pending job the backfill scheduler has not placed).
+_NO_FORECAST_AFTER: Final = timedelta(days=300)
 
 
 def parse_squeue_json(raw: bytes | str, taken_at: datetime) -> JobsSnapshot:
@@ -136,9 +146,10 @@ def parse_squeue_json(raw: bytes | str, taken_at: datetime) -> JobsSnapshot:
     with gc_paused():
         items = load_json_list(raw, "jobs", "squeue --json")
         jobs: dict[str, JobRecord] = {}
+        horizon = taken_at + _NO_FORECAST_AFTER
         for index, item in enumerate(items):
             try:
-                record = _job_from_json(item)
+                record = _job_from_json(item, horizon)
             except SourceError as exc:
                 raise SourceError(f"squeue --json: job #{index}: {exc.message}") from None
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -151,7 +162,7 @@ def parse_squeue_json(raw: bytes | str, taken_at: datetime) -> JobsSnapshot:
     return JobsSnapshot(taken_at=taken_at, jobs=jobs)
 
 
-def _job_from_json(item: dict[str, Any]) -> JobRecord:
+def _job_from_json(item: dict[str, Any], horizon: datetime) -> JobRecord:
     # Hot path (100k jobs per poll): plain ints and strings, the 22.05 shapes,
     # are taken directly; anything else goes through the general helpers.
     get = item.get
@@ -180,17 +191,20 @@ def _job_from_json(item: dict[str, Any]) -> JobRecord:
     gres_detail = get("gres_detail")
     if gres_detail and isinstance(gres_detail, list):
         gpus = gpu_count_all(gres_detail) or gpus
-    if not gpus and (get("tres_per_job") or get("tres_per_node") or get("tres_per_task")):
+    if not gpus and any(get(key) for key in _GPU_REQUESTS):
         gpus = _requested_gpus(
             get("tres_per_job") or "",
             get("tres_per_node") or "",
+            get("tres_per_socket") or "",
             get("tres_per_task") or "",
             _node_count(item, nodes),
             to_int(get("tasks")) or 0,
         )
     ended = state in _ENDED
-    start = None
-    if state not in _NOT_STARTED and (nodes or not ended):
+    start = expected = None
+    if state in _NOT_STARTED:
+        expected = _forecast(_moment(get("start_time")), horizon)
+    elif nodes or not ended:
         start = _moment(get("start_time"))
     exit_pair = exit_from_json(get("exit_code")) if ended else None
     reason = get("state_reason")
@@ -219,7 +233,31 @@ def _job_from_json(item: dict[str, Any]) -> JobRecord:
         reason=reason if reason and reason != "None" else None,
         time_limit_min=time_limit,
         account=get("account") or None,
+        qos=get("qos") or None,
+        dependency=_text_or_none(get("dependency")),
+        reservation=_text_or_none(get("resv_name")),
+        reason_detail=_detail(get("state_description"), reason),
+        expected_start_time=expected,
     )
+
+
+def _text_or_none(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return None if value in _NO_TEXT else value
+
+
+def _detail(description: object, reason: object) -> str | None:
+    """Slurm's description of a reason, when it says more than the code."""
+    text = _text_or_none(description)
+    if text is None or text == reason:
+        return None
+    return text
+
+
+def _forecast(start: datetime | None, horizon: datetime) -> datetime | None:
+    return start if start is not None and start < horizon else None
 
 
 def _node_count(item: dict[str, Any], nodes: tuple[str, ...]) -> int:
@@ -257,32 +295,35 @@ def parse_squeue_delimited(
     text = decode_text(raw, "squeue")
     count = len(SQUEUE_FIELDS)
     jobs: dict[str, JobRecord] = {}
+    horizon = taken_at + _NO_FORECAST_AFTER
     with gc_paused():
         for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             fields = split_fields(line, SQUEUE_DELIMITER, count, "squeue", line_no)
             try:
-                record = _job_from_fields(fields, tz)
+                record = _job_from_fields(fields, tz, horizon)
             except SourceError as exc:
                 raise SourceError(f"squeue: line {line_no}: {exc.message}") from None
             jobs[record.job_id] = record
     return JobsSnapshot(taken_at=taken_at, jobs=jobs)
 
 
-def _job_from_fields(fields: Sequence[str], tz: tzinfo) -> JobRecord:
+def _job_from_fields(fields: Sequence[str], tz: tzinfo, horizon: datetime) -> JobRecord:
     (
         job_id,
         state_text,
         user,
         account,
         partition,
+        qos,
         cpus_text,
         nodes_text,
         tasks_text,
         tres,
         tres_per_job,
         tres_per_node,
+        tres_per_socket,
         tres_per_task,
         submit_text,
         start_text,
@@ -290,7 +331,10 @@ def _job_from_fields(fields: Sequence[str], tz: tzinfo) -> JobRecord:
         limit_text,
         exit_text,
         reason,
+        dependency,
+        reservation,
         node_list,
+        reason_list,
         name,
     ) = fields
     job_id = job_id.strip()
@@ -307,17 +351,27 @@ def _job_from_fields(fields: Sequence[str], tz: tzinfo) -> JobRecord:
         cpus = tres_cpus
     if not gpus:
         gpus = _requested_gpus(
-            tres_per_job, tres_per_node, tres_per_task, node_count, parse_int(tasks_text) or 0
+            tres_per_job,
+            tres_per_node,
+            tres_per_socket,
+            tres_per_task,
+            node_count,
+            parse_int(tasks_text) or 0,
         )
     ended = state in _ENDED
-    start = None
-    if state not in _NOT_STARTED and (nodes or not ended):
+    start = expected = None
+    if state in _NOT_STARTED:
+        expected = _forecast(_text_moment(start_text, tz), horizon)
+    elif nodes or not ended:
         start = _text_moment(start_text, tz)
-    exit_pair = None
-    if ended:
-        status = parse_int(exit_text)
-        exit_pair = None if status is None else decode_wait_status(status)
-    reason = reason.strip()
+    exit_pair = parse_squeue_exit(exit_text) if ended else None
+    # -O Reason prints Slurm's description where it has one
+    # ("ReqNodeNotAvail, UnavailableNodes:node004"): the code is its first word.
+    reason = reason.split(",", 1)[0].strip()
+    detail = None
+    if state in _NOT_STARTED:
+        # For a job that has not started, ReasonList is "(<reason or description>)".
+        detail = _detail(reason_list.strip().removeprefix("(").removesuffix(")"), reason)
     return JobRecord(
         job_id=job_id,
         name=name,
@@ -336,6 +390,11 @@ def _job_from_fields(fields: Sequence[str], tz: tzinfo) -> JobRecord:
         reason=reason if reason and reason != "None" else None,
         time_limit_min=parse_time_limit_min(limit_text),
         account=account or None,
+        qos=_text_or_none(qos),
+        dependency=_text_or_none(dependency),
+        reservation=_text_or_none(reservation),
+        reason_detail=detail,
+        expected_start_time=expected,
     )
 
 
@@ -379,16 +438,23 @@ def _memory_from_requests(item: dict[str, Any], node_count: int, cpus: int | Non
     return None
 
 
-def _requested_gpus(per_job: str, per_node: str, per_task: str, nodes: int, tasks: int) -> int:
-    """GPUs from the request fields when the GPU TRES is not tracked.
+def _requested_gpus(
+    per_job: str, per_node: str, per_socket: str, per_task: str, nodes: int, tasks: int
+) -> int:
+    """GPUs from the request fields when neither the allocation nor the GPU TRES says.
 
     ``gres/gpu`` appears in TRES strings only if AccountingStorageTRES
-    includes it (``reference/slurm.md`` section 7).
+    includes it (``reference/slurm.md`` section 7), and ``gres_detail`` only
+    while the job holds its nodes. A per-socket request counts one socket per
+    node: how many sockets Slurm gave is not in the listing (a recorded
+    ``--gpus-per-socket 2 --sockets-per-node 2`` job held 2 GPUs).
     """
     if per_job and per_job not in _NO_TEXT:
         return _request_gpus(per_job)
     if per_node and per_node not in _NO_TEXT:
         return _request_gpus(per_node) * nodes
+    if per_socket and per_socket not in _NO_TEXT:
+        return _request_gpus(per_socket) * nodes
     if per_task and per_task not in _NO_TEXT:
         return _request_gpus(per_task) * max(tasks, 1)
     return 0

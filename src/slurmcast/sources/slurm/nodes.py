@@ -1,9 +1,16 @@
 """sinfo / scontrol output to ``NodesSnapshot``.
 
-Three inputs: ``sinfo --json`` (the primary one), a delimited ``sinfo -N -O``
-fallback, and ``scontrol -o -d show node`` lines, whose allocation figures
-fill what old REST versions leave out (v0.0.36 nodes have no
-``alloc_memory``/``alloc_cpus``/``partitions``).
+Inputs: a JSON node listing (:func:`parse_nodes_json`: ``sinfo --json`` up to
+22.05, ``scontrol show nodes --json`` from 23.02, slurmrestd's
+``/slurm/vX/nodes``), a delimited ``sinfo -N -O`` fallback, and ``scontrol -o
+-d show node`` lines, whose allocation figures fill what old REST versions
+leave out (v0.0.36 nodes have no ``alloc_memory``/``alloc_cpus``/``partitions``).
+
+From 23.02 on ``sinfo --json`` no longer lists nodes: it prints ``sinfo``
+records that group nodes of the same partition and state (``nodes.nodes``
+names, ``cpus``/``memory`` as sums and min/max ranges). That shape is read too,
+exactly for a record of one node (``sinfo -N``), with a group's sums spread
+evenly over its nodes otherwise; the source asks ``scontrol`` instead.
 
 A node appears once per partition in ``sinfo -N`` text output (and may in
 JSON): duplicates are merged, partitions collected in order of appearance.
@@ -19,7 +26,13 @@ from typing import Any, Final
 
 from slurmcast.core.snapshot import NodeRecord, NodesSnapshot, NodeState
 from slurmcast.errors import SourceError
-from slurmcast.sources.slurm._common import decode_text, gc_paused, load_json_list, split_fields
+from slurmcast.sources.slurm._common import (
+    decode_text,
+    gc_paused,
+    load_json_document,
+    shape_error,
+    split_fields,
+)
 from slurmcast.sources.slurm.gres import gpu_count, tres_get
 from slurmcast.sources.slurm.hostlist import expand
 from slurmcast.sources.slurm.states import parse_node_state
@@ -31,10 +44,23 @@ from slurmcast.sources.slurm.values import (
     to_int,
 )
 
-#: Command line for :func:`parse_sinfo_json`. In 22.05 ``sinfo --json``
-#: ignores ``-N`` and format options and lists each node once, with a
-#: ``partitions`` array.
+#: JSON node listing up to 22.05 (:func:`parse_nodes_json`). In 22.05
+#: ``sinfo --json`` ignores ``-N`` and format options and lists each node once,
+#: with a ``partitions`` array.
 SINFO_JSON_ARGS: Final[tuple[str, ...]] = ("sinfo", "--json")
+
+#: JSON node listing from 23.02 on (:func:`parse_nodes_json`): one record per
+#: node, the shape of slurmrestd's ``/slurm/vX/nodes``.
+SCONTROL_NODES_JSON_ARGS: Final[tuple[str, ...]] = ("scontrol", "show", "nodes", "--json")
+
+#: The first release whose ``sinfo --json`` groups nodes, and whose ``scontrol`` has ``--json``.
+GROUPED_SINFO_SINCE: Final = (23, 2)
+
+
+def nodes_json_args(version: tuple[int, ...]) -> tuple[str, ...]:
+    """The command that lists nodes one record per node in JSON on this Slurm release."""
+    return SCONTROL_NODES_JSON_ARGS if version[:2] >= GROUPED_SINFO_SINCE else SINFO_JSON_ARGS
+
 
 #: Field separator of the delimited format (see ``jobs.SQUEUE_DELIMITER``).
 SINFO_DELIMITER: Final = "\x1f"
@@ -88,35 +114,109 @@ _REASON_STAMP: Final = re.compile(r"\s*\[[^\]@]*@[^\]]*\]\s*$")
 _NO_TEXT: Final = frozenset({"", "N/A", "(null)", "none", "None"})
 
 
-def parse_sinfo_json(raw: bytes | str, taken_at: datetime) -> NodesSnapshot:
-    """Parse ``sinfo --json`` (or slurmrestd ``GET /slurm/v0.0.3x/nodes``).
+def parse_nodes_json(
+    raw: bytes | str, taken_at: datetime, command: str = "sinfo --json"
+) -> NodesSnapshot:
+    """Parse a JSON node listing of any supported release.
+
+    A ``nodes`` list (``sinfo --json`` up to 22.05, ``scontrol show nodes
+    --json``, slurmrestd ``/slurm/vX/nodes``) or the grouped ``sinfo`` records
+    of ``sinfo --json`` since 23.02.
 
     Args:
         raw: the command's stdout.
         taken_at: when the command ran (aware UTC).
+        command: the command, for error messages.
 
     Returns:
         Every node, keyed by name, duplicates merged.
 
     Raises:
-        SourceError: the output is not such a document, Slurm reported
-            errors, or a node lacks a name.
+        UnknownShapeError: neither list is there (names the release and the keys).
+        SourceError: not such a document, Slurm reported errors, or a node
+            lacks a name or a state.
     """
     with gc_paused():
-        items = load_json_list(raw, "nodes", "sinfo --json")
+        document = load_json_document(raw, command)
+        items = document.get("nodes")
+        grouped = False
+        if not isinstance(items, list):
+            items = document.get("sinfo")
+            grouped = True
+            if not isinstance(items, list):
+                raise shape_error(document, command, "'nodes' (or grouped 'sinfo')")
+        del document
         nodes: dict[str, NodeRecord] = {}
         for index, item in enumerate(items):
             try:
-                record = _node_from_json(item)
+                records = _nodes_from_group(item) if grouped else [_node_from_json(item)]
             except SourceError as exc:
-                raise SourceError(f"sinfo --json: node #{index}: {exc.message}") from None
+                raise SourceError(f"{command}: node #{index}: {exc.message}") from None
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise SourceError(
-                    f"sinfo --json: node #{index}: malformed record ({type(exc).__name__}: {exc})"
+                    f"{command}: node #{index}: malformed record ({type(exc).__name__}: {exc})"
                 ) from None
-            _add(nodes, record)
+            for record in records:
+                _add(nodes, record)
         del items
     return NodesSnapshot(taken_at=taken_at, nodes=nodes)
+
+
+def _nodes_from_group(item: dict[str, Any]) -> list[NodeRecord]:
+    """Expand one 23.02+ ``sinfo --json`` record into a record per node it groups."""
+    names = item["nodes"]["nodes"]
+    if not names or not isinstance(names, list):
+        raise SourceError(f"no node names (got {names!r})")
+    raw_state = item["node"]["state"]
+    if not raw_state or not isinstance(raw_state, (str, list)):
+        raise SourceError(f"nodes {names[0]}...: no state (got {raw_state!r})")
+    state, flags = parse_node_state(raw_state)
+    count = len(names)
+    cpus = item.get("cpus") or {}
+    memory = item.get("memory") or {}
+    gres = item.get("gres") or {}
+    load = cpus.get("load") or {}
+    free = memory.get("free") or {}
+    partition = (item.get("partition") or {}).get("name")
+    reason = item.get("reason")
+    if isinstance(reason, dict):
+        reason = reason.get("description")
+    # Per node: the maximum of a range; a group's sums (allocations) spread evenly.
+    record = NodeRecord(
+        name=str(names[0]),
+        state=state,
+        cpus_total=to_int(cpus.get("maximum")) or 0,
+        cpus_allocated=_share(to_int(cpus.get("allocated")), count),
+        memory_total_mb=to_int(memory.get("maximum")) or 0,
+        memory_allocated_mb=_share(to_int(memory.get("allocated")), count),
+        gpus_total=gpu_count(gres.get("total") or ""),
+        gpus_allocated=_share(gpu_count(gres.get("used") or ""), count),
+        flags=flags,
+        partitions=(partition,) if isinstance(partition, str) and partition else (),
+        reason=reason if isinstance(reason, str) and reason else None,
+        cpu_load=_exact_load(load),
+        memory_free_mb=_exact(free),
+    )
+    return [
+        record if name == record.name else dataclasses.replace(record, name=str(name))
+        for name in names
+    ]
+
+
+def _share(total: int | None, count: int) -> int:
+    value = total or 0
+    return value if count == 1 else round(value / count)
+
+
+def _exact(span: dict[str, Any]) -> int | None:
+    """A min/max range's value when it is one value, else None (unknown per node)."""
+    low, high = to_int(span.get("minimum")), to_int(span.get("maximum"))
+    return high if low == high else None
+
+
+def _exact_load(span: dict[str, Any]) -> float | None:
+    value = _exact(span)
+    return None if value is None else round(value / 100, 2)
 
 
 def _node_from_json(item: dict[str, Any]) -> NodeRecord:
@@ -350,7 +450,7 @@ def fill_allocations(snapshot: NodesSnapshot, details: Mapping[str, NodeRecord])
     as Slurm's clients show it.
 
     Args:
-        snapshot: e.g. from :func:`parse_sinfo_json` on REST v0.0.36.
+        snapshot: e.g. from :func:`parse_nodes_json` on REST v0.0.36.
         details: from :func:`parse_scontrol_nodes`.
 
     Returns:

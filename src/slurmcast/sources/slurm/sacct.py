@@ -1,8 +1,11 @@
-"""sacct output to final job states: how jobs that left squeue really ended.
+"""sacct output to final job states: how jobs ended and what they used.
 
 slurmdbd is the authority once slurmctld has purged a finished job (after
-MinJobAge). ``sacct -X`` gives one line per job allocation; its ``ExitCode``
-is already ``rc:signal`` (not the raw wait status squeue reports).
+MinJobAge). Its ``ExitCode`` is already ``rc:signal`` (not the raw wait status
+squeue reports). The query lists job steps too (no ``--allocations``): the
+job's line gives state, exit code, elapsed time, CPUs and total CPU time, and
+only the step lines (``123.batch``, ``123.0``) carry ``MaxRSS``, the peak
+memory that ``seff`` compares with the request.
 """
 
 from __future__ import annotations
@@ -13,12 +16,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Final
 
-from slurmcast.core.snapshot import TERMINAL_JOB_STATES, JobRecord, JobState
+from slurmcast.core.snapshot import TERMINAL_JOB_STATES, JobRecord, JobState, JobUsage
 from slurmcast.errors import SourceError
 from slurmcast.sources.slurm._common import decode_text, split_fields
+from slurmcast.sources.slurm.gres import tres_get
 from slurmcast.sources.slurm.hostlist import expand
 from slurmcast.sources.slurm.states import parse_job_state
-from slurmcast.sources.slurm.values import parse_duration_s, parse_exit_pair, parse_slurm_time
+from slurmcast.sources.slurm.values import (
+    parse_cpu_time_s,
+    parse_duration_s,
+    parse_exit_pair,
+    parse_int,
+    parse_memory_mb,
+    parse_slurm_time,
+)
 
 #: ``sacct --format`` fields read by :func:`parse_sacct`, in order. ``Reason``
 #: is last: the only field that is not a fixed word, number or time.
@@ -31,8 +42,16 @@ SACCT_FIELDS: Final[tuple[str, ...]] = (
     "End",
     "Elapsed",
     "NodeList",
+    "AllocCPUS",
+    "TotalCPU",
+    "MaxRSS",
+    "ReqMem",
+    "AllocTRES",
     "Reason",
 )
+#: Fields a header-named output may lack (older captures, other ``--format``s):
+#: the usage figures are then unknown.
+_USAGE_FIELDS: Final = frozenset({"AllocCPUS", "TotalCPU", "MaxRSS", "ReqMem", "AllocTRES"})
 
 #: Fixed part of the command line for :func:`parse_sacct`; :func:`sacct_args`
 #: adds the time window (always give one: without ``-S`` a ``--jobs`` lookup
@@ -40,7 +59,6 @@ SACCT_FIELDS: Final[tuple[str, ...]] = (
 SACCT_ARGS: Final[tuple[str, ...]] = (
     "sacct",
     "--allusers",
-    "--allocations",
     "--parsable2",
     "--noheader",
     f"--format={','.join(SACCT_FIELDS)}",
@@ -73,6 +91,7 @@ class FinalState:
     elapsed_s: int | None
     reason: str | None
     nodes: tuple[str, ...] = ()
+    usage: JobUsage | None = None
 
 
 def sacct_args(
@@ -116,12 +135,13 @@ def _sacct_time(moment: datetime) -> str:
 
 
 def parse_sacct(raw: bytes | str, *, tz: tzinfo = UTC) -> dict[str, FinalState]:
-    """Parse ``sacct -X -P`` output with :data:`SACCT_FIELDS`.
+    """Parse ``sacct -P`` output with :data:`SACCT_FIELDS`.
 
     A header line (output without ``--noheader``) is recognised and then
     names the columns, so any ``--format`` containing the needed fields also
-    works. Job steps (``123.batch``) are skipped; with ``--duplicates`` the
-    last line of a job id wins.
+    works (without the usage fields, ``usage`` is None). Step lines
+    (``123.batch``) add their peak memory and CPU time to their job; with
+    ``--duplicates`` the last line of a job id wins.
 
     Args:
         raw: the command's stdout.
@@ -135,7 +155,7 @@ def parse_sacct(raw: bytes | str, *, tz: tzinfo = UTC) -> dict[str, FinalState]:
     """
     text = decode_text(raw, "sacct")
     lines = text.splitlines()
-    columns: list[int] | None = None
+    columns: list[int | None] | None = None
     first = 0
     while first < len(lines) and not lines[first].strip():
         first += 1
@@ -143,6 +163,7 @@ def parse_sacct(raw: bytes | str, *, tz: tzinfo = UTC) -> dict[str, FinalState]:
         columns = _columns_from_header(lines[first])
         first += 1
     finals: dict[str, FinalState] = {}
+    steps: dict[str, _StepTotals] = {}
     for index in range(first, len(lines)):
         line, line_no = lines[index], index + 1
         if not line.strip():
@@ -151,16 +172,56 @@ def parse_sacct(raw: bytes | str, *, tz: tzinfo = UTC) -> dict[str, FinalState]:
             values = split_fields(line, "|", len(SACCT_FIELDS), "sacct", line_no)
         else:
             parts = line.split("|")
-            if len(parts) <= max(columns):
+            if len(parts) <= max(column for column in columns if column is not None):
                 raise SourceError(f"sacct: line {line_no} has too few fields: {line[:120]!r}")
-            values = [parts[column] for column in columns]
+            values = ["" if column is None else parts[column] for column in columns]
         try:
-            final = _final_from_fields(values, tz)
+            job_id = values[0].strip()
+            if "." in job_id:
+                steps.setdefault(job_id.split(".", 1)[0], _StepTotals()).add(values)
+                continue
+            final = _final_from_fields(values, tz, usage_known=columns is None or
+                                       columns[_MAXRSS] is not None)
         except SourceError as exc:
             raise SourceError(f"sacct: line {line_no}: {exc.message}") from None
-        if final is not None:
-            finals[final.job_id] = final
-    return finals
+        finals[final.job_id] = final
+    return {job_id: _with_steps(final, steps.get(job_id)) for job_id, final in finals.items()}
+
+
+_ALLOC_CPUS, _TOTAL_CPU, _MAXRSS, _REQ_MEM, _ALLOC_TRES = (
+    SACCT_FIELDS.index(name) for name in ("AllocCPUS", "TotalCPU", "MaxRSS", "ReqMem", "AllocTRES")
+)
+
+
+@dataclass(slots=True)
+class _StepTotals:
+    """What a job's step lines add up to: the largest MaxRSS, the summed TotalCPU."""
+
+    memory_peak_mb: int | None = None
+    cpu_time_s: float = 0.0
+
+    def add(self, values: Sequence[str]) -> None:
+        rss = parse_memory_mb(values[_MAXRSS], default_unit="K")
+        if rss is not None:
+            self.memory_peak_mb = max(rss, self.memory_peak_mb or 0)
+        self.cpu_time_s += parse_cpu_time_s(values[_TOTAL_CPU]) or 0.0
+
+
+def _with_steps(final: FinalState, steps: _StepTotals | None) -> FinalState:
+    if steps is None or final.usage is None:
+        return final
+    usage = final.usage
+    # The job line's TotalCPU already sums its steps on the releases seen; the
+    # larger of the two is right either way, and never counts a step twice.
+    cpu_time = max(usage.cpu_time_s or 0.0, round(steps.cpu_time_s, 3))
+    return dataclasses.replace(
+        final,
+        usage=dataclasses.replace(
+            usage,
+            cpu_time_s=cpu_time if usage.cpu_time_s is not None or steps.cpu_time_s else None,
+            memory_peak_mb=steps.memory_peak_mb,
+        ),
+    )
 
 
 def _is_header(line: str) -> bool:
@@ -168,24 +229,40 @@ def _is_header(line: str) -> bool:
     return "jobidraw" in names and "state" in names
 
 
-def _columns_from_header(header: str) -> list[int]:
+def _columns_from_header(header: str) -> list[int | None]:
     names = [name.strip().lower() for name in header.split("|")]
-    columns: list[int] = []
+    columns: list[int | None] = []
     for field in SACCT_FIELDS:
         try:
             columns.append(names.index(field.lower()))
         except ValueError:
+            if field in _USAGE_FIELDS:
+                columns.append(None)
+                continue
             raise SourceError(f"sacct: header lacks {field!r}: {header[:200]!r}") from None
     return columns
 
 
-def _final_from_fields(values: Sequence[str], tz: tzinfo) -> FinalState | None:
-    job_id, state_text, exit_text, derived_text, start, end, elapsed, node_list, reason = values
+def _final_from_fields(values: Sequence[str], tz: tzinfo, *, usage_known: bool) -> FinalState:
+    (
+        job_id,
+        state_text,
+        exit_text,
+        derived_text,
+        start,
+        end,
+        elapsed_text,
+        node_list,
+        cpus_text,
+        cpu_time_text,
+        _max_rss,
+        req_mem,
+        alloc_tres,
+        reason,
+    ) = values
     job_id = job_id.strip()
     if not job_id:
         raise SourceError("empty JobIDRaw")
-    if "." in job_id:
-        return None
     if not state_text.strip():
         raise SourceError(f"job {job_id}: empty State")
     state = parse_job_state(state_text)
@@ -198,6 +275,16 @@ def _final_from_fields(values: Sequence[str], tz: tzinfo) -> FinalState | None:
     started = parse_slurm_time(start, tz)
     if not nodes and state in TERMINAL_JOB_STATES:
         started = None
+    elapsed = parse_duration_s(elapsed_text)
+    usage = None
+    if usage_known:
+        cpus = parse_int(cpus_text)
+        usage = JobUsage(
+            elapsed_s=elapsed,
+            cpus=cpus,
+            cpu_time_s=parse_cpu_time_s(cpu_time_text),
+            memory_requested_mb=_requested_memory(alloc_tres, req_mem, len(nodes), cpus),
+        )
     reason = reason.strip()
     return FinalState(
         job_id=job_id,
@@ -207,10 +294,29 @@ def _final_from_fields(values: Sequence[str], tz: tzinfo) -> FinalState | None:
         derived_exit_code=derived[0] if derived else None,
         start_time=started,
         end_time=parse_slurm_time(end, tz),
-        elapsed_s=parse_duration_s(elapsed),
+        elapsed_s=elapsed,
         reason=reason if reason and reason != "None" else None,
         nodes=nodes,
+        usage=usage,
     )
+
+
+def _requested_memory(alloc_tres: str, req_mem: str, nodes: int, cpus: int | None) -> int | None:
+    """The job's whole memory: AllocTRES ``mem=``, else ReqMem with its old n/c suffix resolved."""
+    allocated = tres_get(alloc_tres.strip(), "mem")
+    if allocated is not None:
+        return parse_memory_mb(allocated)
+    text = req_mem.strip()
+    per_node = text.endswith("n")
+    per_cpu = text.endswith("c")
+    amount = parse_memory_mb(text)
+    if amount is None:
+        return None
+    if per_node:
+        return amount * max(nodes, 1)
+    if per_cpu and cpus:
+        return amount * cpus
+    return amount
 
 
 def apply_final_state(record: JobRecord, final: FinalState) -> JobRecord:
@@ -236,4 +342,5 @@ def apply_final_state(record: JobRecord, final: FinalState) -> JobRecord:
         end_time=final.end_time,
         reason=final.reason,
         nodes=final.nodes or record.nodes,
+        usage=final.usage or record.usage,
     )

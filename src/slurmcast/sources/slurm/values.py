@@ -24,11 +24,13 @@ __all__ = [
     "exit_from_json",
     "format_memory",
     "number",
+    "parse_cpu_time_s",
     "parse_duration_s",
     "parse_exit_pair",
     "parse_int",
     "parse_memory_mb",
     "parse_slurm_time",
+    "parse_squeue_exit",
     "parse_time_limit_min",
     "to_int",
 ]
@@ -181,6 +183,24 @@ def parse_exit_pair(text: str) -> tuple[int, int] | None:
         raise SourceError(f"bad exit code {text[:40]!r}") from None
 
 
+def parse_squeue_exit(text: str) -> tuple[int, int] | None:
+    """Parse ``squeue -O exit_code``: a raw wait status up to 22.05, ``rc:signal`` since 23.02.
+
+    Args:
+        text: e.g. ``"768"`` (22.05, exit 3), ``"3:0"`` or ``"0:15"`` (23.02+).
+
+    Returns:
+        ``(exit_code, signal)``, or None for a "no value" word.
+
+    Raises:
+        SourceError: neither form.
+    """
+    if ":" in text:
+        return parse_exit_pair(text)
+    status = parse_int(text)
+    return None if status is None else decode_wait_status(status)
+
+
 def parse_memory_mb(text: str, default_unit: str = "M") -> int | None:
     """Parse a Slurm memory size into MiB.
 
@@ -315,6 +335,33 @@ def parse_duration_s(text: str) -> int | None:
     if days < 0 or hours < 0 or minutes < 0 or seconds < 0:
         raise SourceError(f"bad duration {text[:40]!r}")
     return int(days * 86400 + hours * 3600 + minutes * 60 + seconds)
+
+
+def parse_cpu_time_s(text: str) -> float | None:
+    """Parse a CPU time as sacct prints ``TotalCPU`` into seconds, fractions kept.
+
+    Args:
+        text: ``MM:SS.mmm``, ``HH:MM:SS``, ``D-HH:MM:SS`` (sacct drops the
+            milliseconds once there are hours), or a "no value" word.
+
+    Returns:
+        Seconds, or None.
+
+    Raises:
+        SourceError: the text is not a duration.
+    """
+    text = text.strip()
+    if text in UNSET_WORDS:
+        return None
+    whole, dot, fraction = text.rpartition(".") if "." in text else (text, "", "")
+    seconds = parse_duration_s(whole if dot else text)
+    if seconds is None:
+        return None
+    if dot:
+        if not fraction.isdigit():
+            raise SourceError(f"bad CPU time {text[:40]!r}")
+        return round(seconds + float("0." + fraction), 3)
+    return float(seconds)
 
 
 def parse_time_limit_min(text: str) -> int | None:
