@@ -294,8 +294,8 @@ async def test_unknown_json_shape_falls_back_in_auto_mode(tmp_path: Path):
     nodes = await source.nodes()
     assert len(nodes.nodes) == 8
     facts = source.describe()
-    assert facts["nodes_format"] == "delimited"
-    (problem,) = facts["problems"]
+    assert facts["nodes_format"] == "delimited" and facts["problems"] == []
+    problem = facts["json_fallbacks"]["nodes"]
     assert "scontrol show nodes --json" in problem and "26.05.0" in problem
     assert "'nodes'" in problem
 

@@ -289,8 +289,6 @@ class SlurmCliSource:
         problems = []
         if self.detect_error:
             problems.append(f"detection failed: {self.detect_error}")
-        for listing, reason in sorted(self.json_fallbacks.items()):
-            problems.append(f"{listing} listed delimited: {reason}")
         if self.accounting_error:
             problems.append(f"accounting query failed: {self.accounting_error}")
         return {
@@ -299,6 +297,8 @@ class SlurmCliSource:
             "jobs_format": "json" if self._jobs_as_json else "delimited",
             "nodes_format": "json" if self._nodes_as_json else "delimited",
             "nodes_json_command": " ".join(self._nodes_json_args) if self.version else None,
+            # Listings that went delimited in auto mode: working, so not a problem.
+            "json_fallbacks": dict(self.json_fallbacks),
             "json_supported": self.json_supported,
             "accounting": {
                 "storage": self.accounting_storage,
