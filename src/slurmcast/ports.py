@@ -53,6 +53,15 @@ class Source(Protocol):
             nothing) and says so in ``describe()``; it does not raise.
         """
 
+    @property
+    def accounting_answers(self) -> bool:
+        """Whether ``final_states`` can resolve jobs now (accounting set up and answering).
+
+        While it can, a job listed as finished whose end accounting has not
+        recorded yet is worth waiting a poll or two for: its record brings the
+        exact exit code and what the job used.
+        """
+
     def describe(self) -> dict[str, Any]:
         """Facts about the source for /health (kind, detected capabilities)."""
 

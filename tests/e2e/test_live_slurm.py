@@ -176,6 +176,75 @@ async def test_jobs_and_nodes_on_real_slurm(local_slurm: Path):
         assert details["min_job_age_s"] == 5
 
 
+#: Two busy loops for 20 s (bash: sbatch --wrap runs /bin/sh, which has no SECONDS).
+BURN_2_CPUS = (
+    "bash -c 'end=$((SECONDS+20)); "
+    "for i in 1 2; do (while [ $SECONDS -lt $end ]; do :; done) & done; wait'"
+)
+#: Touch 400 MiB, hold it 8 s.
+TOUCH_400M = (
+    "python3 -c 'import time; b = bytearray(400 << 20); "
+    "b[::4096] = bytes(len(b[::4096])); time.sleep(8)'"
+)
+
+
+async def test_efficiency_and_reasons_on_real_slurm(local_slurm: Path):
+    # Accounting samples every second (--acctg-freq); the final state waits for slurmdbd.
+    settings = {**LIVE, "final_state_attempts": 60}
+    async with running_server(**settings) as app, Client.connect(app) as client:
+        await client.subscribe("jobs", "notifications")
+        async with Recorder.on(client) as seen:
+            measured = ("--mem=200M", "--acctg-freq=task=1")
+            burn = sbatch("-c", "2", *measured, "--wrap", BURN_2_CPUS)
+            idle = sbatch("-c", "2", *measured, "--wrap", "sleep 20")
+            memory = sbatch("-c", "1", "--mem=1000M", "--acctg-freq=task=1", "--wrap", TOUCH_400M)
+            held = sbatch("--hold", "--wrap", "sleep 1")
+            dependent = sbatch(f"--dependency=afterok:{burn}", "-t", "1", "--wrap", "sleep 1")
+            later = sbatch("--begin=now+3600", "--wrap", "sleep 1")
+            try:
+                waiting = {
+                    job: (await seen.expect(job_event("job_submitted", job), SLOW))["data"]
+                    for job in (held, later)
+                }
+                assert waiting[held]["reason"] == "JobHeldUser"
+                assert f"scontrol release {held}" in waiting[held]["reason_text"]
+                assert waiting[later]["reason"] == "BeginTime"
+                assert waiting[later]["expected_start_time"] is not None
+                assert "UTC" in waiting[later]["reason_text"]
+
+                def waits_on_dependency(message: dict) -> bool:
+                    data = message["data"]
+                    return (
+                        message["type"] in ("job_submitted", "job_update")
+                        and data["job_id"] == dependent
+                        and data["reason"] == "Dependency"
+                    )
+
+                on_dependency = (await seen.expect(waits_on_dependency, SLOW))["data"]
+                assert f"afterok:{burn}" in on_dependency["reason_text"]
+
+                completed = [job_event("job_update", job, "COMPLETED") for job in (burn, idle, memory)]
+                ended = {
+                    job: (await seen.expect(done, SLOW))["data"]
+                    for job, done in zip((burn, idle, memory), completed, strict=True)
+                }
+                busy, asleep = ended[burn]["efficiency"], ended[idle]["efficiency"]
+                assert busy["cpus"] == 2 and busy["elapsed_s"] >= 19
+                # 2 busy CPUs for 20 s against sleep: whatever else loads this machine,
+                # the busy job used CPU time and the sleeping one almost none.
+                assert busy["cpu_efficiency"] > 25.0 > 2.0 > asleep["cpu_efficiency"]
+                touched = ended[memory]["efficiency"]
+                assert touched["memory_requested_mb"] == 1000
+                assert 390 <= touched["memory_peak_mb"] <= 600
+                assert 39.0 <= touched["memory_efficiency"] <= 60.0
+                note = await seen.expect(notification("job_completed", burn), SLOW)
+                assert note["data"]["data"]["efficiency"]["cpu_efficiency"] == busy[
+                    "cpu_efficiency"
+                ]
+            finally:
+                run("scancel", held, dependent, later, check=False)
+
+
 async def test_job_purged_between_polls_gets_exact_final_state_from_sacct(local_slurm: Path):
     # Loops poll once at start; this test drives the polls itself.
     quiet = {**LIVE, "jobs_interval": 3600.0, "nodes_interval": 3600.0}

@@ -99,3 +99,38 @@ async def test_unresolvable_job_is_reported_unconfirmed_after_retries(fake: Fake
         assert (
             "Problem talking to the database" in health["source"]["details"]["accounting"]["error"]
         )
+
+
+async def test_job_listed_finished_waits_for_accounting_then_carries_its_usage(fake: FakeSlurm):
+    async with slurm_server(fake, final_state_attempts=50) as app, Client.connect(app) as client:
+        await client.subscribe("jobs", "notifications")
+        await baseline_taken(app)
+        # squeue already says FAILED; slurmdbd has not recorded the end yet.
+        fake.serve("squeue.txt", squeue_line("77", "FAILED", exit_status="3:0", name="t") + "\n")
+        await polls_after(app, 3)
+        assert await client.request({"type": "ping"}) == {"type": "pong"}  # nothing sent yet
+        fake.serve("sacct.txt", sacct_line("77", "FAILED", "3:0") + "\n")
+        update = await client.wait_for(lambda m: m["type"] == "job_update")
+        data = update["data"]
+        assert (data["previous_status"], data["status"]) == ("RUNNING", "FAILED")
+        assert data["exit_code"] == 3
+        # The fake job used 20.5 s of CPU in 41 s on 1 CPU.
+        assert data["efficiency"]["cpu_efficiency"] == 50.0
+        assert data["efficiency"]["elapsed_s"] == 41
+        note = await client.wait_for(lambda m: m["type"] == "notification")
+        assert note["data"]["data"]["efficiency"]["cpu_efficiency"] == 50.0
+
+
+async def test_job_listed_finished_is_reported_as_listed_when_accounting_never_has_it(
+    fake: FakeSlurm,
+):
+    async with slurm_server(fake, final_state_attempts=3) as app, Client.connect(app) as client:
+        await client.subscribe("jobs")
+        await baseline_taken(app)
+        fake.serve("squeue.txt", squeue_line("77", "FAILED", exit_status="3:0", name="t") + "\n")
+        update = await client.wait_for(lambda m: m["type"] == "job_update")
+        data = update["data"]
+        assert (data["status"], data["exit_code"]) == ("FAILED", 3)
+        assert "final_state_confirmed" not in data  # squeue saw it end: it is confirmed
+        assert data["efficiency"]["reason"] == "accounting has no record of this job"
+        assert len([c for c in fake.calls("sacct") if "--jobs=77" in c]) >= 3

@@ -78,11 +78,13 @@ def diff_jobs(
         finals: records resolved by ``Source.final_states`` for the jobs of
             ``needs_final_state``; a terminal final replaces what the listing
             says (accounting is the authority on how a job ended).
-        carry: ids of vanished, unresolved jobs to keep in the baseline
-            without an event, so their resolution is retried next time
-            (accounting lags behind the controller). A vanished unresolved job
-            not in ``carry`` is reported with its last seen state and
-            ``confirmed=False``: never an invented final state.
+        carry: ids of unresolved jobs to keep in the baseline without an
+            event, so their resolution is retried next time (accounting lags
+            behind the controller): jobs that vanished, and jobs listed as
+            finished that ``finals`` does not resolve yet. A vanished
+            unresolved job not in ``carry`` is reported with its last seen
+            state and ``confirmed=False``: never an invented final state; a
+            listed one with what the listing says.
 
     Returns:
         The events, and the next baseline.
@@ -108,8 +110,15 @@ def diff_jobs(
     baseline: dict[str, JobRecord] = {}
     for job_id, listed in curr.items():
         final = finals.get(job_id)
-        job = final if final is not None and final.state.is_terminal else listed
+        resolved = final is not None and final.state.is_terminal
+        job = final if final is not None and resolved else listed
         old = prev.get(job_id)
+        if job_id in carry and not resolved and listed.state.is_terminal:
+            # Listed as finished, not yet in accounting: its end is reported
+            # when accounting has it (with the exact exit code and usage).
+            if old is not None:
+                baseline[job_id] = old
+            continue
         if old is None:
             if job.state is JobState.PENDING:
                 events.append(JobSubmitted(job))

@@ -196,25 +196,38 @@ class ClusterMonitor:
         listed: Mapping[str, JobRecord],
         finals: Mapping[str, JobRecord],
     ) -> frozenset[str]:
-        """Vanished jobs accounting could not resolve yet and that get another try.
+        """Jobs accounting could not resolve yet and that get another try.
 
-        slurmdbd records a job's end a moment after slurmctld forgets it, so
-        a miss is retried on the next polls before the job is reported with
-        an unconfirmed final state.
+        slurmdbd records a job's end a moment after slurmctld, so a miss is
+        retried on the next polls: a vanished job before it is reported with
+        an unconfirmed final state; a job listed as finished (while accounting
+        answers) before it is reported as the listing says, without what it
+        used.
         """
         carry = set()
+        waits_for_accounting = self.source.accounting_answers
         for job_id in wanted:
             final = finals.get(job_id)
-            if job_id in listed or (final is not None and final.state.is_terminal):
+            if final is not None and final.state.is_terminal:
+                continue
+            record = listed.get(job_id)
+            if record is not None and not (waits_for_accounting and record.state.is_terminal):
                 continue
             attempts = self._unresolved.get(job_id, 0) + 1
             if attempts < self.settings.final_state_attempts:
                 self._unresolved[job_id] = attempts
                 carry.add(job_id)
-            else:
+            elif record is None:
                 log.warning(
                     "job %s left the queue and accounting has no final state for it "
                     "after %d attempts; reporting it unconfirmed",
+                    job_id,
+                    attempts,
+                )
+            else:
+                log.info(
+                    "accounting has no record of finished job %s after %d attempts; "
+                    "reporting its end as squeue lists it",
                     job_id,
                     attempts,
                 )

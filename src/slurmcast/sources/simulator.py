@@ -718,6 +718,10 @@ class SimulatorSource:
             records = {job_id: self._cluster.final_record(job_id) for job_id in jobs}
             return {job_id: r for job_id, r in records.items() if r is not None}
 
+    @property
+    def accounting_answers(self) -> bool:
+        return True
+
     def describe(self) -> dict[str, Any]:
         """Kind, seed, speed, node count and the cluster's simulated time."""
         return {

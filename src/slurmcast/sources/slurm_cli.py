@@ -317,6 +317,10 @@ class SlurmCliSource:
     # -- internals ---------------------------------------------------------
 
     @property
+    def accounting_answers(self) -> bool:
+        return self.accounting_available and self.accounting_error is None
+
+    @property
     def accounting_available(self) -> bool:
         # sacct needs slurmdbd; with jobcomp only, slurmdbd-less sites have no sacct history.
         return self.accounting_storage is not None and "slurmdbd" in self.accounting_storage
