@@ -223,11 +223,10 @@ async def test_efficiency_and_reasons_on_real_slurm(local_slurm: Path):
                 on_dependency = (await seen.expect(waits_on_dependency, SLOW))["data"]
                 assert f"afterok:{burn}" in on_dependency["reason_text"]
 
-                completed = [job_event("job_update", job, "COMPLETED") for job in (burn, idle, memory)]
-                ended = {
-                    job: (await seen.expect(done, SLOW))["data"]
-                    for job, done in zip((burn, idle, memory), completed, strict=True)
-                }
+                ended = {}
+                for job in (burn, idle, memory):
+                    done = await seen.expect(job_event("job_update", job, "COMPLETED"), SLOW)
+                    ended[job] = done["data"]
                 busy, asleep = ended[burn]["efficiency"], ended[idle]["efficiency"]
                 assert busy["cpus"] == 2 and busy["elapsed_s"] >= 19
                 # 2 busy CPUs for 20 s against sleep: whatever else loads this machine,
