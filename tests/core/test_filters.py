@@ -78,3 +78,15 @@ def test_invalid_filters_say_what_is_wrong(channel, value, words):
     with pytest.raises(ProtocolError) as info:
         parse_filter(channel, value)
     assert info.value.code is ErrorCode.INVALID_FILTER and words in info.value.message
+
+
+def test_account_filter_matches_the_job_payload():
+    from slurmcast.core.events import job_payload
+
+    from support.builders import job
+
+    physics = job_payload(job("1", account="physics"))
+    chemistry = job_payload(job("2", account="chemistry"))
+    wanted = parse_filter("jobs", {"account": "physics"})
+    assert wanted.matches(tags_for("jobs", physics))
+    assert not wanted.matches(tags_for("jobs", chemistry))

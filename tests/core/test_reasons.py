@@ -383,3 +383,11 @@ def test_time_limit_too_long_says_to_lower_it(code):
 def test_finished_job_reasons(code, words):
     text = explain(code, state=JobState.FAILED)
     assert words in text
+
+
+def test_docs_list_every_fixed_code_with_its_text() -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "slurm.md").read_text()
+    for code, text in REASON_SUMMARIES.items():
+        assert f"| `{code}` | {text} |" in docs, code

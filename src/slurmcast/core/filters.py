@@ -112,7 +112,7 @@ def tags_for(channel: str, data: Any) -> dict[str, TagValue]:
     name = Channel.NOTIFICATIONS.value if channel_user(channel) is not None else channel
     tags: dict[str, TagValue] = {}
     if name == Channel.JOBS.value:
-        _copy(tags, data, ("job_id", "user", "partition", "status", "name"))
+        _copy(tags, data, ("job_id", "user", "account", "partition", "status", "name"))
         nodes = data.get("nodes")
         if isinstance(nodes, list):
             tags["node"] = tuple(str(n) for n in nodes)
