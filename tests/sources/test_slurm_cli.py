@@ -323,3 +323,29 @@ def test_fake_lines_parse_like_real_ones():
     snapshot = parse_squeue_delimited(squeue_line("77", "RUNNING").encode(), SINCE)
     assert snapshot.jobs["77"].state is JobState.RUNNING
     assert parse_sacct(sacct_line("77", "FAILED", "3:0").encode())["77"].exit_code == 3
+
+
+async def test_auto_mode_bounds_the_json_document_by_its_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import slurmcast.sources.slurm_cli as cli
+
+    fake = FakeSlurm.recording(tmp_path, "25.11", "v0.0.44")
+    recorded = (ALL_FIXTURES / "25.11" / "rest_v0.0.44_jobs.json").stat().st_size
+    # 15 jobs at the 20 KB a 24.05+ job is assumed to print: just over the budget.
+    monkeypatch.setattr(cli, "JSON_MAX_BYTES", 15 * 20 * 1024 - 1)
+    source = source_for(fake)
+    await source.start()
+    await source.jobs()
+    await source.jobs()
+    assert all("--json" not in call for call in fake.calls("squeue"))
+    monkeypatch.setattr(cli, "JSON_MAX_BYTES", 10**9)
+    await source.jobs()
+    assert "--json" in fake.calls("squeue")[-1]
+    # Measured now: the real document fits a budget of its size, one byte less does not.
+    monkeypatch.setattr(cli, "JSON_MAX_BYTES", recorded)
+    await source.jobs()
+    assert "--json" in fake.calls("squeue")[-1]
+    monkeypatch.setattr(cli, "JSON_MAX_BYTES", recorded - 1)
+    await source.jobs()
+    assert "--json" not in fake.calls("squeue")[-1]

@@ -56,6 +56,13 @@ log = logging.getLogger("slurmcast.slurm")
 
 #: ``squeue --json`` and ``sinfo --json`` exist from this release on.
 JSON_SINCE: Final = (21, 8)
+#: Largest ``squeue --json`` document auto mode decodes: ``orjson.loads`` holds the GIL
+#: for the whole call, about 2.4 ms per MB here (docs/performance.md), so 8 MB keeps the
+#: event loop's stall near 20 ms.
+JSON_MAX_BYTES: Final = 8 * 1024 * 1024
+#: Bytes per job of ``squeue --json`` before one has been measured: recorded 22.05-23.02
+#: jobs print 3-6 KB, 24.05-25.11 ones 7-37 KB (``job_resources`` grew).
+_JSON_BYTES_PER_JOB: Final = ((23, 11), 4 * 1024, 20 * 1024)
 #: Job ids per sacct call: keeps the command line short, the query bounded.
 SACCT_BATCH: Final = 500
 #: stderr kept in an error message.
@@ -186,6 +193,7 @@ class SlurmCliSource:
         self.commands: Counter[str] = Counter()
         self.command_seconds: dict[str, float] = {}
         self._last_job_count: int | None = None
+        self._json_bytes_per_job: float | None = None
         self._node_details_needed: bool | None = None
         #: Why a listing went delimited in auto mode although JSON is supported.
         self.json_fallbacks: dict[str, str] = {}
@@ -210,6 +218,9 @@ class SlurmCliSource:
                 snapshot = await asyncio.to_thread(parse_squeue_json, result.stdout, taken_at)
             except UnknownShapeError as exc:
                 self._json_failed("jobs", exc)
+            else:
+                if snapshot.jobs:
+                    self._json_bytes_per_job = len(result.stdout) / len(snapshot.jobs)
         if snapshot is None:
             result = await self._run(SQUEUE_ARGS)
             snapshot = await asyncio.to_thread(parse_squeue_delimited, result.stdout, taken_at)
@@ -342,6 +353,7 @@ class SlurmCliSource:
             return True
         # In auto mode the first listing is delimited: it tells how big the
         # queue is before a JSON document of unknown size is decoded.
+        # Bounded by the document's expected size too: a 25.11 job prints 5x a 22.05 one.
         count = self._last_job_count
         return (
             self.settings.output_format == "auto"
@@ -349,7 +361,15 @@ class SlurmCliSource:
             and "jobs" not in self.json_fallbacks
             and count is not None
             and count <= self.settings.json_max_jobs
+            and count * self._bytes_per_job <= JSON_MAX_BYTES
         )
+
+    @property
+    def _bytes_per_job(self) -> float:
+        if self._json_bytes_per_job is not None:
+            return self._json_bytes_per_job
+        since, older, newer = _JSON_BYTES_PER_JOB
+        return newer if (self.version or (0, 0))[:2] >= since else older
 
     async def _ensure_detected(self) -> None:
         if self.version is None:
