@@ -61,10 +61,40 @@ def node(**fields) -> dict:
         ),
         (
             "jobs",
+            "job_submitted",
+            job(status="PENDING", previous_status=None, exit_code=None, reason="Priority"),
+            "2026-11-28T04:19:06Z jobs job_submitted 1251 md_sim carol PENDING waits: Priority",
+        ),
+        (
+            "jobs",
             "job_update",
             job(status="CANCELLED", exit_code=None, exit_signal=9, final_state_confirmed=False),
             "2026-11-28T04:19:06Z jobs job_update 1251 md_sim carol RUNNING -> CANCELLED "
             "signal 9 (final state unconfirmed)",
+        ),
+        (
+            "jobs",
+            "job_update",
+            job(
+                status="PENDING",
+                previous_status="PENDING",
+                exit_code=None,
+                reason="Resources",
+                previous_reason="Priority",
+            ),
+            "2026-11-28T04:19:06Z jobs job_update 1251 md_sim carol PENDING -> PENDING "
+            "waits: Priority -> Resources",
+        ),
+        (
+            "jobs",
+            "job_update",
+            job(
+                status="COMPLETED",
+                exit_code=0,
+                efficiency={"cpu_efficiency": 88.0, "memory_efficiency": None},
+            ),
+            "2026-11-28T04:19:06Z jobs job_update 1251 md_sim carol RUNNING -> COMPLETED exit 0 "
+            "cpu 88%",
         ),
         (
             "nodes",

@@ -50,13 +50,22 @@ def format_line(message: Mapping[str, Any]) -> str:
 
 
 def _job(data: Mapping[str, Any]) -> str:
-    """``1251 md_sim carol RUNNING -> FAILED exit 139``."""
+    """``1251 md_sim carol RUNNING -> FAILED exit 139 cpu 88% mem 45%``."""
     parts = [_s(data.get("job_id")), _s(data.get("name")), _s(data.get("user"))]
     parts.append(_transition(data.get("previous_status"), data.get("status")))
+    if "previous_reason" in data:
+        parts.append(f"waits: {_s(data.get('previous_reason'))} -> {_s(data.get('reason'))}")
+    elif data.get("status") == "PENDING" and data.get("reason"):
+        parts.append(f"waits: {_s(data['reason'])}")
     if data.get("exit_code") is not None:
         parts.append(f"exit {data['exit_code']}")
     if data.get("exit_signal") is not None:
         parts.append(f"signal {data['exit_signal']}")
+    efficiency = data.get("efficiency")
+    if isinstance(efficiency, Mapping):
+        for key, label in (("cpu_efficiency", "cpu"), ("memory_efficiency", "mem")):
+            if isinstance(efficiency.get(key), int | float):
+                parts.append(f"{label} {efficiency[key]:g}%")
     if data.get("final_state_confirmed") is False:
         parts.append("(final state unconfirmed)")
     return " ".join(parts)
