@@ -57,8 +57,8 @@ log = logging.getLogger("slurmcast.slurm")
 #: ``squeue --json`` and ``sinfo --json`` exist from this release on.
 JSON_SINCE: Final = (21, 8)
 #: Largest ``squeue --json`` document auto mode decodes: ``orjson.loads`` holds the GIL
-#: for the whole call, about 2.4 ms per MB here (docs/performance.md), so 8 MB keeps the
-#: event loop's stall near 20 ms.
+#: for the whole call, about 3 ms per MB here (docs/performance.md), so 8 MB keeps the
+#: event loop's stall near 25 ms.
 JSON_MAX_BYTES: Final = 8 * 1024 * 1024
 #: Bytes per job of ``squeue --json`` before one has been measured: recorded 22.05-23.02
 #: jobs print 3-6 KB, 24.05-25.11 ones 7-37 KB (``job_resources`` grew).
