@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import orjson
 
@@ -13,6 +14,7 @@ __all__ = [
     "UnknownShapeError",
     "decode_text",
     "document_release",
+    "each_record",
     "gc_paused",
     "load_json_document",
     "load_json_list",
@@ -75,6 +77,29 @@ def load_json_list(raw: bytes | str, key: str, command: str) -> list[Any]:
     if not isinstance(items, list):
         raise shape_error(document, command, repr(key))
     return items
+
+
+_T = TypeVar("_T")
+
+
+def each_record(
+    items: list[Any], parse: Callable[[Any], _T], command: str, what: str
+) -> Iterator[_T]:
+    """``parse`` applied to every item of a JSON list, a failure naming the item.
+
+    Raises:
+        SourceError: ``parse`` failed, or the item is not shaped as it expects
+            (``"squeue --json: job #3: malformed record (KeyError: 'x')"``).
+    """
+    for index, item in enumerate(items):
+        try:
+            yield parse(item)
+        except SourceError as exc:
+            raise SourceError(f"{command}: {what} #{index}: {exc.message}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SourceError(
+                f"{command}: {what} #{index}: malformed record ({type(exc).__name__}: {exc})"
+            ) from None
 
 
 def shape_error(document: dict[str, Any], command: str, expected: str) -> UnknownShapeError:

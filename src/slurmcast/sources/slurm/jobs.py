@@ -19,6 +19,7 @@ What the records hold, whatever the format:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
@@ -28,6 +29,7 @@ from slurmcast.core.snapshot import TERMINAL_JOB_STATES, JobRecord, JobsSnapshot
 from slurmcast.errors import SourceError
 from slurmcast.sources.slurm._common import (
     decode_text,
+    each_record,
     gc_paused,
     load_json_list,
     split_fields,
@@ -147,15 +149,8 @@ def parse_squeue_json(raw: bytes | str, taken_at: datetime) -> JobsSnapshot:
         items = load_json_list(raw, "jobs", "squeue --json")
         jobs: dict[str, JobRecord] = {}
         horizon = taken_at + _NO_FORECAST_AFTER
-        for index, item in enumerate(items):
-            try:
-                record = _job_from_json(item, horizon)
-            except SourceError as exc:
-                raise SourceError(f"squeue --json: job #{index}: {exc.message}") from None
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise SourceError(
-                    f"squeue --json: job #{index}: malformed record ({type(exc).__name__}: {exc})"
-                ) from None
+        parse = functools.partial(_job_from_json, horizon=horizon)
+        for record in each_record(items, parse, "squeue --json", "job"):
             jobs[record.job_id] = record
         # Free the decoded document while the collector is still paused.
         del items

@@ -28,6 +28,7 @@ from slurmcast.core.snapshot import NodeRecord, NodesSnapshot, NodeState
 from slurmcast.errors import SourceError
 from slurmcast.sources.slurm._common import (
     decode_text,
+    each_record,
     gc_paused,
     load_json_document,
     shape_error,
@@ -147,19 +148,16 @@ def parse_nodes_json(
                 raise shape_error(document, command, "'nodes' (or grouped 'sinfo')")
         del document
         nodes: dict[str, NodeRecord] = {}
-        for index, item in enumerate(items):
-            try:
-                records = _nodes_from_group(item) if grouped else [_node_from_json(item)]
-            except SourceError as exc:
-                raise SourceError(f"{command}: node #{index}: {exc.message}") from None
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise SourceError(
-                    f"{command}: node #{index}: malformed record ({type(exc).__name__}: {exc})"
-                ) from None
+        parse = _nodes_from_group if grouped else _node_as_list
+        for records in each_record(items, parse, command, "node"):
             for record in records:
                 _add(nodes, record)
         del items
     return NodesSnapshot(taken_at=taken_at, nodes=nodes)
+
+
+def _node_as_list(item: dict[str, Any]) -> list[NodeRecord]:
+    return [_node_from_json(item)]
 
 
 def _nodes_from_group(item: dict[str, Any]) -> list[NodeRecord]:

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from slurmcast.core.snapshot import TERMINAL_JOB_STATES, JobState, JobUsage
 from slurmcast.errors import SourceError
-from slurmcast.sources.slurm._common import gc_paused, load_json_list
+from slurmcast.sources.slurm._common import each_record, gc_paused, load_json_list
 from slurmcast.sources.slurm.hostlist import expand
 from slurmcast.sources.slurm.sacct import FinalState
 from slurmcast.sources.slurm.states import parse_job_state
@@ -50,15 +50,7 @@ def parse_sacct_json(raw: bytes | str, command: str = "sacct --json") -> dict[st
     finals: dict[str, FinalState] = {}
     with gc_paused():
         items = load_json_list(raw, "jobs", command)
-        for index, item in enumerate(items):
-            try:
-                final = _final_from_json(item)
-            except SourceError as exc:
-                raise SourceError(f"{command}: job #{index}: {exc.message}") from None
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise SourceError(
-                    f"{command}: job #{index}: malformed record ({type(exc).__name__}: {exc})"
-                ) from None
+        for final in each_record(items, _final_from_json, command, "job"):
             finals[final.job_id] = final
         del items
     return finals
