@@ -229,3 +229,28 @@ def test_token_command_refuses_without_a_secret_or_with_a_bad_ttl():
         env=env,
     )
     assert result.returncode == 2 and "--ttl" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--source", "slurmrestd"], "needs --slurmrestd-url"),
+        (["--source", "slurmrestd", "--slurmrestd-url", "ftp://x"], "expected http://host:6820"),
+        (
+            ["--source", "slurmrestd", "--slurmrestd-url", "http://127.0.0.1:1", "--slurmrestd-api",
+             "v1"],
+            "--slurmrestd-api 'v1'",
+        ),
+    ],
+)
+def test_slurmrestd_configuration_errors_exit_with_clear_messages(args: list[str], words: str):
+    result = subprocess.run(
+        [str(SLURMCAST), "serve", "--http-port", str(free_port()), "--ws-port", str(free_port()),
+         *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env_for(free_port(), free_port()),
+    )
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr

@@ -86,6 +86,27 @@ def build_source(settings: Settings) -> Source:
                 json_max_jobs=settings.slurm_json_max_jobs,
             )
         )
+    if settings.source == "slurmrestd":
+        from slurmcast.sources.slurmrestd.client import RestSettings
+        from slurmcast.sources.slurmrestd.source import SlurmRestSource
+
+        if not settings.slurmrestd_url:
+            raise ConfigError(
+                "--source slurmrestd needs --slurmrestd-url (http://host:6820 or "
+                "unix:///path/to/slurmrestd.socket)"
+            )
+        if settings.slurmrestd_token and settings.slurmrestd_token_file:
+            raise ConfigError("give either --slurmrestd-token-file or a token, not both")
+        return SlurmRestSource(
+            RestSettings(
+                url=settings.slurmrestd_url,
+                user=settings.slurmrestd_user,
+                token=settings.slurmrestd_token,
+                token_file=settings.slurmrestd_token_file,
+                timeout=settings.slurm_timeout,
+            ),
+            api=settings.slurmrestd_api,
+        )
     raise ConfigError(f"unknown source {settings.source!r}")
 
 

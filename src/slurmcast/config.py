@@ -25,7 +25,7 @@ from slurmcast.errors import ConfigError
 
 ENV_PREFIX = "SLURMCAST_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-SOURCES = ("simulator", "slurm")
+SOURCES = ("simulator", "slurm", "slurmrestd")
 
 
 def option(
@@ -73,11 +73,28 @@ class Settings:
         "Slurm output to parse: auto (JSON where Slurm >= 21.08 supports it), json or delimited",
         choices=("auto", "json", "delimited"),
     )
-    slurm_timeout: float = option(20.0, "seconds before one Slurm command is killed", positive=True)
+    slurm_timeout: float = option(
+        20.0, "seconds before one Slurm command (or slurmrestd request) is abandoned", positive=True
+    )
     slurm_json_max_jobs: int = option(
         2000,
         "above this many jobs, auto mode lists jobs in the delimited format (cheaper to parse)",
         minimum=0,
+    )
+    slurmrestd_url: str = option(
+        "", "slurmrestd to watch with --source slurmrestd: http://host:6820, https://..., "
+        "or unix:///path/to/slurmrestd.socket"
+    )
+    slurmrestd_user: str = option("", "user name sent with the token (X-SLURM-USER-NAME)")
+    slurmrestd_token_file: str = option(
+        "", "file holding the slurmrestd JWT (or scontrol token's SLURM_JWT=...), re-read on change"
+    )
+    slurmrestd_token: str = option(
+        "",
+        "slurmrestd JWT (prefer SLURMCAST_SLURMRESTD_TOKEN or the token file: flags are visible)",
+    )
+    slurmrestd_api: str = option(
+        "auto", "slurmrestd API version: auto (the newest both sides know) or v0.0.36 to v0.0.44"
     )
     final_state_attempts: int = option(
         3,

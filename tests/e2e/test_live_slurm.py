@@ -10,74 +10,19 @@ scripts the tests are skipped, unless SLURMCAST_REQUIRE_SLURM=1 (as in CI).
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from support.localslurm import SLOW, run, sbatch, start_slurm
 from support.recorder import Recorder, job_event, notification
 from support.server import Client, http_json, running_server
 from support.waiting import eventually
 
 pytestmark = pytest.mark.slurm
 
-ROOT = Path(__file__).resolve().parents[2]
 LIVE = {"source": "slurm", "jobs_interval": 0.5, "nodes_interval": 0.5, "metrics_interval": 2.0}
-#: Generous: a loaded 2-core machine runs slurmctld, slurmdbd, MariaDB and four slurmd.
-SLOW = 120.0
-
-
-def scripts_dir() -> Path | None:
-    candidates = [
-        os.environ.get("SLURMCAST_LOCAL_SLURM", ""),
-        ROOT.parent / "shared" / "slurm",
-        "/work/shared/slurm",
-    ]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "start-local-slurm.sh").exists():
-            return Path(candidate)
-    return None
-
-
-def run(*args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        list(args), capture_output=True, text=True, timeout=600, env=env, check=False
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"{args} failed ({result.returncode}): {result.stderr}")
-    return result.stdout
-
-
-def start_slurm(scripts: Path) -> None:
-    env = dict(os.environ, SLURM_LOCAL_MIN_JOB_AGE="5")
-    run("bash", str(scripts / "start-local-slurm.sh"), env=env)
-
-
-@pytest.fixture(scope="module")
-def local_slurm() -> Iterator[Path]:
-    scripts = scripts_dir()
-    reason = None
-    if scripts is None:
-        reason = "the local Slurm scripts (../shared/slurm) are not on this machine"
-    elif os.geteuid() != 0:
-        reason = "starting the local Slurm needs root"
-    if reason is not None:
-        if os.environ.get("SLURMCAST_REQUIRE_SLURM") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    assert scripts is not None
-    start_slurm(scripts)
-    try:
-        yield scripts
-    finally:
-        run("bash", str(scripts / "stop-local-slurm.sh"), check=False)
-
-
-def sbatch(*args: str) -> str:
-    out = run("sbatch", "--parsable", "--output=/dev/null", *args)
-    return out.strip().split(";")[0]
 
 
 async def test_jobs_and_nodes_on_real_slurm(local_slurm: Path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from support.fakerestd import FakeRestd
 from support.fakeslurm import FakeSlurm
 from support.server import Client, running_server
 from support.waiting import eventually
@@ -46,3 +47,40 @@ async def test_commands_per_poll_do_not_grow_with_clients(tmp_path: Path):
         # The fixture's queue has no job finishing between polls: no sacct at all.
         assert fake.calls("sacct") == []
         assert app.health()["clients"] == CLIENTS
+
+
+async def test_slurmrestd_requests_per_poll_do_not_grow_with_clients():
+    async with (
+        FakeRestd("25.11").running() as fake,
+        running_server(
+            source="slurmrestd",
+            slurmrestd_url=fake.url,
+            jobs_interval=0.05,
+            nodes_interval=0.05,
+            metrics_interval=0.05,
+        ) as app,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        clients = [
+            await stack.enter_async_context(Client.connect(app, max_queue=None))
+            for _ in range(CLIENTS)
+        ]
+        for client in clients:
+            await client.subscribe("jobs", "nodes", "metrics")
+
+        async def polls() -> dict[str, int]:
+            return dict(app.health()["polls"])
+
+        counts = await eventually(polls, lambda p: p["jobs"] >= 20 and p["nodes"] >= 20)
+        jobs = fake.seen("/slurm/v0.0.44/jobs")
+        nodes = fake.seen("/slurm/v0.0.44/nodes")
+        # One request per completed poll (plus at most one in flight), nothing per client;
+        # an unchanged cluster is answered 304 after the first listing.
+        assert counts["jobs"] <= len(jobs) <= counts["jobs"] + 1
+        assert counts["nodes"] <= len(nodes) <= counts["nodes"] + 1
+        assert all("update_time" in request.query for request in jobs[1:])
+        details = app.health()["source"]["details"]
+        assert details["not_modified"]["jobs"] >= len(jobs) - 2
+        assert len(fake.seen("/openapi/v3")) == 1
+        # Jobs the recording lists as finished are looked up once, in one batch.
+        assert len(fake.seen("/slurmdb/")) <= 2

@@ -128,7 +128,9 @@ _GPU_REQUESTS: Final = ("tres_per_job", "tres_per_node", "tres_per_socket", "tre
 _NO_FORECAST_AFTER: Final = timedelta(days=300)
 
 
-def parse_squeue_json(raw: bytes | str, taken_at: datetime) -> JobsSnapshot:
+def parse_squeue_json(
+    raw: bytes | str, taken_at: datetime, command: str = "squeue --json"
+) -> JobsSnapshot:
     """Parse ``squeue --json`` (or slurmrestd ``GET /slurm/v0.0.3x/jobs``).
 
     Reads REST v0.0.36-v0.0.38 shapes (22.05) and the v0.0.39+ ones
@@ -137,6 +139,7 @@ def parse_squeue_json(raw: bytes | str, taken_at: datetime) -> JobsSnapshot:
     Args:
         raw: the command's stdout.
         taken_at: when the command ran (aware UTC).
+        command: what produced it, for error messages.
 
     Returns:
         Every job in the output, keyed by raw job id.
@@ -146,11 +149,11 @@ def parse_squeue_json(raw: bytes | str, taken_at: datetime) -> JobsSnapshot:
             errors, or a job lacks an id or a state.
     """
     with gc_paused():
-        items = load_json_list(raw, "jobs", "squeue --json")
+        items = load_json_list(raw, "jobs", command)
         jobs: dict[str, JobRecord] = {}
         horizon = taken_at + _NO_FORECAST_AFTER
         parse = functools.partial(_job_from_json, horizon=horizon)
-        for record in each_record(items, parse, "squeue --json", "job"):
+        for record in each_record(items, parse, command, "job"):
             jobs[record.job_id] = record
         # Free the decoded document while the collector is still paused.
         del items
