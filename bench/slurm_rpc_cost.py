@@ -99,7 +99,9 @@ async def run_case(source: str, clients: int, seconds: float) -> dict[str, objec
     per_minute = {name: round(n * 60 / seconds, 1) for name, n in sorted(counts.items())}
     # REQUEST_STATS_INFO is this script's own sdiag.
     ours = {
-        k: v for k, v in per_minute.items() if k.startswith("REQUEST_") and k != "REQUEST_STATS_INFO"
+        name: count
+        for name, count in per_minute.items()
+        if name.startswith("REQUEST_") and name != "REQUEST_STATS_INFO"
     }
     return {
         "source": source,
