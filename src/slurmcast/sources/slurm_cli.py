@@ -34,6 +34,7 @@ from typing import Any, Final
 
 from slurmcast.core.snapshot import JobRecord, JobsSnapshot, NodesSnapshot
 from slurmcast.errors import ErrorCode, SourceError
+from slurmcast.sources.final_states import Accounting
 from slurmcast.sources.slurm._common import UnknownShapeError
 from slurmcast.sources.slurm.jobs import (
     SQUEUE_ARGS,
@@ -50,7 +51,7 @@ from slurmcast.sources.slurm.nodes import (
     parse_scontrol_nodes,
     parse_sinfo_delimited,
 )
-from slurmcast.sources.slurm.sacct import apply_final_state, parse_sacct, sacct_args
+from slurmcast.sources.slurm.sacct import FinalState, parse_sacct, sacct_args
 
 log = logging.getLogger("slurmcast.slurm")
 
@@ -188,7 +189,7 @@ class SlurmCliSource:
         self.json_supported = False
         self.accounting_storage: str | None = None
         self.min_job_age: int | None = None
-        self.accounting_error: str | None = None
+        self._accounting = Accounting("accounting query (sacct)")
         self.detect_error: str | None = None
         self.commands: Counter[str] = Counter()
         self.command_seconds: dict[str, float] = {}
@@ -275,26 +276,16 @@ class SlurmCliSource:
         """
         if not self.accounting_available or not jobs:
             return {}
-        ids = sorted(jobs, key=_job_id_order)
-        resolved: dict[str, JobRecord] = {}
-        try:
-            for start in range(0, len(ids), SACCT_BATCH):
-                batch = ids[start : start + SACCT_BATCH]
-                result = await self._run(sacct_args(since, job_ids=batch))
-                finals = await asyncio.to_thread(parse_sacct, result.stdout)
-                for job_id in batch:
-                    final = finals.get(job_id)
-                    if final is not None:
-                        resolved[job_id] = apply_final_state(jobs[job_id], final)
-        except SourceError as exc:
-            if self.accounting_error is None:
-                log.warning("accounting query failed; final states are unconfirmed: %s", exc)
-            self.accounting_error = exc.message
-            return resolved
-        if self.accounting_error is not None:
-            log.info("accounting queries work again")
-            self.accounting_error = None
-        return resolved
+
+        async def fetch(batch: Sequence[str]) -> Mapping[str, FinalState]:
+            result = await self._run(sacct_args(since, job_ids=batch))
+            return await asyncio.to_thread(parse_sacct, result.stdout)
+
+        return await self._accounting.resolve(jobs, SACCT_BATCH, fetch)
+
+    @property
+    def accounting_error(self) -> str | None:
+        return self._accounting.error
 
     def describe(self) -> dict[str, Any]:
         problems = []
@@ -432,7 +423,3 @@ def _config_values(raw: bytes) -> dict[str, str]:
             values[key.strip()] = value.strip()
     return values
 
-
-def _job_id_order(job_id: str) -> tuple[int, str]:
-    head = job_id.split("_", 1)[0]
-    return (int(head) if head.isdigit() else 0, job_id)

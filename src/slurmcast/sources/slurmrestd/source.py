@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -24,10 +24,11 @@ import orjson
 
 from slurmcast.core.snapshot import JobRecord, JobsSnapshot, JobState, NodesSnapshot
 from slurmcast.errors import ConfigError, SourceError
+from slurmcast.sources.final_states import Accounting
 from slurmcast.sources.slurm._common import document_release
 from slurmcast.sources.slurm.jobs import parse_squeue_json
 from slurmcast.sources.slurm.nodes import parse_nodes_json
-from slurmcast.sources.slurm.sacct import FinalState, apply_final_state
+from slurmcast.sources.slurm.sacct import FinalState
 from slurmcast.sources.slurm.sacct_json import parse_sacct_json
 from slurmcast.sources.slurmrestd.client import (
     Reply,
@@ -78,7 +79,7 @@ class SlurmRestSource:
         self.choice: ApiChoice | None = None
         self.release: str | None = None
         self.detect_error: str | None = None
-        self.accounting_error: str | None = None
+        self._accounting = Accounting("accounting request (slurmdbd)")
         self.not_modified: dict[str, int] = {"jobs": 0, "nodes": 0}
         #: Listings asked without ``update_time`` (the server mishandles it).
         self.unconditional: set[str] = set()
@@ -136,31 +137,17 @@ class SlurmRestSource:
         if choice is None or choice.slurmdb is None or not jobs:
             return {}
         path = choice.path("slurmdb", "jobs")
-        resolved: dict[str, JobRecord] = {}
-        ids = sorted(jobs, key=_job_id_order)
-        try:
-            for start in range(0, len(ids), ACCOUNTING_BATCH):
-                batch = ids[start : start + ACCOUNTING_BATCH]
-                params = {"step": ",".join(batch), "start_time": self._start_time(since)}
-                reply = await self.client.get(path, params, label="slurmdb_jobs")
-                finals = await asyncio.to_thread(
-                    parse_sacct_json, reply.body, f"slurmrestd GET {path}"
-                )
-                for job_id in batch:
-                    final = finals.get(job_id)
-                    if final is not None:
-                        resolved[job_id] = apply_final_state(
-                            jobs[job_id], self._corrected(final, jobs[job_id])
-                        )
-        except SourceError as exc:
-            if self.accounting_error is None:
-                log.warning("accounting request failed; final states are unconfirmed: %s", exc)
-            self.accounting_error = exc.message
-            return resolved
-        if self.accounting_error is not None:
-            log.info("accounting requests work again")
-            self.accounting_error = None
-        return resolved
+
+        async def fetch(batch: Sequence[str]) -> Mapping[str, FinalState]:
+            params = {"step": ",".join(batch), "start_time": self._start_time(since)}
+            reply = await self.client.get(path, params, label="slurmdb_jobs")
+            return await asyncio.to_thread(parse_sacct_json, reply.body, f"slurmrestd GET {path}")
+
+        return await self._accounting.resolve(jobs, ACCOUNTING_BATCH, fetch, self._corrected)
+
+    @property
+    def accounting_error(self) -> str | None:
+        return self._accounting.error
 
     @property
     def accounting_answers(self) -> bool:
@@ -332,7 +319,3 @@ def _order(version: str) -> tuple[int, ...]:
     except ValueError:
         return ()
 
-
-def _job_id_order(job_id: str) -> tuple[int, str]:
-    head = job_id.split("_", 1)[0]
-    return (int(head) if head.isdigit() else 0, job_id)
