@@ -254,3 +254,59 @@ def test_slurmrestd_configuration_errors_exit_with_clear_messages(args: list[str
     )
     assert result.returncode == 2, result.stderr
     assert words in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        ("ws_port = [1]\n", "ws_port: expected int, got [1]"),
+        ("ws_port = 2024-01-01\n", "ws_port: expected int, got datetime.date(2024, 1, 1)"),
+        ("jobs_interval = {a = 1}\n", "jobs_interval: expected float, got {'a': 1}"),
+        ("jwt_leeway = nan\n", "jwt_leeway: expected a finite number, got nan"),
+        ('history_size = "jobs=\\u00b2"\n', "history_size: expected entries like jobs=1000"),
+    ],
+)
+def test_a_config_file_with_a_bad_value_exits_with_one_line(tmp_path: Path, config, words):
+    path = tmp_path / "slurmcast.toml"
+    path.write_text(config)
+    # The ports from the environment would win over the file's ws_port.
+    env = env_for(free_port(), free_port())
+    del env["SLURMCAST_WS_PORT"], env["SLURMCAST_HTTP_PORT"]
+    result = subprocess.run(
+        [str(SLURMCAST), "serve", "--config", str(path), "--http-port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"slurmcast: configuration error: {path}: {words}")
+    assert result.stderr.count("\n") == 1  # one line, no traceback
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_a_bad_leeway_in_the_environment_exits_with_one_line(value):
+    result = subprocess.run(
+        [str(SLURMCAST), "serve"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env_for(free_port(), free_port(), SLURMCAST_JWT_LEEWAY=value),
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("slurmcast: configuration error: SLURMCAST_JWT_LEEWAY: ")
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("ttl", ["nan", "inf", "infs", "-infd", "99999d"])
+def test_token_command_refuses_a_ttl_that_is_not_a_finite_duration(ttl):
+    env = dict(os.environ, SLURMCAST_JWT_SECRET="x" * 40)
+    result = subprocess.run(
+        [str(SLURMCAST), "token", "--sub", "alice", f"--ttl={ttl}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("slurmcast: --ttl: ") and result.stderr.count("\n") == 1

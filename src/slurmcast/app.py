@@ -34,6 +34,7 @@ from slurmcast.core.publication import Publication
 from slurmcast.core.session import SessionLimits
 from slurmcast.errors import AuthError, ConfigError
 from slurmcast.http.app import ApiGuard, HttpServer, create_app
+from slurmcast.http.connections import ConnectionLimits
 from slurmcast.hub import Hub
 from slurmcast.monitors.leader import Leadership
 from slurmcast.monitors.poller import ClusterMonitor, MonitorSettings
@@ -150,6 +151,7 @@ def websocket_settings(settings: Settings) -> WebSocketSettings:
         max_connections_per_ip=settings.max_connections_per_ip,
         max_connections_per_user=settings.max_connections_per_user,
         allowed_origins=tuple(o.strip() for o in settings.allowed_origins.split(",") if o.strip()),
+        handshake_timeout=settings.ws_handshake_timeout,
         limits=SessionLimits(
             auth_timeout=settings.auth_timeout,
             refresh_grace=settings.refresh_grace,
@@ -157,6 +159,7 @@ def websocket_settings(settings: Settings) -> WebSocketSettings:
             burst=settings.rate_burst,
             flood_warnings=settings.flood_warnings,
             max_channels=settings.max_channels,
+            reply_bytes_per_token=settings.reply_bytes_per_token,
         ),
     )
 
@@ -254,6 +257,11 @@ class SlurmcastApp:
             ),
             settings.host,
             settings.http_port,
+            ConnectionLimits(
+                header_timeout=settings.http_header_timeout,
+                body_timeout=settings.http_body_timeout,
+                max_per_ip=settings.http_max_connections_per_ip,
+            ),
         )
         self._started = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
@@ -429,6 +437,7 @@ class SlurmcastApp:
             "uptime_s": round(time.monotonic() - self._started, 3),
             "source": source,
             "storage": storage,
+            "http": self.http.connections.stats(),
             "published": self.node.published,
             "polls": dict(self.monitor.polls),
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import sys
 import time
@@ -16,6 +17,8 @@ from slurmcast.config import Settings, env_name, load_settings, settings_fields
 from slurmcast.errors import ConfigError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: Longest lifetime ``slurmcast token`` mints: ten years.
+MAX_TOKEN_TTL = 3650 * 86400.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,8 +159,11 @@ def parse_ttl(text: str) -> float:
         raise ConfigError(
             f"--ttl: expected a duration like 3600, 30m or 12h, got {text!r}"
         ) from None
-    if seconds <= 0:
-        raise ConfigError("--ttl: must be positive")
+    # nan passes every comparison and inf cannot become a time: both are refused here.
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"--ttl: must be a positive duration, got {text!r}")
+    if seconds > MAX_TOKEN_TTL:
+        raise ConfigError(f"--ttl: must be at most {MAX_TOKEN_TTL // 86400:.0f}d, got {text!r}")
     return seconds
 
 

@@ -15,6 +15,7 @@ explicit ``SLURMCAST_SOURCE`` or ``--source`` takes precedence over it.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
@@ -26,6 +27,19 @@ from slurmcast.errors import ConfigError
 ENV_PREFIX = "SLURMCAST_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SOURCES = ("simulator", "slurm", "slurmrestd")
+
+# Upper bounds of the numeric options. A value past them is a typo or an
+# attempt to switch a check off (a leeway of 1e18 s accepts any expired token;
+# a sleep of 1e300 s overflows the event loop's timer), never a setting.
+HOUR = 3600.0
+DAY = 86400.0
+YEAR = 365 * DAY
+#: Clock skew tolerated on token times: minutes at most, or expiry means little.
+MAX_JWT_LEEWAY = 300.0
+#: Byte sizes (frames, buffers, bodies): 1 GiB.
+MAX_BYTES = 1 << 30
+#: Messages kept per channel (``history_size``).
+MAX_HISTORY_SIZE = 1_000_000
 
 
 def option(
@@ -58,12 +72,16 @@ class Settings:
     ws_port: int = option(5011, "WebSocket port", minimum=0, maximum=65535)
     http_port: int = option(5012, "HTTP API port", minimum=0, maximum=65535)
     source: str = option("simulator", "where cluster state comes from", choices=SOURCES)
-    jobs_interval: float = option(5.0, "seconds between job polls", positive=True)
-    nodes_interval: float = option(5.0, "seconds between node polls", positive=True)
-    metrics_interval: float = option(15.0, "seconds between metrics_update messages", positive=True)
-    source_timeout: float = option(30.0, "seconds before a source call is abandoned", positive=True)
+    jobs_interval: float = option(5.0, "seconds between job polls", positive=True, maximum=DAY)
+    nodes_interval: float = option(5.0, "seconds between node polls", positive=True, maximum=DAY)
+    metrics_interval: float = option(
+        15.0, "seconds between metrics_update messages", positive=True, maximum=DAY
+    )
+    source_timeout: float = option(
+        30.0, "seconds before a source call is abandoned", positive=True, maximum=HOUR
+    )
     backoff_max: float = option(
-        60.0, "longest wait between retries while the source fails", positive=True
+        60.0, "longest wait between retries while the source fails", positive=True, maximum=DAY
     )
     slurm_bin_dir: str = option(
         "", "directory holding squeue, sinfo, sacct and scontrol (default: search PATH)"
@@ -74,7 +92,10 @@ class Settings:
         choices=("auto", "json", "delimited"),
     )
     slurm_timeout: float = option(
-        20.0, "seconds before one Slurm command (or slurmrestd request) is abandoned", positive=True
+        20.0,
+        "seconds before one Slurm command (or slurmrestd request) is abandoned",
+        positive=True,
+        maximum=HOUR,
     )
     slurm_json_max_jobs: int = option(
         2000,
@@ -100,46 +121,90 @@ class Settings:
         3,
         "polls a vanished job's final state is looked up before it is reported unconfirmed",
         minimum=1,
+        maximum=1000,
     )
     sim_seed: int = option(1, "seed of the simulated cluster (same seed, same cluster)")
     sim_speed: float = option(
-        1.0, "simulated seconds per real second (60 = an hour per minute)", positive=True
+        1.0,
+        "simulated seconds per real second (60 = an hour per minute)",
+        positive=True,
+        maximum=1e6,
     )
     sim_node_events: float = option(
-        0.3, "simulated node drains and failures per node per simulated day", minimum=0
+        0.3,
+        "simulated node drains and failures per node per simulated day",
+        minimum=0,
+        maximum=1000,
     )
     sim_nodes: int = option(16, "number of simulated nodes (8-32)", minimum=8, maximum=32)
     log_level: str = option("INFO", "logging level", choices=LOG_LEVELS)
     max_message_size: int = option(
-        65536, "largest client frame in bytes; larger closes the connection with 1009", minimum=1
+        65536,
+        "largest client frame in bytes; larger closes the connection with 1009",
+        minimum=1,
+        maximum=MAX_BYTES,
     )
     client_buffer_limit: int = option(
         1048576,
         "bytes queued for one client before it is closed as a slow consumer (4008)",
         minimum=1,
+        maximum=MAX_BYTES,
     )
     slow_client_grace: float = option(
         5.0,
         "seconds a slow consumer gets to read its close frame before its connection is cut",
         positive=True,
+        maximum=HOUR,
     )
-    ping_interval: float = option(20.0, "seconds between keepalive pings", positive=True)
+    ping_interval: float = option(
+        20.0, "seconds between keepalive pings", positive=True, maximum=DAY
+    )
     ping_timeout: float = option(
-        20.0, "seconds to wait for a pong before dropping the connection", positive=True
+        20.0,
+        "seconds to wait for a pong before dropping the connection",
+        positive=True,
+        maximum=DAY,
     )
     cpu_change_threshold: float = option(
-        20.0, "CPU usage points a node must move to raise node_resource_change", minimum=0
+        20.0,
+        "CPU usage points a node must move to raise node_resource_change",
+        minimum=0,
+        maximum=100,
     )
     alert_cpu_threshold: float = option(
-        90.0, "cluster CPU usage percent above which an alert fires", minimum=0
+        90.0, "cluster CPU usage percent above which an alert fires", minimum=0, maximum=100
     )
     alert_memory_threshold: float = option(
-        95.0, "cluster memory usage percent above which an alert fires", minimum=0
+        95.0, "cluster memory usage percent above which an alert fires", minimum=0, maximum=100
     )
     alert_hysteresis: float = option(
-        5.0, "points below a threshold a value must fall for its alert to resolve", minimum=0
+        5.0,
+        "points below a threshold a value must fall for its alert to resolve",
+        minimum=0,
+        maximum=100,
     )
-    http_max_body: int = option(1048576, "largest HTTP request body in bytes", minimum=1)
+    http_max_body: int = option(
+        1048576, "largest HTTP request body in bytes", minimum=1, maximum=MAX_BYTES
+    )
+    http_header_timeout: float = option(
+        10.0,
+        "seconds an HTTP client has to send a request's headers (from connecting, or from the "
+        "first byte of a request on a kept-alive connection); slower ones are disconnected",
+        positive=True,
+        maximum=600,
+    )
+    http_body_timeout: float = option(
+        15.0,
+        "seconds an HTTP client has to send a request's body once its headers arrived; "
+        "slower ones are disconnected",
+        positive=True,
+        maximum=HOUR,
+    )
+    http_max_connections_per_ip: int = option(
+        100,
+        "HTTP API connections per client address; more are refused with 429",
+        minimum=1,
+    )
     data_dir: str = option("data", "directory for the default SQLite database")
     database_url: str = option(
         "",
@@ -151,7 +216,10 @@ class Settings:
         "messages kept per channel for history and recovery (user = each user:<name> channel)",
     )
     history_ttl: float = option(
-        0.0, "seconds a message is kept for history and recovery (0: no age limit)", minimum=0
+        0.0,
+        "seconds a message is kept for history and recovery (0: no age limit)",
+        minimum=0,
+        maximum=YEAR,
     )
     # -- scale-out (docs/deployment.md) --
     broker: str = option(
@@ -170,9 +238,13 @@ class Settings:
         "seconds the polling lease lasts without renewal (renewed every third of it): "
         "how fast another instance takes over polling when the leader dies",
         positive=True,
+        maximum=HOUR,
     )
     presence_ttl: float = option(
-        15.0, "seconds an instance's client counts stay in Redis without refresh", positive=True
+        15.0,
+        "seconds an instance's client counts stay in Redis without refresh",
+        positive=True,
+        maximum=DAY,
     )
     sim_start: str = option(
         "",
@@ -188,13 +260,21 @@ class Settings:
     jwks: str = option("", "JWKS file (RS256/ES256 keys selected by the token's kid)")
     jwt_audience: str = option("", "required 'aud' claim (empty: not checked)")
     jwt_issuer: str = option("", "required 'iss' claim (empty: not checked)")
-    jwt_leeway: float = option(10.0, "seconds of clock skew allowed on exp, nbf and iat", minimum=0)
+    jwt_leeway: float = option(
+        10.0,
+        "seconds of clock skew allowed on exp, nbf and iat",
+        minimum=0,
+        maximum=MAX_JWT_LEEWAY,
+    )
     api_key: str = option("", "key for the HTTP API's write endpoints (X-API-Key header)")
     auth_timeout: float = option(
-        5.0, "seconds a client has to send its auth message", positive=True
+        5.0, "seconds a client has to send its auth message", positive=True, maximum=HOUR
     )
     refresh_grace: float = option(
-        30.0, "seconds after a token expires for the client to send a refresh", positive=True
+        30.0,
+        "seconds after a token expires for the client to send a refresh",
+        positive=True,
+        maximum=DAY,
     )
     jobs_visibility: str = option(
         "own",
@@ -202,7 +282,7 @@ class Settings:
         choices=("own", "all"),
     )
     rate_limit: float = option(
-        60.0, "messages a client may send per minute (token bucket)", positive=True
+        60.0, "messages a client may send per minute (token bucket)", positive=True, maximum=1e9
     )
     rate_burst: int = option(10, "messages a client may send at once above the rate", minimum=1)
     flood_warnings: int = option(
@@ -212,6 +292,19 @@ class Settings:
     max_connections_per_ip: int = option(200, "WebSocket connections per client address", minimum=1)
     max_connections_per_user: int = option(50, "WebSocket connections per user", minimum=1)
     max_channels: int = option(32, "channels one connection may subscribe to", minimum=1)
+    ws_handshake_timeout: float = option(
+        10.0,
+        "seconds a WebSocket client has, from its TCP connection, to finish the handshake",
+        positive=True,
+        maximum=HOUR,
+    )
+    reply_bytes_per_token: int = option(
+        65536,
+        "bytes of history, snapshot or replay one rate-limit token pays for (bigger answers cost "
+        "more)",
+        minimum=1024,
+        maximum=1 << 30,
+    )
     allowed_origins: str = option(
         "", "comma-separated browser origins allowed to connect (empty: any)"
     )
@@ -231,13 +324,19 @@ def parse_sizes(spec: str) -> dict[str, int]:
     sizes: dict[str, int] = {}
     for entry in filter(None, (part.strip() for part in spec.split(","))):
         name, sep, value = entry.partition("=")
-        name = name.strip()
-        if not sep or name not in known or not value.strip().isdigit():
+        name, value = name.strip(), value.strip()
+        # isdecimal and ASCII: isdigit() also accepts '²', which int() refuses.
+        if not sep or name not in known or not (value.isascii() and value.isdecimal()):
             raise ConfigError(
                 f"history_size: expected entries like jobs=1000 for channels "
                 f"{', '.join(sorted(known))}, got {entry!r}"
             )
-        sizes[name] = int(value)
+        size = int(value)
+        if size > MAX_HISTORY_SIZE:
+            raise ConfigError(
+                f"history_size: {name} must be at most {MAX_HISTORY_SIZE}, got {size}"
+            )
+        sizes[name] = size
     return sizes
 
 
@@ -303,43 +402,81 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 
 def _convert(spec: Field[Any], raw: Any, origin: str) -> Any:
+    """One option's value from a flag, the environment (text) or the file (any TOML type).
+
+    Raises:
+        ConfigError: naming ``origin``, for a value of the wrong type or out of range.
+    """
     kind: type[Any] = type(spec.default) if spec.default is not MISSING else str
     meta = spec.metadata
     try:
-        if kind is bool:
-            value: Any = raw if isinstance(raw, bool) else _to_bool(str(raw), origin)
-        elif kind is int:
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise ValueError(raw)
-            value = int(raw)
-        elif kind is float:
-            if isinstance(raw, bool):
-                raise ValueError(raw)
-            value = float(raw)
-        else:
-            if not isinstance(raw, str):
-                raise ValueError(raw)
-            value = raw
-    except ValueError:
-        raise ConfigError(f"{origin}: expected {kind.__name__}, got {raw!r}") from None
+        value = _coerce(kind, raw, origin)
+    # TypeError: a TOML array, table or date where a number was expected;
+    # OverflowError: an integer too large for a float.
+    except (ValueError, TypeError, OverflowError):
+        raise ConfigError(f"{origin}: expected {kind.__name__}, got {_shown(raw)}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{origin}: expected a finite number, got {_shown(raw)}")
+    if isinstance(value, str) and "\0" in value:
+        raise ConfigError(f"{origin}: must not contain NUL characters")
     if spec.name == "log_level":
         value = value.upper()
     if spec.name == "history_size":
         try:
             parse_sizes(value)
         except ConfigError as exc:
-            raise ConfigError(f"{origin}: {exc.message}") from None
+            detail = exc.message.removeprefix("history_size: ")  # origin names the option
+            raise ConfigError(f"{origin}: {detail}") from None
     if meta.get("choices") and value not in meta["choices"]:
         raise ConfigError(f"{origin}: {value!r} is not one of {', '.join(meta['choices'])}")
     if meta.get("positive") and not value > 0:
         raise ConfigError(f"{origin}: must be greater than 0, got {value!r}")
     minimum = meta.get("minimum")
     if minimum is not None and value < minimum:
-        raise ConfigError(f"{origin}: must be at least {minimum:g}, got {value!r}")
+        raise ConfigError(f"{origin}: must be at least {_number(minimum)}, got {value!r}")
     maximum = meta.get("maximum")
     if maximum is not None and value > maximum:
-        raise ConfigError(f"{origin}: must be at most {maximum:g}, got {value!r}")
+        raise ConfigError(f"{origin}: must be at most {_number(maximum)}, got {value!r}")
     return value
+
+
+def _coerce(kind: type[Any], raw: Any, origin: str) -> Any:
+    """``raw`` as ``kind``; raises ValueError or TypeError when it is not one.
+
+    Text (flags, environment) is parsed; a TOML value must already be of the
+    kind, except that an integral float may stand for an int and an int for a float.
+    """
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str):
+            return _to_bool(raw, origin)
+        raise TypeError(raw)
+    if isinstance(raw, bool):  # a bool is an int to Python, never a number here
+        raise TypeError(raw)
+    if kind is int:
+        if isinstance(raw, float) and not raw.is_integer():
+            raise ValueError(raw)
+        if not isinstance(raw, int | float | str):
+            raise TypeError(raw)
+        return int(raw)
+    if kind is float:
+        if not isinstance(raw, int | float | str):
+            raise TypeError(raw)
+        return float(raw)
+    if not isinstance(raw, str):
+        raise TypeError(raw)
+    return raw
+
+
+def _shown(raw: Any) -> str:
+    """A value as quoted in an error message: its repr, cut short."""
+    text = repr(raw)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _number(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else repr(bound)
 
 
 def _to_bool(text: str, origin: str) -> bool:

@@ -33,6 +33,10 @@ class Hub:
     def __init__(self, encode_frame: Callable[[bytes], bytes]) -> None:
         self._encode_frame = encode_frame
         self._clients: set[Subscriber] = set()
+        # Who receives messages to everyone (``all``): clients that may read,
+        # i.e. authenticated ones (or every one when authentication is off).
+        # A socket still to send its token is connected but hears nothing.
+        self._admitted: set[Subscriber] = set()
         self._registry: SubscriptionRegistry[Subscriber] = SubscriptionRegistry()
         self._users: dict[Subscriber, str] = {}
         self._per_user: Counter[str] = Counter()
@@ -49,6 +53,7 @@ class Hub:
     def disconnect(self, client: Subscriber) -> list[str]:
         """Forget a client; returns the channels it was subscribed to."""
         self._clients.discard(client)
+        self._admitted.discard(client)
         for key in [key for key in self._held if key[0] is client]:
             del self._held[key]
         for key in [key for key in self._floors if key[0] is client]:
@@ -60,18 +65,35 @@ class Hub:
                 del self._per_user[user]
         return self._registry.remove_client(client)
 
-    def set_user(self, client: Subscriber, user: str) -> None:
-        """Record which user a client acts for (per-user connection limits)."""
+    def admit(self, client: Subscriber, user: str | None) -> None:
+        """The client may read from now on, acting for ``user`` (None: auth is off).
+
+        It starts receiving messages to everyone, and counts toward ``user``'s
+        connections (per-user limits).
+        """
+        self._admitted.add(client)
+        if user is None:
+            return
         previous = self._users.get(client)
         if previous == user:
             return
         if previous is not None:
             self._per_user[previous] -= 1
+            if not self._per_user[previous]:
+                del self._per_user[previous]
         self._users[client] = user
         self._per_user[user] += 1
 
+    def user_of(self, client: Subscriber) -> str | None:
+        """The user a client was admitted for (None: not admitted, or auth is off)."""
+        return self._users.get(client)
+
     def connections_of(self, user: str) -> int:
         return self._per_user.get(user, 0)
+
+    def watched(self, channel: str) -> bool:
+        """Whether any local client is subscribed to ``channel``."""
+        return bool(self._registry.subscribers(channel))
 
     def subscribe(self, client: Subscriber, channel: str, *, hold: bool = False) -> bool:
         """Subscribe; with ``hold``, publications are kept for ``release`` instead of written.
@@ -107,7 +129,7 @@ class Hub:
         """Write a publication to every local recipient; returns how many took it."""
         targets: Set[Subscriber]
         if publication.to_all_clients:
-            targets = self._clients
+            targets = self._admitted
         else:
             targets = self._registry.subscribers(publication.channel)
         if not targets:

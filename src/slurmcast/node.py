@@ -174,7 +174,7 @@ class Node:
             if history is None and state is None:
                 top = await self.broker.position(channel)
         except BaseException:
-            self.hub.unsubscribe(client, channel)
+            self.unsubscribe(client, channel)
             raise
         held = self.hub.release(client, channel)  # live from here: no await below
         subscribed = self._start(since, history, held, state, top)
@@ -204,6 +204,22 @@ class Node:
         assert start is not None
         later = [p for p in held if p.offset > start.offset]
         return Subscribed(start, recovered, state, later)
+
+    def unsubscribe(self, client: Subscriber, channel: str) -> None:
+        self.hub.unsubscribe(client, channel)
+        self._forget_unwatched([channel])
+
+    def disconnect(self, client: Subscriber) -> list[str]:
+        """Forget a client; returns the channels it was subscribed to."""
+        channels = self.hub.disconnect(client)
+        self._forget_unwatched(channels)
+        return channels
+
+    def _forget_unwatched(self, channels: Iterable[str]) -> None:
+        # A channel nobody here follows any more costs the broker nothing.
+        for channel in channels:
+            if not self.hub.watched(channel):
+                self.broker.untrack(channel)
 
     async def close(self) -> None:
         await self.broker.close()

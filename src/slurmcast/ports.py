@@ -156,6 +156,10 @@ class Broker(Protocol):
         """A local subscription continues from ``position``: check later deliveries
         on ``channel`` against it (gap detection)."""
 
+    def untrack(self, channel: str) -> None:
+        """The last local subscription of ``channel`` ended: stop checking it, and
+        keep nothing for it."""
+
     def describe(self) -> dict[str, Any]:
         """Facts for /health: kind, connectivity."""
 

@@ -149,3 +149,44 @@ def test_parse_bearer():
     assert parse_bearer("Basic abc") is None
     assert parse_bearer("Bearer ") is None
     assert parse_bearer(None) is None
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"exp": "99999999999"},
+        {"exp": 1e300},
+        {"exp": True},
+        {"exp": 253402300800},
+        {"exp": -1},
+        {"nbf": "0"},
+        {"iat": [1]},
+        {"sub": "bob\n"},
+        {"sub": "bob\r\n"},
+        {"roles": ["\ud800"]},
+        {"roles": ["admin\x00"]},
+    ],
+    ids=repr,
+)
+def test_claims_rfc_7519_does_not_allow_are_refused(claims):
+    error = refused(JwtVerifier(JwtSettings(secret=SECRET)), hs256(**claims))
+    assert error.code is ErrorCode.INVALID_TOKEN
+
+
+def test_a_numeric_date_may_be_a_float_and_far_away():
+    verifier = JwtVerifier(JwtSettings(secret=SECRET))
+    principal = verifier(hs256(exp=253402300799.5 - 0.5, iat=time.time() - 0.25))
+    assert principal.expires_at == 253402300799.0
+
+
+def test_times_are_still_checked_with_the_leeway():
+    verifier = JwtVerifier(JwtSettings(secret=SECRET, leeway=10))
+    assert verifier(hs256(ttl=-5)).user == "alice", "within the leeway"
+    assert refused(verifier, hs256(ttl=-60)).code is ErrorCode.TOKEN_EXPIRED
+    assert "not valid yet" in refused(verifier, hs256(iat=int(time.time()) + 600)).message
+
+
+@pytest.mark.parametrize("token", ["\ud800.e30.x", "é.é.é", "a\x00b.c.d", "x" * 3 + "\n"])
+def test_tokens_that_are_not_printable_ascii_are_malformed(token):
+    error = refused(JwtVerifier(JwtSettings(secret=SECRET)), token)
+    assert error.message == "token is malformed"

@@ -73,6 +73,8 @@ class Subject:
     broker: Broker
     handler: Recorder
     clock: Clock
+    #: Names of the channels the broker stores anything for (in memory, or keys in Redis).
+    stored: Callable[[], Any]
 
 
 @contextlib.asynccontextmanager
@@ -80,9 +82,13 @@ async def memory_broker(ttl: float | None) -> AsyncIterator[Subject]:
     clock = Clock()
     broker = MemoryBroker(sizes, ttl, clock=clock)
     handler = Recorder()
+
+    async def stored() -> set[str]:
+        return {*broker._channels, *broker._states}
+
     await broker.start(handler)
     try:
-        yield Subject(broker, handler, clock)
+        yield Subject(broker, handler, clock, stored)
     finally:
         await broker.close()
 
@@ -95,9 +101,18 @@ async def redis_broker(ttl: float | None) -> AsyncIterator[Subject]:
             REDIS_URL, prefix=prefix, history_size=sizes, history_ttl=ttl, wall_clock=clock
         )
         handler = Recorder()
+
+        async def stored() -> set[str]:
+            names = set()
+            async for key in broker.redis.scan_iter(match=f"{prefix}:*", count=1000):
+                kind, _, channel = key.decode()[len(prefix) + 1 :].partition(":")
+                if kind in ("ch", "h", "s"):
+                    names.add(channel)
+            return names
+
         await broker.start(handler)
         try:
-            yield Subject(broker, handler, clock)
+            yield Subject(broker, handler, clock, stored)
         finally:
             await broker.close()
 
@@ -257,3 +272,43 @@ async def test_history_replays_the_bytes_that_were_delivered(make_broker):
         (live,) = handler.received
         assert stored.wire() == live.wire()
         assert orjson.loads(stored.wire())["offset"] == 1
+
+
+async def test_reading_a_channel_nobody_published_on_stores_nothing(make_broker):
+    async with make_broker() as subject:
+        broker = subject.broker
+        for n in range(50):
+            name = f"user:nobody{n}"
+            position = await broker.position(name)
+            assert position.offset == 0 and position.epoch
+            history = await broker.history(name, since=None, limit=10)
+            assert list(history.publications) == [] and history.top == position
+            assert list((await broker.history(name, since=0, limit=10)).publications) == []
+            broker.track(name, position)
+            broker.untrack(name)
+        empty = await broker.snapshot("nodes")
+        assert empty is not None and empty.items == [] and empty.position.offset == 0
+        assert await subject.stored() == set()
+
+
+async def test_a_channel_is_born_with_the_epoch_it_reported_and_recovers_from_it(make_broker):
+    async with make_broker() as subject:
+        broker = subject.broker
+        before = await broker.position("user:alice")
+        first = (await broker.publish(message("user:alice", 1))).publication.position
+        assert first == StreamPosition(1, before.epoch)
+        history = await broker.history("user:alice", since=0, limit=10)
+        recovery = recover(before, history, ())
+        assert recovery.recovered and numbers(recovery.publications) == [1]
+        assert await subject.stored() == {"user:alice"}
+
+
+
+async def test_history_after_a_position_far_beyond_the_channel_is_empty(make_broker):
+    async with make_broker() as subject:
+        broker = subject.broker
+        await broker.publish(message("jobs", 1))
+        for since in (10**14, 2**53 - 1):  # Lua prints numbers from 1e14 on as 1e+14
+            history = await broker.history("jobs", since=since, limit=10)
+            assert list(history.publications) == [] and history.top.offset == 1
+            assert not recover(StreamPosition(since, history.top.epoch), history, ()).recovered

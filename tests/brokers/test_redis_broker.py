@@ -219,3 +219,61 @@ async def test_a_foreign_message_on_the_channel_is_ignored_and_delivery_goes_on(
         assert numbers(handler.received) == [1]
         assert caplog.text.count("ignored a malformed message") == 4
         assert "reader crashed" not in caplog.text and "subscription lost" not in caplog.text
+
+
+async def test_a_channel_born_under_a_tracking_instance_is_delivered_whole():
+    async with shared_prefix() as prefix, brokers(prefix, 2) as pair:
+        (a, _), (b, on_b) = pair
+        unborn = await b.position("user:alice")
+        b.track("user:alice", unborn)
+        # Another channel is born first: user:alice's birth takes a later epoch
+        # than the one b was told, and b must see that as a birth, not a loss.
+        await a.publish(message("user:zed", 0), confirm=False)
+        for n in range(1, 4):
+            await a.publish(message("user:alice", n), confirm=False)
+        await on_b.wait_for(lambda h: len(h.on("user:alice")) == 3)
+        assert numbers(on_b.on("user:alice")) == [1, 2, 3]
+        assert on_b.on("user:alice")[0].position.epoch != unborn.epoch
+        assert on_b.lost == []
+
+
+async def test_a_birth_missed_while_disconnected_is_filled_by_the_audit():
+    async with shared_prefix() as prefix, brokers(prefix, 2) as pair:
+        (a, _), (b, on_b) = pair
+        b.track("user:alice", await b.position("user:alice"))
+        await a.publish(message("user:zed", 0), confirm=False)
+        await on_b.wait_for(lambda h: len(h.received) == 1)
+        assert await kill_subscriptions("i1") == 1
+        for n in range(1, 4):
+            await a.publish(message("user:alice", n), confirm=False)
+        await on_b.wait_for(lambda h: len(h.on("user:alice")) == 3)
+        assert numbers(on_b.on("user:alice")) == [1, 2, 3]
+        assert on_b.lost == []
+
+
+async def test_untracked_channels_are_forgotten():
+    async with shared_prefix() as prefix, brokers(prefix, 1) as single:
+        ((broker, _),) = single
+        for n in range(20):
+            name = f"user:u{n}"
+            broker.track(name, await broker.position(name))
+        assert len(broker._delivered) == 20
+        for n in range(20):
+            broker.untrack(f"user:u{n}")
+        assert broker._delivered == {}
+
+
+async def test_an_empty_redis_loses_the_channels_tracked_before_their_birth():
+    async with PrivateRedis() as redis_server:
+        broker = RedisBroker(redis_server.url, prefix="t", reconnect_max=0.5)
+        handler = Recorder()
+        await broker.start(handler)
+        try:
+            broker.track("user:alice", await broker.position("user:alice"))
+            await redis_server.stop()
+            await redis_server.start()
+            # A publication that had been on its way when Redis went down would be
+            # lost unseen: the subscribers are told to recover instead.
+            await handler.wait_for(lambda h: h.lost == ["user:alice"])
+        finally:
+            await broker.close()

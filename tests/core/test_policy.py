@@ -46,3 +46,23 @@ def test_parse_roles():
     assert parse_roles(["admin", 3, "ops"]) == frozenset({"admin", "ops"})
     assert parse_roles("admin") == frozenset({"admin"})
     assert parse_roles(None) == frozenset()
+
+
+def test_the_channels_claim_restricts_admins_too():
+    limited_root = Principal("root", frozenset({"admin"}), channels=frozenset({"nodes"}))
+    assert SECURE.subscribe_denial(limited_root, "nodes") is None
+    assert "does not allow channel jobs" in (SECURE.subscribe_denial(limited_root, "jobs") or "")
+    assert "does not allow" in (SECURE.subscribe_denial(limited_root, "user:bob") or "")
+    assert SECURE.subscribe_denial(limited_root, "user:root") is None, "one's own channel"
+    assert SECURE.broadcast_denial(limited_root, "nodes") is None
+    assert "does not allow" in (SECURE.broadcast_denial(limited_root, "jobs") or "")
+    assert "does not allow" in (SECURE.broadcast_denial(limited_root, "all") or "")
+    # Without the claim, an admin reads and broadcasts everywhere.
+    assert SECURE.subscribe_denial(ROOT, "user:bob") is None
+    assert SECURE.broadcast_denial(ROOT, "all") is None
+
+
+def test_broadcast_denials_say_why():
+    assert "reserved for admins" in (SECURE.broadcast_denial(ALICE, "alerts") or "")
+    open_policy = AccessPolicy(auth_enabled=False)
+    assert "POST /broadcast" in (open_policy.broadcast_denial(ANONYMOUS, "alerts") or "")

@@ -90,3 +90,61 @@ def test_replies_echo_id_only_when_given():
         "channel": "jobs",
         "message": "Subscribed to jobs",
     }
+
+
+# Everything parse_request accepts must be writable back as JSON by orjson (replies
+# echo the id; broadcasts re-encode the message): no 1011 for any client input.
+
+ODD_FRAMES = {
+    "id of 2**64": '{"type": "ping", "id": 18446744073709551616}',
+    "id just past 2**53": '{"type": "ping", "id": 9007199254740993}',
+    "negative id past 2**53": '{"type": "ping", "id": -9007199254740993}',
+    "float id": '{"type": "ping", "id": 1e300}',
+    "lone surrogate id": '{"type": "ping", "id": "\\ud800"}',
+    "lone surrogate token": '{"type": "auth", "token": "\\udfff"}',
+    "NUL in a token": '{"type": "refresh", "token": "a\\u0000b"}',
+    "non-ASCII token": '{"type": "auth", "token": "é"}',
+    "NaN": '{"type": "ping", "id": NaN}',
+    "infinity": '{"type": "history", "channel": "jobs", "limit": 1e400}',
+    "since beyond 2**53": '{"type": "history", "channel": "jobs", '
+    '"since": {"offset": 9007199254740992, "epoch": "e"}}',
+    "deep broadcast": '{"type": "broadcast", "channel": "alerts", "message": {"a": '
+    + "[" * 40
+    + "]" * 40
+    + "}}",
+    "nesting past 1024": "[" * 2000 + "]" * 2000,
+    "NUL in a notification id": '{"type": "mark_read", "ids": ["\\u0000"]}',
+}
+
+
+@pytest.mark.parametrize("frame", ODD_FRAMES.values(), ids=ODD_FRAMES.keys())
+def test_values_no_encoder_can_write_back_are_refused_with_a_code(frame):
+    with pytest.raises(ProtocolError) as info:
+        parse(protocol.decode_frame(frame))
+    assert info.value.code in {ErrorCode.INVALID_JSON, ErrorCode.INVALID_FIELD}
+
+
+def test_the_largest_ids_and_offsets_still_accepted():
+    assert parse({"type": "ping", "id": 2**53 - 1}).request_id == 2**53 - 1
+    assert parse({"type": "ping", "id": -(2**53 - 1)}).request_id == -(2**53 - 1)
+    since = {"offset": 2**53 - 1, "epoch": "e"}
+    assert parse({"type": "history", "channel": "jobs", "since": since}).since.offset == 2**53 - 1
+    deep = {"a": [[[]]]}
+    assert parse({"type": "broadcast", "channel": "alerts", "message": deep}).message == deep
+
+
+def test_integers_beyond_64_bits_decode_as_floats_that_encode_again():
+    value = protocol.decode_frame('{"type": "broadcast", "channel": "alerts", "message": '
+                                  '{"n": 123456789012345678901234567890}}')
+    request = parse(value)
+    assert isinstance(request.message["n"], float)
+    import orjson
+
+    assert orjson.loads(orjson.dumps(request.message))["n"] == request.message["n"]
+
+
+def test_json_depth():
+    assert protocol.json_depth(1) == 0
+    assert protocol.json_depth({}) == 1
+    assert protocol.json_depth({"a": [1, {"b": []}]}) == 4
+    assert protocol.json_depth([[]] * 3) == 2

@@ -20,3 +20,14 @@ def test_clock_going_backwards_does_not_refill():
     bucket = TokenBucket(rate=1.0, burst=1)
     assert bucket.take(10.0) == 0.0
     assert bucket.take(5.0) > 0
+
+
+def test_charging_after_the_fact_goes_into_debt_down_to_minus_the_burst():
+    bucket = TokenBucket(rate=1.0, burst=4)
+    assert bucket.take(0.0) == 0.0  # 3 left
+    bucket.charge(5.0, 0.0)  # an answer that weighed 5 more
+    assert bucket.tokens == -2.0
+    assert bucket.take(0.0) == 3.0, "three seconds until a whole token again"
+    bucket.charge(100.0, 0.0)
+    assert bucket.tokens == -4.0, "one answer cannot silence a client for longer than that"
+    assert bucket.take(5.0) == 0.0

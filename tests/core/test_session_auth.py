@@ -189,3 +189,61 @@ def test_auth_disabled_accepts_auth_messages_harmlessly():
 def test_visibility_all_is_a_policy_matter_not_a_session_one():
     s = Session(AccessPolicy(True, JobsVisibility.ALL), now=T0, principal=TOKENS["bob-token"])
     assert s.policy.may_see(s.principal, "jobs", "alice")
+
+
+def test_ping_frames_cost_a_message_and_a_flood_of_them_is_closed():
+    s = session(TOKENS["root-token"], rate=1.0, burst=3, flood_warnings=2)
+    assert [s.receive_control(T0) for _ in range(3)] == [[], [], []]
+    # Over the limit: nothing to answer (websockets pongs), but counted...
+    assert s.receive_control(T0) == [] and s.receive_control(T0) == []
+    (close,) = closes(s.receive_control(T0))
+    assert close.code is CloseCode.POLICY_VIOLATION and "ping" in close.reason
+    assert s.state is SessionState.CLOSED
+
+
+def test_ping_frames_and_messages_share_one_budget():
+    s = session(TOKENS["root-token"], rate=1.0, burst=2)
+    s.receive_control(T0)
+    s.receive_control(T0)
+    (limited,) = replies(send(s, {"type": "ping"}))
+    assert limited["code"] == "rate_limited"
+
+
+def test_answers_are_charged_by_their_size():
+    s = session(TOKENS["root-token"], rate=1.0, burst=10, reply_bytes_per_token=1000)
+    assert replies(send(s, {"type": "ping"}))  # 9 tokens left
+    s.charge_reply(500, T0)  # small answers cost nothing more than their request
+    s.charge_reply(8000, T0)  # 8 tokens' worth, one paid with the request
+    assert s.bucket.tokens == 2.0
+    s.charge_reply(1_000_000, T0)
+    (limited,) = replies(send(s, {"type": "ping"}))
+    assert limited["code"] == "rate_limited" and limited["retry_after"] == 11.0
+
+
+def test_refresh_keeps_the_principal_for_the_transport_to_count_once():
+    s = session(TOKENS["alice-token"])
+    actions = send(s, {"type": "refresh", "token": "alice-later"})
+    assert Authenticated(TOKENS["alice-later"]) in actions
+
+
+def test_broadcast_respects_the_channels_claim_of_an_admin():
+    limited = Principal("root", frozenset({"admin"}), channels=frozenset({"alerts"}))
+    s = session(limited)
+    (reply,) = replies(send(s, {"type": "broadcast", "channel": "jobs", "message": {"x": 1}}))
+    assert reply["code"] == "forbidden" and "does not allow channel jobs" in reply["message"]
+    (action,) = send(s, {"type": "broadcast", "channel": "alerts", "message": {"x": 1}})
+    assert isinstance(action, PublishBroadcast)
+
+
+def test_an_admin_kept_from_notifications_marks_only_its_own_read():
+    from slurmcast.core.session import MarkNotificationsRead
+
+    everything = session(TOKENS["root-token"])
+    (action,) = send(everything, {"type": "mark_read", "ids": ["n1"]})
+    assert isinstance(action, MarkNotificationsRead) and action.user is None
+    limited = Principal("root", frozenset({"admin"}), channels=frozenset({"nodes"}))
+    (action,) = send(session(limited), {"type": "mark_read", "ids": ["n1"]})
+    assert isinstance(action, MarkNotificationsRead) and action.user == "root"
+    allowed = Principal("root", frozenset({"admin"}), channels=frozenset({"notifications"}))
+    (action,) = send(session(allowed), {"type": "mark_read", "ids": ["n1"]})
+    assert action.user is None

@@ -59,3 +59,13 @@ async def test_body_limit_still_applies_to_admins():
         big = {"channel": "all", "message": {"x": "y" * 2048}}
         status, reply = await http_json(app, "POST", "/broadcast", big, headers={"X-API-Key": KEY})
         assert status == 413 and reply["code"] == "body_too_large"
+
+
+async def test_an_admin_tokens_channels_claim_binds_http_broadcast_too(app):
+    restricted = {"Authorization": f"Bearer {admin(channels=['nodes'])}"}
+    status, reply = await http_json(app, "POST", "/broadcast", BODY, headers=restricted)
+    assert (status, reply["code"]) == (403, "forbidden")
+    assert "channel all" in reply["message"]
+    on_nodes = {"channel": "nodes", "message": {"text": "rack 3 maintenance"}}
+    status, reply = await http_json(app, "POST", "/broadcast", on_nodes, headers=restricted)
+    assert status == 200 and reply["success"] is True

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from support.databases import Backend
+import json
+
+from sqlalchemy import text
+
+from slurmcast.storage.engine import create_engine, parse_url
+
+from support.databases import Backend, slow_lock_url, writes_refused
 from support.recorder import Recorder
 from support.server import Client, http_json, running_server
 from support.tokens import SECRET, admin, hs256
@@ -164,3 +170,109 @@ async def test_database_down_then_back(backend: Backend):
 
 async def _storage(app) -> dict:
     return app.health()["storage"]
+
+
+def nested(levels: int) -> dict:
+    value: dict = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+async def test_announcement_data_too_deep_or_too_large_is_refused(backend: Backend):
+    async with running_server(**QUIET, database_url=backend.url, api_key=KEY) as app:
+        for data, code in [
+            (nested(300), "nesting_too_deep"),  # orjson reads 1024 levels, writes 254
+            (nested(40), "nesting_too_deep"),
+            ({"text": "x" * 70_000}, "field_too_large"),
+        ]:
+            # json, not orjson: the client must be able to send what the server refuses.
+            raw = json.dumps({**announcement("t"), "data": data}).encode()
+            status, reply = await http_json(app, "POST", "/notifications", raw=raw, headers=ADMIN)
+            assert (status, reply["code"]) == (400, code), reply
+        status, reply = await http_json(
+            app, "POST", "/notifications", {**announcement("ok"), "data": nested(20)}, headers=ADMIN
+        )
+        assert status == 201 and reply["notification"]["data"] == nested(20)
+        status, page = await http_json(app, "GET", "/notifications")
+        assert status == 200 and [n["title"] for n in page["notifications"]] == ["ok"]
+
+
+async def test_a_stored_row_that_cannot_be_sent_does_not_break_the_page(backend: Backend):
+    deep = json.dumps(nested(300))  # written by hand, or by an older version
+    async with running_server(**QUIET, database_url=backend.url, api_key=KEY) as app:
+        ids = []
+        for title in ("first", "poisoned", "last"):
+            _, reply = await http_json(
+                app, "POST", "/notifications", announcement(title, "alice"), headers=ADMIN
+            )
+            ids.append(reply["notification"]["id"])
+        await set_raw_data(backend.url, {ids[1]: deep})
+        status, page = await http_json(app, "GET", "/notifications?user=alice")
+        assert status == 200, page
+        assert [n["title"] for n in page["notifications"]] == ["last", "poisoned", "first"]
+        assert page["notifications"][1]["data"] == {}
+    # And still after a restart, for everyone.
+    secure = {"auth": "jwt", "jwt_secret": SECRET, "database_url": backend.url}
+    async with running_server(**QUIET, **secure) as app:
+        for user in ("alice", "bob"):
+            token = {"Authorization": f"Bearer {hs256(user)}"}
+            status, page = await http_json(app, "GET", "/notifications", headers=token)
+            assert status == 200, page
+        status, page = await http_json(
+            app, "GET", "/notifications?user=alice", headers={"Authorization": f"Bearer {admin()}"}
+        )
+        assert status == 200 and len(page["notifications"]) == 3
+
+
+async def test_the_storage_alert_fires_once_while_reads_work_and_writes_fail(backend: Backend):
+    url = slow_lock_url(backend.url)
+    async with (
+        running_server(**QUIET, database_url=url, api_key=KEY) as app,
+        Client.connect(app) as client,
+    ):
+        status, _ = await http_json(app, "POST", "/notifications", announcement("a"), headers=ADMIN)
+        assert status == 201
+        await client.subscribe("alerts")
+        async with Recorder.on(client) as seen, writes_refused(backend.url):
+            for _ in range(3):
+                status, reply = await http_json(
+                    app, "POST", "/notifications", announcement("b"), headers=ADMIN
+                )
+                assert (status, reply["code"]) == (503, "storage_unavailable")
+                status, page = await http_json(app, "GET", "/notifications")
+                assert status == 200 and len(page["notifications"]) == 1
+                assert app.health()["storage"]["available"] is False
+        async with Recorder.on(client) as after:
+            status, _ = await http_json(
+                app, "POST", "/notifications", announcement("c"), headers=ADMIN
+            )
+            assert status == 201
+            await after.expect(lambda m: storage_alert(m, "resolved"))
+            # Whatever the server sent before its pong has arrived by then.
+            await client.send({"type": "ping"})
+            await after.expect(lambda m: m == {"type": "pong"})
+        alerts = seen.matching(storage_alert) + after.matching(storage_alert)
+        assert [a["data"]["status"] for a in alerts] == ["firing", "resolved"]
+
+
+def storage_alert(message: dict, status: str | None = None) -> bool:
+    return (
+        message.get("type") == "alert"
+        and message["data"]["id"] == "storage_unavailable"
+        and status in (None, message["data"]["status"])
+    )
+
+
+async def set_raw_data(url: str, values: dict[str, str]) -> None:
+    """Write ``data`` columns as JSON text, past every check, as another program could."""
+    engine = create_engine(parse_url(url))
+    try:
+        async with engine.begin() as conn:
+            for id, raw in values.items():
+                await conn.execute(
+                    text("UPDATE notifications SET data = :raw WHERE id = :id"),
+                    {"raw": raw, "id": id},
+                )
+    finally:
+        await engine.dispose()

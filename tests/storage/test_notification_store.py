@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
+import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from slurmcast.core.notifications import Notification, NotificationType, Severity
 from slurmcast.errors import ErrorCode, ProtocolError, StorageError
 from slurmcast.storage import MAX_PAGE, NotificationStore, NotificationStorePort
 from slurmcast.storage.engine import create_engine, parse_url
 from slurmcast.storage.models import NotificationRow
+from slurmcast.storage.rows import encode_cursor
 
 from support.builders import T0
-from support.databases import Backend
+from support.databases import Backend, slow_lock_url, writes_refused
 from support.waiting import eventually
 
 T = TypeVar("T")
@@ -305,3 +308,116 @@ async def test_reading_and_marking_while_the_writer_inserts(backend: Backend):
         assert (await store.list("alice", unread_only=True)).items == []
         health = store.health()
     assert (health["available"], health["written"], health["dropped"]) == (True, 1000, 0)
+
+
+def still_unavailable(caplog: pytest.LogCaptureFixture) -> int:
+    """How many failures were seen after an outage had already been reported."""
+    return sum("still unavailable" in r.getMessage() for r in caplog.records)
+
+
+async def test_reads_do_not_end_an_outage_only_a_write_does(backend: Backend, caplog):
+    # Reads work and writes fail (read-only after a failover, a lock held
+    # elsewhere): the outage is one outage, not one per read.
+    caplog.set_level(logging.DEBUG, "slurmcast.storage")
+    calls = Calls()
+    url = slow_lock_url(backend.url)
+    async with running(
+        url, retry_max=0.05, on_unavailable=calls.on_unavailable, on_recovered=calls.on_recovered
+    ) as store:
+        await store.add([note("before")])
+        async with writes_refused(backend.url):
+            store.enqueue(note("queued", at=T0 + timedelta(seconds=1)))
+            await eventually(awaitable(store.health), lambda h: h["available"] is False)
+            # Reads between the writer's failing retries.
+            while still_unavailable(caplog) < 3:
+                assert await ids(store) == ["before"]
+                assert await store.get("before") is not None
+                assert store.health()["available"] is False
+            assert (len(calls.unavailable), calls.recovered) == (1, 0)
+        health = await eventually(awaitable(store.health), lambda h: h["written"] == 1)
+        assert (health["available"], health["pending"]) == (True, 0)
+        assert (len(calls.unavailable), calls.recovered) == (1, 1)
+        assert await ids(store) == ["queued", "before"]
+
+
+async def test_the_writer_checks_for_the_recovery_with_a_write(backend: Backend, caplog):
+    # An outage an API write found, with nothing queued: the writer's check
+    # must not take a database that still refuses writes for one that is back.
+    caplog.set_level(logging.DEBUG, "slurmcast.storage")
+    calls = Calls()
+    url = slow_lock_url(backend.url)
+    async with running(
+        url, retry_max=0.05, on_unavailable=calls.on_unavailable, on_recovered=calls.on_recovered
+    ) as store:
+        await store.add([note("n1")])
+        async with writes_refused(backend.url):
+            with pytest.raises(StorageError):
+                await store.mark_all_read("alice")
+            await eventually(awaitable(lambda: still_unavailable(caplog)), lambda n: n >= 3)
+            assert store.health()["available"] is False
+            assert (len(calls.unavailable), calls.recovered) == (1, 0)
+        await eventually(awaitable(store.health), lambda h: h["available"] is True)
+        assert (len(calls.unavailable), calls.recovered) == (1, 1)
+        assert await store.mark_all_read("alice") == 1
+
+
+async def test_a_value_the_database_refuses_is_the_callers_error_not_an_outage(backend: Backend):
+    calls = Calls()
+    async with running(backend.url, on_unavailable=calls.on_unavailable) as store:
+        await store.add([note("n1")])
+        nul = note("n2", title="nul \x00 in it")
+        if backend.name == "postgresql":  # its text cannot hold NUL; SQLite's can
+            with pytest.raises(ProtocolError) as refused:
+                await store.add([nul])
+            assert refused.value.code is ErrorCode.INVALID_FIELD
+            assert "refuses a value" in refused.value.message
+            with pytest.raises(ProtocolError):
+                await store.mark_read(["a\x00b"], None)
+        else:
+            await store.add([nul])
+            assert await store.mark_read(["a\x00b"], None) == []
+        with pytest.raises(ProtocolError):
+            await store.list("alice", before=encode_cursor(T0, "a\x00b"))
+        assert store.health()["available"] is True and calls.unavailable == []
+        assert await store.mark_all_read(None) >= 1  # and the database works on
+
+
+async def test_a_row_whose_data_cannot_be_sent_is_listed_with_empty_data(backend: Backend, caplog):
+    deep: Any = 1
+    for _ in range(300):  # orjson reads 1024 levels but writes only 254
+        deep = {"a": deep}
+    # Ids of their own per backend: each row is warned about once per process.
+    stored = {f"{backend.name}-poisoned": json.dumps(deep), f"{backend.name}-list": "[1, 2]"}
+    if backend.name == "sqlite":  # PostgreSQL's json type refuses to store these
+        stored["sqlite-not-json"] = "{not json"
+        stored["sqlite-too-deep-to-decode"] = "[" * 100_000 + "]" * 100_000
+    async with running(backend.url) as store:
+        await store.add(
+            [note(id, at=T0 + timedelta(seconds=i)) for i, id in enumerate(["good", *stored])]
+        )
+        await set_raw_data(backend.url, stored)
+        for _ in range(2):
+            page = await store.list(None)
+            by_id = {item["id"]: item for item in page.items}
+            assert set(by_id) == {"good", *stored}
+            assert by_id["good"] == note("good").data()
+            for id in stored:
+                assert by_id[id]["data"] == {} and by_id[id]["title"] == "Job Completed"
+            orjson.dumps(page.items)  # the page as a whole can be sent
+        assert (await store.get(f"{backend.name}-poisoned"))["data"] == {}
+    warnings = [r.getMessage() for r in caplog.records if "sent with empty data" in r.getMessage()]
+    assert len(warnings) == len(stored)  # once per row, not once per page
+
+
+async def set_raw_data(url: str, values: dict[str, str]) -> None:
+    """Write ``data`` columns as JSON text, past the store's checks, as another program could."""
+    engine = create_engine(parse_url(url))
+    try:
+        async with engine.begin() as conn:
+            for id, raw in values.items():
+                await conn.execute(
+                    text("UPDATE notifications SET data = :raw WHERE id = :id"),
+                    {"raw": raw, "id": id},
+                )
+    finally:
+        await engine.dispose()

@@ -9,14 +9,17 @@ use an existing database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
+from sqlalchemy.engine import make_url
 
 ADMIN_DSN = os.environ.get(
     "SLURMCAST_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -97,3 +100,55 @@ class Backend:
     name: str
     url: str
     make_down: Callable[[], DownDatabase]
+
+
+def slow_lock_url(url: str) -> str:
+    """``url`` with SQLite's busy timeout cut to 50 ms (PostgreSQL URLs unchanged).
+
+    A store waits 5 s for a locked SQLite database by default; under
+    ``writes_refused`` each write would take that long to fail.
+    """
+    return f"{url}?timeout=0.05" if url.startswith("sqlite") else url
+
+
+@contextlib.asynccontextmanager
+async def writes_refused(url: str) -> AsyncIterator[None]:
+    """A database that answers reads but refuses writes, until the block exits.
+
+    SQLite: another connection holds the write lock (WAL lets reads go on),
+    as during a long write elsewhere. PostgreSQL: a trigger refuses every
+    write with SQLSTATE 25006, what a read-only server answers after a
+    failover. Give the store ``slow_lock_url(url)``; the schema must exist.
+    """
+    if url.startswith("sqlite"):
+        path = make_url(url).database
+        assert path is not None
+        lock = sqlite3.connect(path, isolation_level=None)
+        try:
+            lock.execute("BEGIN IMMEDIATE")
+            yield
+            lock.execute("ROLLBACK")
+        finally:
+            lock.close()
+        return
+    dsn = ADMIN_DSN.rpartition("/")[0] + "/" + make_url(url).database
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            """
+            CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'writes refused by the test'
+                    USING ERRCODE = 'read_only_sql_transaction';
+            END $$;
+            CREATE TRIGGER refuse_writes BEFORE INSERT OR UPDATE OR DELETE ON notifications
+                FOR EACH STATEMENT EXECUTE FUNCTION refuse_writes();
+            """
+        )
+        yield
+    finally:
+        await connection.execute(
+            "DROP TRIGGER IF EXISTS refuse_writes ON notifications;"
+            "DROP FUNCTION IF EXISTS refuse_writes()"
+        )
+        await connection.close()

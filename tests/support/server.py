@@ -107,6 +107,9 @@ async def http_json(
 ) -> tuple[int, dict[str, Any]]:
     url = f"http://127.0.0.1:{app.http.port}{path}"
     data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
+    if data is not None and not any(k.lower() == "content-type" for k in headers or {}):
+        # The API refuses a body that is not declared JSON (415).
+        headers = {**(headers or {}), "Content-Type": "application/json"}
     async with (
         aiohttp.ClientSession() as session,
         session.request(method, url, data=data, headers=headers) as resp,

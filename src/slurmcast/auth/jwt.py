@@ -9,6 +9,8 @@ from the token, so ``alg: none`` and HS/RS confusion are refused.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,11 @@ log = logging.getLogger("slurmcast.auth")
 DEFAULT_LEEWAY = 10.0
 #: RFC 7518 3.2: an HS256 key must be at least as long as the hash (32 bytes).
 MIN_SECRET_BYTES = 32
+#: The latest NumericDate accepted (9999-12-31T23:59:59Z): every later one is a
+#: forged or broken token, and datetime cannot represent it anyway.
+MAX_NUMERIC_DATE = 253402300799
+#: The claims RFC 7519 defines as NumericDate (seconds since the epoch).
+TIME_CLAIMS = ("exp", "nbf", "iat")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +66,10 @@ class JwtVerifier:
             )
 
     def __call__(self, token: str) -> Principal:
+        # A JWT is printable ASCII; other text (a header decoded as Latin-1, a
+        # lone surrogate) would only make PyJWT fail in ways it does not name.
+        if not (token.isascii() and token.isprintable()):
+            raise AuthError("token is malformed")
         key, algorithms = self._key_for(token)
         try:
             claims = jwt.decode(
@@ -67,13 +78,15 @@ class JwtVerifier:
                 algorithms=algorithms,
                 audience=self.settings.audience or None,
                 issuer=self.settings.issuer or None,
-                leeway=self.settings.leeway,
-                options={"require": ["exp", "sub"]},
+                # The times are checked below, once their types are: PyJWT reads
+                # them with int(), which takes "99999999999" and True for dates.
+                options={
+                    "require": ["exp", "sub"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
             )
-        except jwt.ExpiredSignatureError:
-            raise AuthError("token expired", code=ErrorCode.TOKEN_EXPIRED) from None
-        except jwt.ImmatureSignatureError:
-            raise AuthError("token is not valid yet (nbf or iat in the future)") from None
         except jwt.InvalidAudienceError:
             raise AuthError("token is for another audience (aud)") from None
         except jwt.InvalidIssuerError:
@@ -90,7 +103,13 @@ class JwtVerifier:
             raise AuthError("token is malformed") from None
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"token is invalid: {exc}") from None
-        return principal_from_claims(claims)
+        except (ValueError, TypeError, OverflowError, RecursionError):
+            # PyJWT converts claims with int() and decodes JSON of any depth:
+            # whatever escapes it is a malformed token, never a server error.
+            raise AuthError("token is malformed") from None
+        principal = principal_from_claims(claims)
+        check_times(claims, time.time(), self.settings.leeway)
+        return principal
 
     def _key_for(self, token: str) -> tuple[Any, list[str]]:
         try:
@@ -136,9 +155,25 @@ def parse_bearer(authorization: str | None) -> str | None:
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    """The identity a verified token's claims describe.
+
+    Raises:
+        AuthError: a claim is not what RFC 7519 (or slurmcast) says it must be.
+    """
     sub = claims.get("sub")
     if not isinstance(sub, str) or not is_valid_user_name(sub):
         raise AuthError("token 'sub' must be a Slurm user name")
+    for name in TIME_CLAIMS:
+        if name in claims and not is_numeric_date(claims[name]):
+            # PyJWT takes int("99999999999") for a date; RFC 7519 2 does not.
+            raise AuthError(
+                f"token {name!r} must be a NumericDate (seconds since 1970, "
+                f"at most {MAX_NUMERIC_DATE})"
+            )
+    roles_claim = claims.get("roles", [])
+    roles = parse_roles(roles_claim)
+    if not all(_is_clean_text(role) for role in roles):
+        raise AuthError("token 'roles' claim must be a list of role names")
     channels_claim = claims.get("channels")
     channels: frozenset[str] | None = None
     if channels_claim is not None:
@@ -151,10 +186,43 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     exp = claims.get("exp")
     return Principal(
         user=sub,
-        roles=parse_roles(claims.get("roles", [])),
+        roles=roles,
         channels=channels,
-        expires_at=float(exp) if isinstance(exp, int | float) else None,
+        expires_at=float(exp) if exp is not None else None,
     )
+
+
+def check_times(claims: dict[str, Any], now: float, leeway: float) -> None:
+    """Refuse a token outside its validity window (``exp``, ``nbf``, ``iat``), as
+    PyJWT would; the claims are NumericDates already (``principal_from_claims``).
+
+    Raises:
+        AuthError: ``token_expired``, or ``invalid_token`` when not valid yet.
+    """
+    exp = claims.get("exp")
+    if exp is not None and exp <= now - leeway:
+        raise AuthError("token expired", code=ErrorCode.TOKEN_EXPIRED)
+    for name in ("nbf", "iat"):
+        value = claims.get(name)
+        if value is not None and value > now + leeway:
+            raise AuthError("token is not valid yet (nbf or iat in the future)")
+
+
+def is_numeric_date(value: object) -> bool:
+    """RFC 7519's NumericDate: a JSON number of seconds (not a string, not a boolean),
+    finite and within what a date can be."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and 0 <= value <= MAX_NUMERIC_DATE
+
+
+def _is_clean_text(value: str) -> bool:
+    # A lone surrogate decodes from JSON but cannot be encoded back into a reply.
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return value.isprintable()
 
 
 def _load_public_key(path: str) -> tuple[Any, str]:

@@ -46,6 +46,9 @@ class MemoryBroker:
         self._states: dict[str, ChannelState] = {}
         self._checkpoint: dict[str, bytes] = {}
         self._handler: PublicationHandler | None = None
+        # The epoch of every channel not born yet, and the one its birth takes.
+        # Shared safely: a channel here is never lost, only reseeded (new epoch).
+        self._unborn: str | None = None
 
     async def start(self, handler: PublicationHandler) -> None:
         self._handler = handler
@@ -72,25 +75,32 @@ class MemoryBroker:
         return positioned
 
     async def history(self, channel: str, *, since: int | None, limit: int) -> HistoryResult:
-        stream = self._stream(channel)
+        stream = self._channels.get(channel)
+        if stream is None:
+            return HistoryResult([], self._unborn_position(), 1)
         if since is None:
             return stream.latest(limit, self._clock())
         return stream.since(since, limit, self._clock())
 
     async def position(self, channel: str) -> StreamPosition:
-        return self._stream(channel).position
+        stream = self._channels.get(channel)
+        return stream.position if stream is not None else self._unborn_position()
 
     async def snapshot(self, channel: str) -> Snapshot | None:
         if channel not in SNAPSHOT_CHANNELS:
             return None
-        items = list(self._state(channel).items.values())
-        return Snapshot(channel, self._stream(channel).position, items)
+        state = self._states.get(channel)
+        items = list(state.items.values()) if state is not None else []
+        return Snapshot(channel, await self.position(channel), items)
 
     async def checkpoint(self) -> dict[str, bytes]:
         return dict(self._checkpoint)
 
     def track(self, channel: str, position: StreamPosition) -> None:
         """Nothing to check: delivery is a direct call, it cannot skip."""
+
+    def untrack(self, channel: str) -> None:
+        """Nothing was tracked."""
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "connected": True}
@@ -118,11 +128,19 @@ class MemoryBroker:
         return state
 
     def _stream(self, channel: str) -> ChannelHistory:
+        """The channel's history, born now if this is its first publication."""
         stream = self._channels.get(channel)
         if stream is None:
-            stream = ChannelHistory(self._epoch(), self._history_size(channel), self._ttl)
+            stream = ChannelHistory(
+                self._unborn_position().epoch, self._history_size(channel), self._ttl
+            )
             self._channels[channel] = stream
         return stream
+
+    def _unborn_position(self) -> StreamPosition:
+        if self._unborn is None:
+            self._unborn = self._epoch()
+        return StreamPosition(0, self._unborn)
 
 
 def sizes_from(spec: Mapping[str, int], default: int) -> Callable[[str], int]:

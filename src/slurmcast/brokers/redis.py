@@ -74,6 +74,27 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def generation(epoch: str) -> str | None:
+    """The ``P:gen`` id an epoch was handed out under (``<id>-<n>``: a channel born
+    by a publication, or not born yet); None for a seeded channel's epoch."""
+    head, dash, tail = epoch.partition("-")
+    return head if dash and tail.isdigit() else None
+
+
+def born_from(last: StreamPosition, epoch: str) -> bool:
+    """Whether a channel tracked at ``last`` may have been born since as ``epoch``.
+
+    Position 0 of a channel not born yet carries the epoch its birth would
+    have taken; other births (of other channels) move that on, so the epoch
+    it is born with may be a later one of the same generation. Nothing of it
+    was delivered before its birth: delivery just starts at its offset 1.
+    """
+    if last.offset != 0 or last.epoch == epoch:
+        return False
+    tracked = generation(last.epoch)
+    return tracked is not None and tracked == generation(epoch)
+
+
 def encode_entry(publication: Publication) -> bytes:
     """``header \\n payload``: what the stream stores and Pub/Sub carries."""
     header = orjson.dumps([publication.channel, publication.owner, publication.tags])
@@ -329,6 +350,12 @@ class RedisBroker:
         if channel not in self._delivered:
             self._delivered[channel] = position
 
+    def untrack(self, channel: str) -> None:
+        # Nobody here follows the channel any more: nothing to check, or to
+        # keep (a client may subscribe to any number of unused user: names).
+        self._delivered.pop(channel, None)
+        self._suspects.pop(channel, None)
+
     async def _read_forever(self) -> None:
         failures = 0
         while True:
@@ -414,6 +441,8 @@ class RedisBroker:
     async def _in_order(self, channel: str, position: StreamPosition) -> bool:
         """Deliver what is missing before ``position``; False if it was delivered already."""
         last = self._delivered.get(channel)
+        if last is not None and born_from(last, position.epoch):
+            last = self._delivered[channel] = StreamPosition(0, position.epoch)
         if last is not None and last.epoch == position.epoch:
             if position.offset <= last.offset:
                 return False
@@ -478,14 +507,24 @@ class RedisBroker:
         if not channels:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.prefix + "gen", "id")
             for channel in channels:
                 pipe.hmget(self.prefix + "ch:" + channel, ["epoch", "top"])
-            replies = await pipe.execute()
+            gen, *replies = await pipe.execute()
+        current = _text(gen) if gen is not None else None
         for channel, (epoch, top) in zip(channels, replies, strict=True):
             last = self._delivered.get(channel)
             if last is None:
                 continue
-            if epoch is None or _text(epoch) != last.epoch:
+            if epoch is None:
+                tracked = generation(last.epoch) if last.offset == 0 else None
+                if tracked is not None and tracked == current:
+                    continue  # not born yet, and Redis is the one it was tracked on
+                self._lost(channel, "its epoch changed in Redis")
+                continue
+            if born_from(last, _text(epoch)):
+                last = self._delivered[channel] = StreamPosition(0, _text(epoch))
+            if _text(epoch) != last.epoch:
                 self._lost(channel, "its epoch changed in Redis")
                 continue
             top_offset = int(top)

@@ -7,7 +7,10 @@ half done, and a poller that lost its lease can publish nothing (fencing).
 
 Keys, under the configured prefix ``P``:
 
-* ``P:ch:<channel>``  hash ``epoch``, ``top``: the channel's position;
+* ``P:ch:<channel>``  hash ``epoch``, ``top``: the channel's position, created
+  by the channel's first publication (or a seed), never by a read;
+* ``P:gen``           hash ``id``, ``n``: the epoch the next channel to be born
+  takes (``<id>-<n>``), which every channel without messages reports;
 * ``P:h:<channel>``   stream of the channel's history, entry id ``0-<offset>``
   (so ``XRANGE`` by offset is exact), fields ``d`` (the message) and ``t``
   (milliseconds, for the history's maximum age), capped with ``MAXLEN``;
@@ -23,22 +26,40 @@ message to every client, outside any stream. The stored entry's ``d`` is
 ``header \\n payload``. ``R \\n epoch \\n \\n channel`` says that a poller
 replaced the channel's state wholesale (a seed) under a new epoch.
 
+Reading a channel nobody published on stores nothing: anyone may subscribe
+to any ``user:<name>``, and keys per name read would grow without bound. Such
+a channel reports position ``(0, <id>-<n>)``; its first publication gives it
+exactly that epoch (so a subscriber from before recovers), and ``n`` moves on,
+so that no two births ever share an epoch: a channel lost and born again
+never looks like its former self. ``id`` is new whenever ``P:gen`` is gone
+(Redis restarted empty), so epochs of channels born since are new too.
+
 If a channel's ``epoch`` is missing (Redis restarted without persistence,
-keys evicted) the scripts start a new epoch and drop what is left of the
-channel's history and state: clients holding the old epoch then learn that
-they cannot recover.
+keys evicted) the next publication starts a new epoch and drops what is left
+of the channel's history and state: clients holding the old epoch then learn
+that they cannot recover.
 """
 
 from __future__ import annotations
 
-#: Shared by the scripts: the channel's epoch, starting a new one when it is gone.
+#: Shared by the scripts: the epoch of channels not born yet, and births.
 _ENSURE = """
 local prefix = ARGV[1]
+local function unborn(candidate)
+  local gen = prefix .. 'gen'
+  local id = redis.call('HGET', gen, 'id')
+  if not id then
+    id = candidate
+    redis.call('HSET', gen, 'id', id, 'n', 0)
+  end
+  return id .. '-' .. redis.call('HGET', gen, 'n')
+end
 local function ensure(channel, candidate)
   local meta = prefix .. 'ch:' .. channel
   local epoch = redis.call('HGET', meta, 'epoch')
   if not epoch then
-    epoch = candidate
+    epoch = unborn(candidate)
+    redis.call('HINCRBY', prefix .. 'gen', 'n', 1)
     redis.call('HSET', meta, 'epoch', epoch, 'top', 0)
     redis.call('DEL', prefix .. 'h:' .. channel, prefix .. 's:' .. channel)
   end
@@ -116,14 +137,24 @@ return out
 #: 'since' | 'latest'), since offset, limit, now (ms), max age (ms, 0 = none).
 #: Returns {epoch, top} for 'position'; {epoch, top, state} for 'snapshot';
 #: {epoch, top, oldest id, entries} for history (expired entries, the
-#: stream's oldest ones, are deleted first).
+#: stream's oldest ones, are deleted first). A channel without a position
+#: (never published on, or lost) stores nothing and reads as empty.
 READ = (
     _ENSURE
     + """
 local channel = ARGV[2]
-local meta, epoch = ensure(channel, ARGV[3])
-local top = redis.call('HGET', meta, 'top')
 local mode = ARGV[4]
+local meta = prefix .. 'ch:' .. channel
+local epoch = redis.call('HGET', meta, 'epoch')
+if not epoch then
+  -- What is left of a lost channel must not be read as the next one's.
+  redis.call('DEL', prefix .. 'h:' .. channel, prefix .. 's:' .. channel)
+  epoch = unborn(ARGV[3])
+  if mode == 'position' then return {epoch, 0} end
+  if mode == 'snapshot' then return {epoch, 0, {}} end
+  return {epoch, 0, '0-1', {}}
+end
+local top = redis.call('HGET', meta, 'top')
 if mode == 'position' then
   return {epoch, top}
 end
@@ -146,13 +177,15 @@ if max_age > 0 then
   end
 end
 local first = redis.call('XRANGE', history, '-', '+', 'COUNT', 1)
-local oldest = '0-' .. (tonumber(top) + 1)
+-- '%d', not '..': Lua writes numbers from 1e14 on as '1e+14', no stream id.
+local oldest = '0-' .. string.format('%d', tonumber(top) + 1)
 if #first > 0 then oldest = first[1][1] end
 local limit = tonumber(ARGV[6])
 local entries = {}
 if limit > 0 then
   if mode == 'since' then
-    entries = redis.call('XRANGE', history, '0-' .. (tonumber(ARGV[5]) + 1), '+', 'COUNT', limit)
+    local after = '0-' .. string.format('%d', tonumber(ARGV[5]) + 1)
+    entries = redis.call('XRANGE', history, after, '+', 'COUNT', limit)
   else
     entries = redis.call('XREVRANGE', history, '+', '-', 'COUNT', limit)
   end

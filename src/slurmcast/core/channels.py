@@ -24,8 +24,10 @@ class Channel(StrEnum):
 CHANNEL_NAMES = frozenset(c.value for c in Channel)
 
 USER_CHANNEL_PREFIX = "user:"
-# Slurm user names are POSIX login names: letters, digits, '.', '_', '-'.
-_USER_NAME = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$")
+# Slurm user names are POSIX login names: letters, digits, '.', '_', '-'. Always
+# fullmatch: with match() and '$', "bob\n" would pass ('$' also matches before a
+# trailing newline).
+_USER_NAME = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]{0,63}")
 
 
 def user_channel(user: str) -> str:
@@ -41,7 +43,7 @@ def channel_user(channel: str) -> str | None:
 
 
 def is_valid_user_name(name: str) -> bool:
-    return bool(_USER_NAME.match(name))
+    return _USER_NAME.fullmatch(name) is not None
 
 
 def parse_channel(name: object, *, request_id: str | int | None = None) -> str:

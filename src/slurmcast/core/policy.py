@@ -73,14 +73,32 @@ class AccessPolicy:
     jobs_visibility: JobsVisibility = JobsVisibility.OWN
 
     def subscribe_denial(self, principal: Principal, channel: str) -> str | None:
-        """Why ``principal`` may not subscribe to ``channel``, or None if it may."""
-        if not self.auth_enabled or principal.is_admin:
+        """Why ``principal`` may not subscribe to ``channel``, or None if it may.
+
+        A token's ``channels`` claim narrows what its roles allow, for admins
+        too: a dashboard's admin token limited to ``nodes`` reads nothing else.
+        The user's own private channel always stays reachable.
+        """
+        if not self.auth_enabled:
             return None
         owner = channel_user(channel)
-        if owner is not None:
-            if owner != principal.user:
-                return f"channel {channel} is private to user {owner}"
+        if owner is not None and owner == principal.user:
             return None
+        if owner is not None and not principal.is_admin:
+            return f"channel {channel} is private to user {owner}"
+        if principal.channels is not None and channel not in principal.channels:
+            return f"your token does not allow channel {channel}"
+        return None
+
+    def broadcast_denial(self, principal: Principal, channel: str) -> str | None:
+        """Why ``principal`` may not broadcast on ``channel`` (``all``: to everyone), or None."""
+        if not self.may_broadcast(principal):
+            if not self.auth_enabled:
+                return (
+                    "client broadcast is reserved for admins and needs authentication; "
+                    "use POST /broadcast on the HTTP API"
+                )
+            return "client broadcast is reserved for admins"
         if principal.channels is not None and channel not in principal.channels:
             return f"your token does not allow channel {channel}"
         return None

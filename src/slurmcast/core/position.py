@@ -9,6 +9,9 @@ from slurmcast.errors import ErrorCode, ProtocolError
 
 #: Longest epoch accepted from a client (ours are 8 hex characters).
 MAX_EPOCH_LENGTH = 64
+#: Highest offset accepted from a client: Redis's Lua numbers are doubles,
+#: exact only up to 2**53, and no channel gets anywhere near it.
+MAX_OFFSET = 2**53 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +41,14 @@ class StreamPosition:
                 request_id=request_id,
             )
         offset, epoch = value.get("offset"), value.get("epoch")
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        if (
+            isinstance(offset, bool)
+            or not isinstance(offset, int)
+            or not 0 <= offset <= MAX_OFFSET
+        ):
             raise ProtocolError(
                 ErrorCode.INVALID_FIELD,
-                "'since.offset' must be a non-negative integer",
+                "'since.offset' must be an integer from 0 to 2**53 - 1",
                 request_id=request_id,
             )
         if not isinstance(epoch, str) or not epoch or len(epoch) > MAX_EPOCH_LENGTH:

@@ -7,10 +7,11 @@ builders produce the server's JSON objects. Nothing here touches a socket.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from slurmcast.core.channels import parse_channel
 from slurmcast.core.filters import Filter, parse_filter
@@ -40,6 +41,11 @@ MAX_HISTORY_LIMIT = 1000
 MAX_MARK_READ = 500
 #: Longest token accepted; real JWTs are a few hundred bytes to a few KiB.
 MAX_TOKEN_LENGTH = 16384
+#: Largest integer ``id`` (JavaScript's Number.MAX_SAFE_INTEGER): beyond it a
+#: browser cannot even tell two ids apart.
+MAX_INTEGER_ID = 2**53 - 1
+#: Deepest nesting of a broadcast ``message`` (the JSON encoder stops at 254).
+MAX_MESSAGE_DEPTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +120,18 @@ Request = Subscribe | Unsubscribe | Ping | Broadcast | Auth | Refresh | History 
 def decode_frame(frame: str) -> Any:
     """Decode a text frame's JSON.
 
+    orjson, not the standard library: whatever it accepts it can also write
+    back (no lone surrogates, no NaN or Infinity, no integers beyond 64 bits,
+    which become floats), so nothing a client sends can make a reply
+    unencodable. It also refuses nesting deeper than 1024 without recursing.
+
     Raises:
-        ProtocolError: ``invalid_json`` when the text is not JSON.
+        ProtocolError: ``invalid_json`` when the text is not JSON (or not
+            representable: a lone surrogate, NaN, a number out of range).
     """
     try:
-        return json.loads(frame)
-    except (ValueError, RecursionError) as exc:
+        return orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
         raise ProtocolError(ErrorCode.INVALID_JSON, f"message is not valid JSON: {exc}") from None
 
 
@@ -179,13 +191,16 @@ def _parse_id(value: Mapping[str, Any]) -> RequestId | None:
     if request_id is None:
         return None
     # bool is an int subclass; an id of `true` is a client bug worth reporting.
-    valid = (isinstance(request_id, int) and not isinstance(request_id, bool)) or (
-        isinstance(request_id, str) and len(request_id) <= MAX_ID_LENGTH
-    )
+    valid = (
+        isinstance(request_id, int)
+        and not isinstance(request_id, bool)
+        and -MAX_INTEGER_ID <= request_id <= MAX_INTEGER_ID
+    ) or (isinstance(request_id, str) and len(request_id) <= MAX_ID_LENGTH)
     if not valid:
         raise ProtocolError(
             ErrorCode.INVALID_FIELD,
-            f"'id' must be an integer or a string of at most {MAX_ID_LENGTH} characters",
+            f"'id' must be an integer of at most 2**53 - 1 in magnitude, or a string of "
+            f"at most {MAX_ID_LENGTH} characters",
         )
     return request_id  # type: ignore[no-any-return]  # checked just above
 
@@ -269,7 +284,8 @@ def _parse_mark_read(value: Mapping[str, Any], request_id: RequestId | None) -> 
     if (
         not isinstance(ids, list)
         or not 0 < len(ids) <= MAX_MARK_READ
-        or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids)
+        # Printable: ids go to the database, and PostgreSQL refuses NUL in text.
+        or not all(isinstance(i, str) and 0 < len(i) <= 64 and i.isprintable() for i in ids)
     ):
         raise ProtocolError(
             ErrorCode.INVALID_FIELD,
@@ -285,10 +301,18 @@ def _parse_token(value: Mapping[str, Any], request_id: RequestId | None) -> str:
         raise ProtocolError(
             ErrorCode.MISSING_TOKEN, "message needs a 'token'", request_id=request_id
         )
-    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+    # A JWT is printable ASCII (base64url and dots); anything else is not one,
+    # and need not reach the verifier.
+    if (
+        not isinstance(token, str)
+        or not token
+        or len(token) > MAX_TOKEN_LENGTH
+        or not (token.isascii() and token.isprintable())
+    ):
         raise ProtocolError(
             ErrorCode.INVALID_FIELD,
-            f"'token' must be a non-empty string of at most {MAX_TOKEN_LENGTH} characters",
+            f"'token' must be a non-empty string of printable ASCII, at most "
+            f"{MAX_TOKEN_LENGTH} characters",
             request_id=request_id,
         )
     return token
@@ -311,7 +335,34 @@ def _parse_broadcast(value: Mapping[str, Any], request_id: RequestId | None) -> 
         raise ProtocolError(
             ErrorCode.INVALID_FIELD, "'message' must be a JSON object", request_id=request_id
         )
+    if json_depth(message) > MAX_MESSAGE_DEPTH:
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD,
+            f"'message' is nested deeper than {MAX_MESSAGE_DEPTH} levels",
+            request_id=request_id,
+        )
     return Broadcast(str(channel), message, request_id)
+
+
+def json_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a decoded JSON value (0 for a scalar).
+
+    Iterative: a value nested deeply enough to matter must not recurse here.
+    """
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        pending.extend((child, depth) for child in children)
+    return deepest
 
 
 def _json_type(value: Any) -> str:

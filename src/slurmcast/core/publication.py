@@ -57,6 +57,7 @@ class Publication:
         """The envelope as sent: ``{..., "offset": N, "epoch": "e"}``."""
         if self.position is None:
             return self.payload
-        # Epochs are hex strings we generate: no JSON escaping is needed.
+        # Epochs are strings we generate (hex digits, and '-' and digits for a
+        # Redis channel born by a publication): no JSON escaping is needed.
         suffix = f',"offset":{self.position.offset},"epoch":"{self.position.epoch}"}}'
         return self.payload[:-1] + suffix.encode()

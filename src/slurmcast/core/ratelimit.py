@@ -10,7 +10,9 @@ class TokenBucket:
     """``rate`` tokens per second, holding at most ``burst``.
 
     ``now`` is passed in (seconds, any monotonic-enough clock); the bucket
-    starts full.
+    starts full. ``charge`` takes tokens after the fact, for work whose cost
+    is known only once done (the size of an answer): the bucket may go into
+    debt, down to ``-burst``, and refuses everything until it is repaid.
     """
 
     rate: float
@@ -28,10 +30,23 @@ class TokenBucket:
             0.0 if a token was available (and is now taken), else the seconds
             until one will be.
         """
-        if self.updated is not None and now > self.updated:
-            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now if self.updated is None else max(now, self.updated)
+        self._refill(now)
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return 0.0
         return (1.0 - self.tokens) / self.rate
+
+    def charge(self, cost: float, now: float) -> None:
+        """Take ``cost`` more tokens, whatever is left, but never below ``-burst``.
+
+        The floor bounds how long one expensive answer can silence a client
+        (two bursts' worth of time), while still making a stream of them cost
+        what they weigh.
+        """
+        self._refill(now)
+        self.tokens = max(-self.burst, self.tokens - cost)
+
+    def _refill(self, now: float) -> None:
+        if self.updated is not None and now > self.updated:
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now if self.updated is None else max(now, self.updated)

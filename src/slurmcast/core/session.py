@@ -127,7 +127,9 @@ class SessionLimits:
 
     ``rate`` messages per second with bursts of ``burst`` (the design's 60 a
     minute); a client that is refused ``flood_warnings`` times in a row is
-    closed with 1008.
+    closed with 1008. WebSocket PING frames count as messages (each costs
+    its pong), and an answer costs one token per ``reply_bytes_per_token``
+    bytes (a history or a snapshot may weigh a thousand times its request).
     """
 
     auth_timeout: float = 5.0
@@ -136,6 +138,7 @@ class SessionLimits:
     burst: float = 10.0
     flood_warnings: int = 10
     max_channels: int = 32
+    reply_bytes_per_token: int = 65536
 
 
 def _no_verifier(token: str) -> Principal:
@@ -213,6 +216,34 @@ class Session:
             return self._authenticate(request, now)
         return self._handle(request, now)
 
+    def receive_control(self, now: float) -> list[Action]:
+        """Handle a PING frame (its pong is automatic): it costs a message.
+
+        There is nothing to answer when it is over the limit, but it counts
+        toward ``flood_warnings`` all the same, so a ping flood gets closed.
+        """
+        if self.state is SessionState.CLOSED:
+            return []
+        if self.bucket.take(now):
+            self.refused_in_a_row += 1
+            if self.refused_in_a_row > self.limits.flood_warnings:
+                return self._close(
+                    CloseCode.POLICY_VIOLATION, "rate limit exceeded: too many ping frames"
+                )
+            return []
+        self.refused_in_a_row = 0
+        return []
+
+    def charge_reply(self, size: int, now: float) -> None:
+        """The transport sent an answer of ``size`` bytes: charge what it weighs.
+
+        The request already paid one token; an answer above
+        ``reply_bytes_per_token`` pays the rest (see ``TokenBucket.charge``).
+        """
+        extra = size / self.limits.reply_bytes_per_token - 1.0
+        if extra > 0:
+            self.bucket.charge(extra, now)
+
     def on_timer(self, now: float) -> list[Action]:
         """Handle the passing of ``deadline``: auth timeout, token expiry, grace end."""
         if self.deadline is None or now < self.deadline:
@@ -267,8 +298,7 @@ class Session:
                     return [_error(ErrorCode.FORBIDDEN, denial, request_id)]
                 return [SendHistory(request)]
             case protocol.MarkRead(ids, request_id):
-                user = None if self.principal.is_admin else self.principal.user
-                return [MarkNotificationsRead(ids, user, request_id)]
+                return [MarkNotificationsRead(ids, self._notifications_of(), request_id)]
             case protocol.Unsubscribe(channels, request_id):
                 return self._unsubscribe(channels, request_id)
             case protocol.Ping(request_id):
@@ -380,17 +410,25 @@ class Session:
     def _broadcast(
         self, channel: str, message: Mapping[str, Any], request_id: protocol.RequestId | None
     ) -> list[Action]:
-        if self.policy.may_broadcast(self.principal):
+        why = self.policy.broadcast_denial(self.principal, channel)
+        if why is None:
             return [PublishBroadcast(channel, message, request_id)]
-        why = (
-            "client broadcast is reserved for admins"
-            if self.policy.auth_enabled
-            else "client broadcast is reserved for admins and needs authentication; "
-            "use POST /broadcast on the HTTP API"
-        )
         return [_error(ErrorCode.FORBIDDEN, why, request_id)]
 
     # -- helpers -------------------------------------------------------------
+
+    def _notifications_of(self) -> str | None:
+        """Whose notifications this client may mark read (None: anyone's).
+
+        An admin may mark anyone's, unless its token's ``channels`` claim
+        keeps it away from ``notifications``: then only its own.
+        """
+        principal = self.principal
+        if not principal.is_admin:
+            return principal.user
+        if principal.channels is not None and "notifications" not in principal.channels:
+            return principal.user
+        return None
 
     def _become(self, principal: Principal) -> None:
         self.principal = principal

@@ -1,7 +1,14 @@
 """The HTTP API (port 5012 by default): POST /broadcast, GET /health.
 
 Every error is JSON, ``{"success": false, "code": ..., "message": ...}``,
-with the same codes the WebSocket protocol uses.
+with the same codes the WebSocket protocol uses, plus a few of its own
+(``unsupported_media_type``, ``body_too_large``, ``invalid_body``,
+``nesting_too_deep``, ``field_too_large``, ``too_many_requests``).
+
+A request with a body must say ``Content-Type: application/json`` (charset
+utf-8, if any): a browser page elsewhere can only send text/plain or form
+bodies without the CORS preflight this server never answers, so it cannot
+post to an API that has no key.
 
 Write endpoints need an admin: an ``X-API-Key`` equal to the configured key
 (compared in constant time) or an ``Authorization: Bearer`` JWT with the
@@ -12,6 +19,7 @@ only counts and status to anyone who is not an admin while protection is on.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -20,12 +28,14 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.log import server_logger
 
 from slurmcast.auth.jwt import parse_bearer
 from slurmcast.core.channels import CHANNEL_NAMES
 from slurmcast.core.policy import ADMIN_ROLE, ANONYMOUS, AccessPolicy, Principal
 from slurmcast.core.publication import ALL_CLIENTS
 from slurmcast.errors import AuthError, ErrorCode, SlurmcastError
+from slurmcast.http.connections import ConnectionGuard, ConnectionLimits, QuietClientErrors
 from slurmcast.node import Node
 from slurmcast.storage import NotificationStorePort
 
@@ -33,12 +43,21 @@ log = logging.getLogger("slurmcast.http")
 
 HealthProvider = Callable[[], dict[str, Any]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 #: Whoever presents the API key acts as an admin.
 API_KEY_ADMIN = Principal("api-key", frozenset({ADMIN_ROLE}))
 
 #: Keys /health shows to everyone while the API is protected.
 PUBLIC_HEALTH_KEYS = ("status", "version", "clients", "subscriptions", "uptime_s")
+
+#: Levels of nesting a posted JSON value may have. orjson reads 1024 but
+#: writes only 254: a deeper value would be accepted, then fail every reply
+#: and page that holds it.
+MAX_JSON_DEPTH = 32
+
+#: Methods whose body, if any, must be JSON.
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class ApiGuard:
@@ -50,7 +69,7 @@ class ApiGuard:
     """
 
     def __init__(self, api_key: str, verify: Callable[[str], Principal] | None) -> None:
-        self._api_key = api_key.encode()
+        self._api_key = _header_bytes(api_key)
         self._verify = verify
 
     @property
@@ -59,14 +78,22 @@ class ApiGuard:
 
     def require_admin(self, request: web.Request) -> str:
         """Who the admin is ("api-key" or the user); raises 401/403 ``HttpError``."""
+        return self.admin(request)[0]
+
+    def admin(self, request: web.Request) -> tuple[str, Principal | None]:
+        """Who the admin is, and their token's principal when they came with one.
+
+        Raises:
+            HttpError: 401 without valid credentials, 403 for a token without the admin role.
+        """
         if not self.protected:
-            return "anonymous"
+            return "anonymous", None
         offered = request.headers.get("X-API-Key")
         if offered is not None:
-            if self._api_key and hmac.compare_digest(offered.encode(), self._api_key):
-                return "api-key"
+            if self._api_key and self._key_matches(offered):
+                return "api-key", None
             raise HttpError(401, ErrorCode.UNAUTHORIZED, "the API key is not valid")
-        token = parse_bearer(request.headers.get("Authorization"))
+        token = _bearer(request)
         if token is None:
             raise HttpError(
                 401,
@@ -75,13 +102,10 @@ class ApiGuard:
             )
         if self._verify is None:
             raise HttpError(401, ErrorCode.UNAUTHORIZED, "JWT authentication is not enabled")
-        try:
-            principal = self._verify(token)
-        except AuthError as exc:
-            raise HttpError(401, exc.code, exc.message) from None
+        principal = self._verified(token)
         if not principal.is_admin:
             raise HttpError(403, ErrorCode.FORBIDDEN, "this endpoint is for admins")
-        return principal.user or "admin"
+        return principal.user or "admin", principal
 
     def reader(self, request: web.Request) -> Principal:
         """Who is reading: an admin (API key), a token's user, or anyone when auth is off.
@@ -93,14 +117,21 @@ class ApiGuard:
             return ANONYMOUS
         offered = request.headers.get("X-API-Key")
         if offered is not None and self._api_key:
-            if hmac.compare_digest(offered.encode(), self._api_key):
+            if self._key_matches(offered):
                 return API_KEY_ADMIN
             raise HttpError(401, ErrorCode.UNAUTHORIZED, "the API key is not valid")
-        token = parse_bearer(request.headers.get("Authorization"))
+        token = _bearer(request)
         if token is None:
             raise HttpError(
                 401, ErrorCode.UNAUTHORIZED, "this endpoint needs a Bearer token or an X-API-Key"
             )
+        return self._verified(token)
+
+    def _key_matches(self, offered: str) -> bool:
+        return hmac.compare_digest(_header_bytes(offered), self._api_key)
+
+    def _verified(self, token: str) -> Principal:
+        assert self._verify is not None
         try:
             return self._verify(token)
         except AuthError as exc:
@@ -114,6 +145,24 @@ class ApiGuard:
         return True
 
 
+def _header_bytes(value: str) -> bytes:
+    """A header value as bytes, whatever it holds.
+
+    aiohttp decodes header bytes that are not UTF-8 into lone surrogates,
+    which a strict ``encode()`` refuses: a credential is compared as bytes.
+    """
+    return value.encode("utf-8", "surrogatepass")
+
+
+def _bearer(request: web.Request) -> str | None:
+    """The Bearer token of the request, if any; 401 for one that cannot be a JWT."""
+    token = parse_bearer(request.headers.get("Authorization"))
+    if token is not None and not token.isascii():
+        # A JWT is base64url and dots; the verifier would choke on other characters.
+        raise HttpError(401, ErrorCode.INVALID_TOKEN, "the token is not valid: it is not ASCII")
+    return token
+
+
 NODE_KEY = web.AppKey("node", Node)
 HEALTH_KEY: web.AppKey[HealthProvider] = web.AppKey("health")
 GUARD_KEY = web.AppKey("guard", ApiGuard)
@@ -123,9 +172,16 @@ NEW_ID_KEY: web.AppKey[Callable[[], str]] = web.AppKey("new_id")
 
 
 class HttpError(SlurmcastError):
-    def __init__(self, status: int, code: ErrorCode, message: str) -> None:
-        super().__init__(message, code=code)
+    """An error answered with ``status`` and ``{"code": wire_code, ...}``.
+
+    ``code`` may be an ``ErrorCode`` or, for the few codes only the HTTP API
+    uses, plain text (e.g. ``"unsupported_media_type"``).
+    """
+
+    def __init__(self, status: int, code: ErrorCode | str, message: str) -> None:
+        super().__init__(message, code=code if isinstance(code, ErrorCode) else None)
         self.status = status
+        self.wire_code = str(code)
 
 
 def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
@@ -142,7 +198,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except HttpError as exc:
-        return error_response(exc.status, exc.code.value, exc.message)
+        return error_response(exc.status, exc.wire_code, exc.message)
     except SlurmcastError as exc:
         if not exc.temporary:
             raise
@@ -162,20 +218,77 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(500, ErrorCode.INTERNAL.value, "internal server error")
 
 
+@web.middleware
+async def require_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """415 for a write whose body is not declared JSON (see the module's docstring).
+
+    A write without a body needs no Content-Type (aiohttp's client, for one,
+    declares its empty bodies application/octet-stream).
+    """
+    if (
+        request.method in WRITE_METHODS
+        and request.body_exists
+        and request.match_info.http_exception is None
+    ):
+        charset = (request.charset or "utf-8").lower()
+        if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
+            raise HttpError(
+                415,
+                "unsupported_media_type",
+                "send the body as JSON, with Content-Type: application/json",
+            )
+    return await handler(request)
+
+
 async def json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object; 400 ``invalid_json`` / ``not_an_object`` otherwise."""
+    """The request body as a JSON object; 400 ``invalid_json`` / ``not_an_object`` otherwise.
+
+    400 ``invalid_body`` when the body cannot be read (a broken
+    Content-Encoding or chunked encoding), ``nesting_too_deep`` past
+    ``MAX_JSON_DEPTH`` levels.
+    """
     try:
-        body = orjson.loads(await request.read())
+        raw = await request.read()
+    except web.RequestPayloadError:
+        raise HttpError(
+            400, "invalid_body", "the body cannot be read: its encoding or chunks are broken"
+        ) from None
+    except ConnectionError:
+        # The client went away, or missed the body deadline: no one reads this.
+        raise HttpError(400, "invalid_body", "the connection closed before the body") from None
+    try:
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise HttpError(400, ErrorCode.INVALID_JSON, f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise HttpError(400, ErrorCode.NOT_AN_OBJECT, "body must be a JSON object")
+    if nesting_exceeds(body, MAX_JSON_DEPTH):
+        raise HttpError(
+            400, "nesting_too_deep", f"body is nested more than {MAX_JSON_DEPTH} levels deep"
+        )
     return body
+
+
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` has more than ``limit`` levels of objects and arrays.
+
+    Iterative: a recursive walk would overflow the stack on input orjson accepts.
+    """
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if not isinstance(item, dict | list):
+            continue
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 async def broadcast(request: web.Request) -> web.Response:
     """Publish ``message`` on ``channel`` (or to every client with ``"all"``)."""
-    who = request.app[GUARD_KEY].require_admin(request)
+    who, principal = request.app[GUARD_KEY].admin(request)
     body = await json_object(request)
     channel = body.get("channel", ALL_CLIENTS)
     if not isinstance(channel, str):
@@ -187,6 +300,10 @@ async def broadcast(request: web.Request) -> web.Response:
             ErrorCode.UNKNOWN_CHANNEL,
             f"unknown channel {channel[:64]!r}; use one of {known}, or 'all'",
         )
+    allowed = principal.channels if principal is not None else None
+    if allowed is not None and channel not in allowed:
+        # The token's channel allow-list binds admins too (as on the WebSocket).
+        raise HttpError(403, ErrorCode.FORBIDDEN, f"your token does not allow channel {channel}")
     if "message" not in body or body["message"] is None:
         raise HttpError(400, ErrorCode.MISSING_MESSAGE, "body needs a 'message' object")
     message = body["message"]
@@ -224,7 +341,7 @@ def create_app(
     from slurmcast.http.notifications import add_routes
     from slurmcast.http.snapshots import snapshot
 
-    app = web.Application(middlewares=[json_errors], client_max_size=max_body)
+    app = web.Application(middlewares=[json_errors, require_json], client_max_size=max_body)
     app[NODE_KEY] = node
     app[HEALTH_KEY] = health_provider
     app[GUARD_KEY] = guard or ApiGuard("", None)
@@ -239,13 +356,68 @@ def create_app(
     return app
 
 
+def refuse_odd_expectations(handler: RequestHandler) -> RequestHandler:
+    """417 for an ``Expect`` header other than ``100-continue``, before aiohttp sees it.
+
+    aiohttp's own answer quotes the header in its text and fails (500) when
+    the header holds bytes that are not UTF-8. It runs before any middleware,
+    and for routes not found too, so it is screened here.
+    """
+
+    async def screened(request: web.BaseRequest) -> web.StreamResponse:
+        expect = request.headers.get("Expect")
+        if expect is not None and expect.lower() != "100-continue":
+            response = error_response(
+                417, "expectation_failed", "the only Expect header supported is 100-continue"
+            )
+            response.force_close()
+            return response
+        return await handler(request)
+
+    return screened
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP site whose connections go through a ``ConnectionGuard`` first."""
+
+    def __init__(
+        self, runner: web.BaseRunner, host: str, port: int, guard: ConnectionGuard
+    ) -> None:
+        super().__init__(runner)
+        self._host = host
+        self._port = port
+        self._guard = guard
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self._guard.protocol_factory(server), self._host, self._port, backlog=128
+        )
+
+
 class HttpServer:
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
+    """The API's listener.
+
+    Args:
+        limits: deadlines and the per-address limit of its connections
+            (``ConnectionGuard``; counted in ``connections.stats()``).
+    """
+
+    def __init__(
+        self, app: web.Application, host: str, port: int, limits: ConnectionLimits | None = None
+    ) -> None:
         self.app = app
         self.host = host
         self.requested_port = port
+        self.connections = ConnectionGuard(limits or ConnectionLimits())
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._site: GuardedSite | None = None
 
     @property
     def port(self) -> int:
@@ -254,9 +426,23 @@ class HttpServer:
         return int(sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # aiohttp's keep-alive timer is left alone: the guard closes idle
+        # connections long before it would.
+        self._runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            logger=QuietClientErrors(server_logger),
+        )
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.host, self.requested_port)
+        server = self._runner.server
+        assert server is not None
+        # Around the application, so as to see every request, found or not;
+        # read by each connection's protocol when it is made, i.e. after this.
+        server.request_handler = self.connections.track(
+            refuse_odd_expectations(server.request_handler)
+        )
+        self._site = GuardedSite(self._runner, self.host, self.requested_port, self.connections)
         await self._site.start()
         log.info("HTTP API listening on http://%s:%d", self.host, self.port)
 

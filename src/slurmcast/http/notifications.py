@@ -3,7 +3,9 @@
 * ``GET /notifications?user=&unread=true&limit=&before=``: newest first, a
   page at a time (``next_before`` is the cursor of the next page).
 * ``POST /notifications`` (admin): create a ``system``/``info``/``alert``
-  notification, store it and broadcast it live.
+  notification, store it and broadcast it live. Its ``data`` is at most
+  ``MAX_DATA_BYTES`` as JSON and, like every body, 32 levels deep
+  (``http.app.MAX_JSON_DEPTH``).
 * ``POST /notifications/{id}/read`` and ``POST /notifications/read-all``.
 
 With authentication on, a user sees and marks only their own notifications
@@ -17,6 +19,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from slurmcast.core.channels import is_valid_user_name
@@ -32,11 +35,15 @@ from slurmcast.http.app import (
     json_object,
     json_response,
 )
+from slurmcast.storage.models import ID_LENGTH
 
 #: Kinds an operator may create (job notifications come from the monitors).
 OPERATOR_TYPES = (NotificationType.SYSTEM, NotificationType.INFO, NotificationType.ALERT)
 MAX_TITLE = 200
 MAX_MESSAGE = 4000
+#: Largest ``data`` of an announcement, as JSON. It is stored, and sent in
+#: every page of notifications that holds it.
+MAX_DATA_BYTES = 65536
 
 
 def _whose(request: web.Request, principal: Principal) -> str | None:
@@ -100,6 +107,8 @@ def _notification_from(body: dict[str, Any], new_id: str) -> Notification:
                 ErrorCode.INVALID_FIELD,
                 f"'{name}' must be a string of 1 to {limit} characters",
             )
+        if "\0" in value:  # PostgreSQL cannot store it; SQLite would: refused on both
+            raise HttpError(400, ErrorCode.INVALID_FIELD, f"'{name}' must not contain NUL")
         return value
 
     kind = body.get("type", "system")
@@ -118,6 +127,11 @@ def _notification_from(body: dict[str, Any], new_id: str) -> Notification:
     details = body.get("data", {})
     if not isinstance(details, dict):
         raise HttpError(400, ErrorCode.INVALID_FIELD, "'data' must be an object")
+    # json_object has bounded the nesting, so this cannot fail.
+    if len(orjson.dumps(details)) > MAX_DATA_BYTES:
+        raise HttpError(
+            400, "field_too_large", f"'data' must be at most {MAX_DATA_BYTES} bytes as JSON"
+        )
     return Notification(
         id=new_id,
         type=NotificationType(kind),
@@ -134,6 +148,9 @@ async def mark_one_read(request: web.Request) -> web.Response:
     principal = request.app[GUARD_KEY].reader(request)
     marker = _marker(request, principal)
     notification_id = request.match_info["id"]
+    if len(notification_id) > ID_LENGTH or "\0" in notification_id:
+        # Names no notification (the database would refuse it as a value).
+        raise HttpError(404, ErrorCode.NOT_FOUND, f"no notification {notification_id[:64]!r}")
     marked = await _stored(request.app[STORE_KEY].mark_read([notification_id], marker))
     if not marked:
         raise HttpError(

@@ -1,4 +1,10 @@
-"""Whether the notifications database answers: each outage and each recovery reported once."""
+"""Whether the notifications database works: each outage and each recovery reported once.
+
+Any failed operation starts an outage; only a successful write ends it. A
+database can answer reads while it refuses writes (read-only after a
+failover, locked, out of disk): were reads to end the outage, its alert would
+resolve and fire again with every read until writes worked.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +17,13 @@ log = logging.getLogger("slurmcast.storage")
 
 
 class Availability:
-    """The database's state as the last operation on it found it.
+    """The database's state as the operations on it found it.
 
     Args:
         where: the database as shown in logs (password masked).
         password: the URL's password, scrubbed from every reason.
         on_unavailable: awaited with a one-line reason when an outage starts.
-        on_recovered: awaited when the first operation after an outage succeeds.
+        on_recovered: awaited when the first write after an outage succeeds.
     """
 
     def __init__(
@@ -63,7 +69,7 @@ class Availability:
         return reason
 
     async def succeeded(self) -> None:
-        """Record a successful operation; the first after an outage reports the recovery."""
+        """Record a successful write; the first after an outage reports the recovery."""
         if self.available:
             return
         self.available = True

@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from slurmcast.errors import ConfigError
+from slurmcast.storage.rows import load_json
 
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
@@ -103,6 +104,8 @@ def create_engine(url: URL, **options: Any) -> AsyncEngine:
         # Error messages end up in logs and /health: keep notification
         # contents out of them.
         hide_parameters=True,
+        # A stored value that cannot be decoded must not fail the whole fetch.
+        json_deserializer=load_json,
         **options,
     )
     if backend_name(url) == SQLITE:

@@ -4,7 +4,9 @@ Live delivery never waits for the database. The monitor calls ``enqueue``,
 which only appends to a bounded in-memory queue; one writer task inserts
 batches and, while the database is down, keeps its batch and retries with
 doubling delays. The HTTP API reads and marks rows with the awaited methods,
-which raise ``StorageError`` when the database cannot answer.
+which raise ``StorageError`` when the database cannot answer, and
+``ProtocolError`` when it refuses a value given (e.g. NUL in PostgreSQL text).
+Any failure reports an outage; only a successful write reports its end.
 
 Semantics:
 
@@ -37,12 +39,12 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.dml import Insert
 
 from slurmcast.core.notifications import Notification
-from slurmcast.errors import ProtocolError, StorageError
+from slurmcast.errors import ErrorCode, ProtocolError, StorageError
 from slurmcast.storage import engine as engines
 from slurmcast.storage.availability import Availability
 from slurmcast.storage.migrate import upgrade
 from slurmcast.storage.models import NotificationRow
-from slurmcast.storage.rows import decode_cursor, encode_cursor, row_values, wire
+from slurmcast.storage.rows import decode_cursor, encode_cursor, is_row_error, row_values, wire
 from slurmcast.storage.writer import BatchWriter
 
 log = logging.getLogger("slurmcast.storage")
@@ -170,13 +172,13 @@ class NotificationStore:
         """Insert now and wait for it; ids already stored are left as they are.
 
         Raises:
-            ProtocolError: ``INVALID_FIELD`` for an id or user that cannot be stored.
+            ProtocolError: ``INVALID_FIELD`` for an id, user or text that cannot be stored.
             StorageError: the database is unavailable.
         """
         rows = [row_values(n) for n in notifications]
         if not rows:
             return
-        async with self._guard("store notifications"):
+        async with self._guard("store notifications", write=True):
             await self._insert(rows)
 
     async def list(
@@ -199,6 +201,8 @@ class NotificationStore:
         Raises:
             ProtocolError: ``INVALID_FIELD`` when ``before`` is not a cursor.
             StorageError: the database is unavailable.
+
+        A row whose ``data`` cannot be sent is returned with ``{}`` (see ``wire``).
         """
         limit = max(1, min(limit, MAX_PAGE))
         statement = select(_TABLE)
@@ -216,7 +220,7 @@ class NotificationStore:
             )
         # One row more than asked says whether there is a next page.
         statement = statement.order_by(_TABLE.c.created_at.desc(), _TABLE.c.id.desc())
-        async with self._guard("list notifications"), self._engine.connect() as conn:
+        async with self._guard("list notifications", write=False), self._engine.connect() as conn:
             rows = (await conn.execute(statement.limit(limit + 1))).all()
         page = rows[:limit]
         next_before = None
@@ -244,7 +248,10 @@ class NotificationStore:
         """
         wanted = list(dict.fromkeys(ids))
         marked: set[str] = set()
-        async with self._guard("mark notifications read"), self._engine.begin() as conn:
+        async with (
+            self._guard("mark notifications read", write=True),
+            self._engine.begin() as conn,
+        ):
             for start in range(0, len(wanted), _IDS_PER_STATEMENT):
                 chunk = wanted[start : start + _IDS_PER_STATEMENT]
                 condition: ColumnElement[bool] = _TABLE.c.id.in_(chunk)
@@ -271,7 +278,10 @@ class NotificationStore:
         statement = update(_TABLE).where(_TABLE.c.read == false()).values(read=True)
         if user is not None:
             statement = statement.where(_TABLE.c.user == user)
-        async with self._guard("mark notifications read"), self._engine.begin() as conn:
+        async with (
+            self._guard("mark notifications read", write=True),
+            self._engine.begin() as conn,
+        ):
             result = await conn.execute(statement)
         return int(result.rowcount)
 
@@ -281,7 +291,7 @@ class NotificationStore:
         Raises:
             StorageError: the database is unavailable.
         """
-        async with self._guard("read a notification"), self._engine.connect() as conn:
+        async with self._guard("read a notification", write=False), self._engine.connect() as conn:
             row = (await conn.execute(select(_TABLE).where(_TABLE.c.id == id))).first()
         return wire(row._mapping) if row is not None else None
 
@@ -312,8 +322,12 @@ class NotificationStore:
             await conn.execute(self._insert_statement(), rows)
 
     async def _probe(self) -> None:
-        async with self._engine.connect() as conn:
-            await conn.execute(select(1))
+        # A write that changes nothing: a database that answers reads but
+        # refuses writes (read-only, locked, disk full) is not back yet.
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(_TABLE).where(_TABLE.c.id.is_(None)).values(read=_TABLE.c.read)
+            )
 
     def _insert_statement(self) -> Insert:
         if engines.backend_name(self._url) == engines.POSTGRESQL:
@@ -330,15 +344,34 @@ class NotificationStore:
                 self._migrated = True
 
     @contextlib.asynccontextmanager
-    async def _guard(self, action: str) -> AsyncIterator[None]:
+    async def _guard(self, action: str, *, write: bool) -> AsyncIterator[None]:
+        """Report what an API call found out about the database.
+
+        Any failure to reach it starts an outage; only a write ends one: a
+        database that still answers reads while it refuses writes would
+        otherwise raise and resolve its alert again with every read.
+        A value the database refuses is the caller's error, not an outage.
+        """
         try:
             await self._ensure_ready()
             yield
+        except SQLAlchemyError as exc:
+            if not is_row_error(exc):
+                raise await self._unavailable(action, exc) from exc
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD,
+                f"cannot {action}: the database refuses a value "
+                f"({self._availability.describe(exc)})",
+            ) from None
         # CommandError: the database's schema is from a newer slurmcast.
-        except (SQLAlchemyError, OSError, CommandError) as exc:
-            reason = await self._availability.failed(exc, self._writer.pending)
-            self._writer.wake()  # it checks for the recovery
-            raise StorageError(
-                f"cannot {action}: the notifications database is unavailable ({reason})"
-            ) from exc
-        await self._availability.succeeded()
+        except (OSError, CommandError) as exc:
+            raise await self._unavailable(action, exc) from exc
+        if write:
+            await self._availability.succeeded()
+
+    async def _unavailable(self, action: str, exc: BaseException) -> StorageError:
+        reason = await self._availability.failed(exc, self._writer.pending)
+        self._writer.wake()  # it checks for the recovery
+        return StorageError(
+            f"cannot {action}: the notifications database is unavailable ({reason})"
+        )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
 from slurmcast.core.notifications import Notification
@@ -15,8 +18,34 @@ from slurmcast.core.timefmt import iso_z
 from slurmcast.errors import ErrorCode, ProtocolError
 from slurmcast.storage.models import ID_LENGTH, TITLE_LENGTH, USER_LENGTH
 
+log = logging.getLogger("slurmcast.storage")
+
 _CURSOR_VERSION = "1"
 _ELLIPSIS = "…"
+
+
+class _Unreadable:
+    """What ``load_json`` returns for a stored value it cannot decode."""
+
+    def __repr__(self) -> str:
+        return "UNREADABLE"
+
+
+#: A ``data`` column whose stored JSON could not be decoded.
+UNREADABLE: Any = _Unreadable()
+
+
+def load_json(text: str | bytes) -> Any:
+    """The engine's JSON column decoder: ``UNREADABLE`` instead of an exception.
+
+    A row written by hand or by another program may hold JSON that Python's
+    decoder refuses (or nests deeper than its recursion limit); raised from
+    inside a fetch, that would fail every page the row belongs to.
+    """
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return UNREADABLE
 
 
 def row_values(notification: Notification) -> dict[str, Any]:
@@ -54,7 +83,12 @@ def row_values(notification: Notification) -> dict[str, Any]:
 
 
 def wire(row: Mapping[Any, Any]) -> dict[str, Any]:
-    """A stored row in the shape ``Notification.data()`` publishes, with its ``read`` flag."""
+    """A stored row in the shape ``Notification.data()`` publishes, with its ``read`` flag.
+
+    A ``data`` value that cannot be sent (undecodable, not an object, or more
+    deeply nested than the JSON encoder allows) is replaced by ``{}`` and
+    logged: one such row must not make every page that holds it fail.
+    """
     return {
         "id": row["id"],
         "type": row["type"],
@@ -64,8 +98,40 @@ def wire(row: Mapping[Any, Any]) -> dict[str, Any]:
         "read": bool(row["read"]),
         "user": row["user"],
         "created_at": iso_z(row["created_at"]),
-        "data": row["data"] if row["data"] is not None else {},
+        "data": _sendable_data(row["id"], row["data"]),
     }
+
+
+_warned: set[str] = set()
+_WARNED_LIMIT = 1000
+
+
+def _sendable_data(notification_id: str, data: Any) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if data is UNREADABLE:
+        problem = "cannot be decoded as JSON"
+    elif not isinstance(data, dict):
+        problem = f"is a JSON {type(data).__name__}, not an object"
+    else:
+        try:
+            orjson.dumps(data)
+        except orjson.JSONEncodeError as exc:  # nested too deep, or an integer over 64 bits
+            problem = f"cannot be encoded ({exc})"
+        else:
+            return data
+    # Once per row and process: a dashboard polling the page must not flood the log.
+    if notification_id in _warned:
+        return {}
+    if len(_warned) >= _WARNED_LIMIT:
+        _warned.clear()
+    _warned.add(notification_id)
+    log.warning(
+        "stored notification %.64r: its data %s; it is sent with empty data",
+        notification_id,
+        problem,
+    )
+    return {}
 
 
 def encode_cursor(created_at: datetime, notification_id: str) -> str:
@@ -85,15 +151,27 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     Raises:
         ProtocolError: ``INVALID_FIELD`` when it is not such a cursor.
     """
+    created_at: datetime | None = None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         version, moment, notification_id = raw.split("|", 2)
-        created_at = datetime.fromisoformat(moment)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        created_at = None
-    if created_at is None or version != _CURSOR_VERSION or created_at.tzinfo is None:
+        parsed = datetime.fromisoformat(moment)
+        if version == _CURSOR_VERSION and parsed.tzinfo is not None and _storable_id(
+            notification_id
+        ):
+            # In UTC here: year 1 at +14:00 has no UTC time, and the
+            # database column would overflow converting it.
+            created_at = parsed.astimezone(UTC)
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
+        pass
+    if created_at is None:
         raise ProtocolError(ErrorCode.INVALID_FIELD, "'before' is not a cursor from this server")
     return created_at, notification_id
+
+
+def _storable_id(notification_id: str) -> bool:
+    # PostgreSQL refuses NUL in text; such an id names no row anyway.
+    return len(notification_id) <= ID_LENGTH and "\0" not in notification_id
 
 
 def describe_error(exc: BaseException, password: str | None = None) -> str:

@@ -32,7 +32,7 @@ class BatchWriter:
     Args:
         insert: writes rows idempotently; raises on failure.
         prepare: makes the database usable (migrations); raises on failure.
-        probe: a cheap round trip, to notice that the database is back.
+        probe: a cheap write that changes nothing, to notice that the database is back.
         availability: told about every failure and success.
     """
 

@@ -3,7 +3,12 @@
 Outgoing messages (replies and publications alike) are written straight to
 the connection's transport as prepared frames, never awaited. The transport's
 write buffer is this client's bounded queue: when it grows past the limit the
-client is not keeping up, and it alone is closed with 4008.
+client is not keeping up, and it alone is closed with 4008. The PONGs
+websockets writes by itself count too: they go into the same buffer.
+
+What a client asks for is paid for by the size of the answer (history,
+snapshots, replays: ``Session.charge_reply``), and every PING frame costs a
+message, so no request is cheap to send and expensive to serve.
 """
 
 from __future__ import annotations
@@ -12,18 +17,20 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event, State
 
 from slurmcast.core import protocol
 from slurmcast.core.filters import Filter, tags_for
 from slurmcast.core.history import recover
-from slurmcast.core.policy import AccessPolicy
+from slurmcast.core.policy import AccessPolicy, Principal
 from slurmcast.core.publication import Publication
 from slurmcast.core.session import (
     Action,
@@ -36,6 +43,7 @@ from slurmcast.core.session import (
     SendHistory,
     SendReply,
     Session,
+    SessionState,
 )
 from slurmcast.core.views import Snapshot
 from slurmcast.errors import CloseCode, ErrorCode, SlurmcastError
@@ -48,6 +56,40 @@ _ids = itertools.count(1)
 
 #: Snapshot items per ``snapshot`` message: keeps frames well under clients' size limits.
 SNAPSHOT_CHUNK = 500
+
+
+class GatewayConnection(ServerConnection):
+    """A websockets server connection that carries what its handshake decided.
+
+    Attributes:
+        principal: the identity its handshake token proved (None: none was
+            given, or authentication is off). Kept here, not in a table of
+            the server's, so a refused or abandoned handshake leaves nothing.
+        address: the client's IP address, counted toward its limits from
+            accept to close.
+        remote: ``address:port``, for the log.
+        on_ping: called for every PING frame received, after websockets has
+            written its PONG: a PING costs the client like a message does.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.principal: Principal | None = None
+        self.address = self.remote = "unknown"
+        self.on_ping: Callable[[], None] | None = None
+
+    def note_peer(self) -> None:
+        """Read the peer's address while the socket is sure to be there (at accept)."""
+        try:
+            self.remote = format_address(self.transport.get_extra_info("peername"))
+        except (OSError, ValueError):  # uvloop, a socket already closed
+            return
+        self.address = self.remote.rsplit(":", 1)[0]
+
+    def process_event(self, event: Event) -> None:
+        super().process_event(event)
+        if self.on_ping is not None and isinstance(event, Frame) and event.opcode is Opcode.PING:
+            self.on_ping()
 
 
 class NotificationReader(Protocol):
@@ -97,7 +139,7 @@ class ClientConnection:
         self.slow_grace = slow_grace
         self.max_per_user = max_per_user
         self.id = next(_ids)
-        self.remote = format_address(ws.remote_address)
+        self.remote = ws.remote if isinstance(ws, GatewayConnection) else _remote(ws)
         self._closing = False
 
     # -- what the hub calls ----------------------------------------------------
@@ -110,9 +152,32 @@ class ClientConnection:
         if transport.is_closing():
             return False
         transport.write(frame)
-        if transport.get_write_buffer_size() > self.buffer_limit:
-            self._close_slow()
+        self._check_buffer()
         return True
+
+    def on_ping(self) -> None:
+        """A PING frame came in and websockets wrote its PONG (see GatewayConnection)."""
+        if self._closing:
+            return
+        for action in self.session.receive_control(time.time()):
+            if isinstance(action, CloseConnection):
+                log.info(
+                    "client %d (%s%s) closed by the server: %d %s",
+                    self.id,
+                    self.remote,
+                    self._as_user(),
+                    action.code,
+                    action.reason,
+                )
+                # Called from the protocol's data callback: nothing can be
+                # awaited here, so the close is the non-blocking one.
+                self._fail(action.code, action.reason)
+                return
+        self._check_buffer()
+
+    def _check_buffer(self) -> None:
+        if not self._closing and self.ws.transport.get_write_buffer_size() > self.buffer_limit:
+            self._close_slow()
 
     def accepts(self, publication: Publication) -> bool:
         """Visibility first (a user's own jobs), then the subscription's filter."""
@@ -142,15 +207,18 @@ class ClientConnection:
 
     # -- the connection's life ---------------------------------------------------
 
-    def send_reply(self, reply: dict[str, Any]) -> None:
-        self.write_frame(text_frame(orjson.dumps(reply)))
+    def send_reply(self, reply: dict[str, Any]) -> int:
+        """Write one reply; returns its size in bytes (0 when it could not be written)."""
+        frame = text_frame(orjson.dumps(reply))
+        return len(frame) if self.write_frame(frame) else 0
 
     async def serve(self) -> None:
         """Read frames until the client goes away; always leaves the hub clean."""
         self.hub.connect(self)
         log.info("client %d connected from %s%s", self.id, self.remote, self._as_user())
         try:
-            if self.session.user is not None:
+            if self.session.state is SessionState.OPEN:
+                # No token to wait for (auth is off, or it came with the handshake).
                 await self._perform([Authenticated(self.session.principal)])
             while not self._closing:
                 deadline = self.session.deadline
@@ -169,7 +237,7 @@ class ClientConnection:
         except ConnectionClosed:
             pass
         finally:
-            channels = self.hub.disconnect(self)
+            channels = self.node.disconnect(self)
             log.info(
                 "client %d disconnected from %s%s (code %s, was subscribed to %s)",
                 self.id,
@@ -197,13 +265,14 @@ class ClientConnection:
                     await self._subscribe(action)
                 case RemoveSubscription(channel):
                     self.filters.pop(channel, None)
-                    self.hub.unsubscribe(self, channel)
+                    self.node.unsubscribe(self, channel)
                 case SendHistory(request):
                     await self._send_history(request)
                 case MarkNotificationsRead(ids, user, request_id):
                     await self._mark_read(ids, user, request_id)
                 case Authenticated(principal):
                     if principal.user is None:
+                        self.hub.admit(self, None)
                         continue
                     if not self._admit(principal.user):
                         await self._close(
@@ -264,18 +333,22 @@ class ClientConnection:
             return
         # From here to the end nothing is awaited: the reply, the snapshot and
         # the replayed publications go out before any live publication.
-        self.send_reply(
+        sent = self.send_reply(
             protocol.subscribed(
                 channel, action.request_id, position=start.position, recovered=start.recovered
             )
         )
         if start.snapshot is not None:
-            self._send_snapshot(start.snapshot, action.filter)
+            sent += self._send_snapshot(start.snapshot, action.filter)
         for publication in start.publications:
             if self.accepts(publication):
-                self.write_frame(text_frame(publication.wire()))
+                frame = text_frame(publication.wire())
+                if self.write_frame(frame):
+                    sent += len(frame)
+        self.session.charge_reply(sent, time.time())
 
-    def _send_snapshot(self, snapshot: Snapshot, wanted: Filter | None) -> None:
+    def _send_snapshot(self, snapshot: Snapshot, wanted: Filter | None) -> int:
+        """Send a snapshot in parts; returns the bytes written."""
         principal = self.session.principal
         items = [
             item
@@ -284,8 +357,9 @@ class ClientConnection:
             and (wanted is None or wanted.matches(tags_for(snapshot.channel, item)))
         ]
         chunks = [items[i : i + SNAPSHOT_CHUNK] for i in range(0, len(items), SNAPSHOT_CHUNK)]
+        sent = 0
         for number, chunk in enumerate(chunks or [[]], start=1):
-            self.send_reply(
+            sent += self.send_reply(
                 {
                     "type": "snapshot",
                     "channel": snapshot.channel,
@@ -295,6 +369,7 @@ class ClientConnection:
                     "parts": max(len(chunks), 1),
                 }
             )
+        return sent
 
     async def _send_history(self, request: protocol.History) -> None:
         since = request.since
@@ -323,7 +398,7 @@ class ClientConnection:
             reply["complete"] = recover(since, history, ()).recovered
         if request.request_id is not None:
             reply["id"] = request.request_id
-        self.send_reply(reply)
+        self.session.charge_reply(self.send_reply(reply), time.time())
 
     async def _mark_read(
         self, ids: tuple[str, ...], user: str | None, request_id: protocol.RequestId | None
@@ -349,6 +424,10 @@ class ClientConnection:
 
     def _admit(self, user: str) -> bool:
         """Count this connection for ``user``, unless the user is at the limit."""
+        if self.hub.user_of(self) == user:
+            # A refresh: this connection is one of the user's already.
+            self.hub.admit(self, user)
+            return True
         if self.hub.connections_of(user) >= self.max_per_user:
             log.warning(
                 "client %d (%s) refused: user %s already has %d connections",
@@ -358,7 +437,7 @@ class ClientConnection:
                 self.max_per_user,
             )
             return False
-        self.hub.set_user(self, user)
+        self.hub.admit(self, user)
         log.info("client %d (%s) authenticated as %s", self.id, self.remote, user)
         return True
 
@@ -397,6 +476,13 @@ class ClientConnection:
 def _owner(item: dict[str, Any]) -> str | None:
     user = item.get("user")
     return user if isinstance(user, str) else None
+
+
+def _remote(ws: ServerConnection) -> str:
+    try:
+        return format_address(ws.remote_address)
+    except (OSError, ValueError):  # uvloop, once the socket is closed
+        return "unknown"
 
 
 def format_address(address: Any) -> str:
