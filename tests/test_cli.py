@@ -237,16 +237,29 @@ def test_token_command_refuses_without_a_secret_or_with_a_bad_ttl():
         (["--source", "slurmrestd"], "needs --slurmrestd-url"),
         (["--source", "slurmrestd", "--slurmrestd-url", "ftp://x"], "expected http://host:6820"),
         (
-            ["--source", "slurmrestd", "--slurmrestd-url", "http://127.0.0.1:1", "--slurmrestd-api",
-             "v1"],
+            [
+                "--source",
+                "slurmrestd",
+                "--slurmrestd-url",
+                "http://127.0.0.1:1",
+                "--slurmrestd-api",
+                "v1",
+            ],
             "--slurmrestd-api 'v1'",
         ),
     ],
 )
 def test_slurmrestd_configuration_errors_exit_with_clear_messages(args: list[str], words: str):
     result = subprocess.run(
-        [str(SLURMCAST), "serve", "--http-port", str(free_port()), "--ws-port", str(free_port()),
-         *args],
+        [
+            str(SLURMCAST),
+            "serve",
+            "--http-port",
+            str(free_port()),
+            "--ws-port",
+            str(free_port()),
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=30,

@@ -303,7 +303,6 @@ async def test_a_channel_is_born_with_the_epoch_it_reported_and_recovers_from_it
         assert await subject.stored() == {"user:alice"}
 
 
-
 async def test_history_after_a_position_far_beyond_the_channel_is_empty(make_broker):
     async with make_broker() as subject:
         broker = subject.broker

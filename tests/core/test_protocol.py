@@ -134,8 +134,10 @@ def test_the_largest_ids_and_offsets_still_accepted():
 
 
 def test_integers_beyond_64_bits_decode_as_floats_that_encode_again():
-    value = protocol.decode_frame('{"type": "broadcast", "channel": "alerts", "message": '
-                                  '{"n": 123456789012345678901234567890}}')
+    value = protocol.decode_frame(
+        '{"type": "broadcast", "channel": "alerts", "message": '
+        '{"n": 123456789012345678901234567890}}'
+    )
     request = parse(value)
     assert isinstance(request.message["n"], float)
     import orjson

@@ -182,9 +182,9 @@ async def test_efficiency_and_reasons_on_real_slurm(local_slurm: Path):
                 assert 390 <= touched["memory_peak_mb"] <= 600
                 assert 39.0 <= touched["memory_efficiency"] <= 60.0
                 note = await seen.expect(notification("job_completed", burn), SLOW)
-                assert note["data"]["data"]["efficiency"]["cpu_efficiency"] == busy[
-                    "cpu_efficiency"
-                ]
+                assert (
+                    note["data"]["data"]["efficiency"]["cpu_efficiency"] == busy["cpu_efficiency"]
+                )
             finally:
                 run("scancel", held, dependent, later, check=False)
 

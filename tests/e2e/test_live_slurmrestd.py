@@ -71,19 +71,23 @@ async def test_unix_socket_without_token(local_slurm: Path):
             run("scontrol", "update", "nodename=node004", "state=drain", "reason=restd test")
             try:
                 drained = await seen.expect(
-                    lambda m: m["type"] == "node_update"
-                    and m["data"]["node"] == "node004"
-                    and m["data"]["state"] in ("DRAINED", "DRAINING"),
+                    lambda m: (
+                        m["type"] == "node_update"
+                        and m["data"]["node"] == "node004"
+                        and m["data"]["state"] in ("DRAINED", "DRAINING")
+                    ),
                     SLOW,
                 )
                 assert drained["data"]["reason"] == "restd test"
             finally:
                 run("scontrol", "update", "nodename=node004", "state=resume")
             await seen.expect(
-                lambda m: m["type"] == "node_update"
-                and m["data"]["node"] == "node004"
-                and m["data"]["state"] == "IDLE"
-                and "NOT_RESPONDING" not in m["data"]["flags"],
+                lambda m: (
+                    m["type"] == "node_update"
+                    and m["data"]["node"] == "node004"
+                    and m["data"]["state"] == "IDLE"
+                    and "NOT_RESPONDING" not in m["data"]["flags"]
+                ),
                 SLOW,
             )
         details = app.health()["source"]["details"]

@@ -53,9 +53,7 @@ async def test_server_shows_a_recorded_release(
     recorded_nodes = orjson.loads((FIXTURES / release / f"rest_{api}_nodes.json").read_bytes())
     live_states = {"PENDING", "RUNNING", "SUSPENDED", "COMPLETING", "CONFIGURING"}
     live_ids = {
-        str(job["job_id"])
-        for job in recorded_jobs["jobs"]
-        if set(job["job_state"]) & live_states
+        str(job["job_id"]) for job in recorded_jobs["jobs"] if set(job["job_state"]) & live_states
     }
     ws_port, http_port = free_port(), free_port()
     log = tmp_path / "serve.log"

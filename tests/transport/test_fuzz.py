@@ -84,9 +84,12 @@ TOKENS = st.one_of(
         ]
     ),
 )
-POSITIONS = st.fixed_dictionaries(
-    {"offset": st.integers(min_value=-1) | ODD_NUMBERS, "epoch": TEXT | st.integers()}
-) | JSON_VALUES
+POSITIONS = (
+    st.fixed_dictionaries(
+        {"offset": st.integers(min_value=-1) | ODD_NUMBERS, "epoch": TEXT | st.integers()}
+    )
+    | JSON_VALUES
+)
 FIELDS: dict[str, Any] = {
     "channel": CHANNELS,
     "channels": st.lists(CHANNELS, max_size=3) | JSON_VALUES,

@@ -41,11 +41,7 @@ class StreamPosition:
                 request_id=request_id,
             )
         offset, epoch = value.get("offset"), value.get("epoch")
-        if (
-            isinstance(offset, bool)
-            or not isinstance(offset, int)
-            or not 0 <= offset <= MAX_OFFSET
-        ):
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
             raise ProtocolError(
                 ErrorCode.INVALID_FIELD,
                 "'since.offset' must be an integer from 0 to 2**53 - 1",

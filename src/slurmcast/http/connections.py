@@ -192,9 +192,7 @@ class GuardedProtocol(asyncio.Protocol):
     The aiohttp protocol is only created once the connection is admitted.
     """
 
-    def __init__(
-        self, guard: ConnectionGuard, make_inner: Callable[[], asyncio.Protocol]
-    ) -> None:
+    def __init__(self, guard: ConnectionGuard, make_inner: Callable[[], asyncio.Protocol]) -> None:
         self._guard = guard
         self._make_inner = make_inner
         self._inner: asyncio.Protocol | None = None
@@ -361,9 +359,7 @@ class QuietClientErrors(logging.LoggerAdapter[logging.Logger]):
     def __init__(self, logger: logging.Logger) -> None:
         super().__init__(logger, {})
 
-    def exception(
-        self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any
-    ) -> None:
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
         error = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
         if isinstance(error, CLIENT_ERRORS):
             text = str(msg) % args if args else str(msg)

@@ -422,4 +422,3 @@ def _config_values(raw: bytes) -> dict[str, str]:
         if sep:
             values[key.strip()] = value.strip()
     return values
-

@@ -156,8 +156,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         version, moment, notification_id = raw.split("|", 2)
         parsed = datetime.fromisoformat(moment)
-        if version == _CURSOR_VERSION and parsed.tzinfo is not None and _storable_id(
-            notification_id
+        if (
+            version == _CURSOR_VERSION
+            and parsed.tzinfo is not None
+            and _storable_id(notification_id)
         ):
             # In UTC here: year 1 at +14:00 has no UTC time, and the
             # database column would overflow converting it.

@@ -227,9 +227,7 @@ def _collected(hour: int, minute: int, second: int, day: int = 6) -> datetime:
 @pytest.fixture(scope="module")
 def collector() -> dict[str, JobRecord]:
     return dict(
-        parse_squeue_json(
-            (V2205 / "collector_squeue_json.json").read_bytes(), COLLECTED_AT
-        ).jobs
+        parse_squeue_json((V2205 / "collector_squeue_json.json").read_bytes(), COLLECTED_AT).jobs
     )
 
 

@@ -180,8 +180,9 @@ def parse_sacct(raw: bytes | str, *, tz: tzinfo = UTC) -> dict[str, FinalState]:
             if "." in job_id:
                 steps.setdefault(job_id.split(".", 1)[0], _StepTotals()).add(values)
                 continue
-            final = _final_from_fields(values, tz, usage_known=columns is None or
-                                       columns[_MAXRSS] is not None)
+            final = _final_from_fields(
+                values, tz, usage_known=columns is None or columns[_MAXRSS] is not None
+            )
         except SourceError as exc:
             raise SourceError(f"sacct: line {line_no}: {exc.message}") from None
         finals[final.job_id] = final

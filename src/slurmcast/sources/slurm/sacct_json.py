@@ -148,4 +148,3 @@ def _seconds(value: object) -> float | None:
 
 def _text(value: object) -> str:
     return value if isinstance(value, str) and value not in ("None assigned", "(null)") else ""
-

@@ -318,4 +318,3 @@ def _order(version: str) -> tuple[int, ...]:
         return tuple(int(part) for part in version.lstrip("v").split("."))
     except ValueError:
         return ()
-

@@ -58,9 +58,7 @@ def offered_by(openapi: Mapping[str, Any]) -> Offered:
     slurm = {
         version
         for (plugin, version, endpoint) in found
-        if plugin == "slurm"
-        and endpoint == "jobs"
-        and ("slurm", version, "nodes") in found
+        if plugin == "slurm" and endpoint == "jobs" and ("slurm", version, "nodes") in found
     }
     slurmdb = {v for (plugin, v, endpoint) in found if plugin == "slurmdb" and endpoint == "jobs"}
     return Offered(frozenset(slurm), frozenset(slurmdb), found)
