@@ -41,7 +41,6 @@ from slurmcast.monitors.poller import ClusterMonitor, MonitorSettings
 from slurmcast.node import Node
 from slurmcast.ports import Broker, Lease, Presence, Source
 from slurmcast.storage import NotificationStore, default_url
-from slurmcast.transport.frames import text_frame
 from slurmcast.transport.ws_server import WebSocketServer, WebSocketSettings
 
 log = logging.getLogger("slurmcast")
@@ -152,6 +151,7 @@ def websocket_settings(settings: Settings) -> WebSocketSettings:
         max_connections_per_user=settings.max_connections_per_user,
         allowed_origins=tuple(o.strip() for o in settings.allowed_origins.split(",") if o.strip()),
         handshake_timeout=settings.ws_handshake_timeout,
+        compression=settings.compression == "deflate",
         limits=SessionLimits(
             auth_timeout=settings.auth_timeout,
             refresh_grace=settings.refresh_grace,
@@ -186,7 +186,7 @@ class SlurmcastApp:
         self.settings = settings
         self.instance_id = settings.instance_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
         self.source = source if source is not None else build_source(settings)
-        self.hub = Hub(text_frame)
+        self.hub = Hub()
         self.broker: Broker
         self.lease: Lease
         self.presence: Presence

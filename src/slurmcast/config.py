@@ -103,8 +103,9 @@ class Settings:
         minimum=0,
     )
     slurmrestd_url: str = option(
-        "", "slurmrestd to watch with --source slurmrestd: http://host:6820, https://..., "
-        "or unix:///path/to/slurmrestd.socket"
+        "",
+        "slurmrestd to watch with --source slurmrestd: http://host:6820, https://..., "
+        "or unix:///path/to/slurmrestd.socket",
     )
     slurmrestd_user: str = option("", "user name sent with the token (X-SLURM-USER-NAME)")
     slurmrestd_token_file: str = option(
@@ -155,6 +156,12 @@ class Settings:
         "seconds a slow consumer gets to read its close frame before its connection is cut",
         positive=True,
         maximum=HOUR,
+    )
+    compression: str = option(
+        "deflate",
+        "WebSocket compression offered to clients: deflate (permessage-deflate, "
+        "for clients that ask), or none",
+        choices=("deflate", "none"),
     )
     ping_interval: float = option(
         20.0, "seconds between keepalive pings", positive=True, maximum=DAY

@@ -32,6 +32,8 @@ class ErrorCode(StrEnum):
     UNKNOWN_CHANNEL = "unknown_channel"
     INVALID_FIELD = "invalid_field"
     BINARY_NOT_SUPPORTED = "binary_not_supported"
+    #: A binary frame on the ``slurmcast.msgpack`` subprotocol that is not one msgpack request.
+    INVALID_MSGPACK = "invalid_msgpack"
     FORBIDDEN = "forbidden"
     MISSING_MESSAGE = "missing_message"
     MISSING_TOKEN = "missing_token"
@@ -66,6 +68,7 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    INVALID_DATA = 1007
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011

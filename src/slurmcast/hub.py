@@ -1,27 +1,38 @@
 """Local fan-out: deliver one publication to this instance's clients.
 
-The hub encodes each publication's wire frame once and hands the same bytes
-to every subscriber; subscribers write without awaiting, so one slow client
-cannot delay the next (each enforces its own buffer bound).
+The hub encodes each publication's wire frame once per *encoding* (JSON or
+msgpack, deflated or not: see ``transport.encoding``) and hands the same bytes
+to every subscriber that uses it; subscribers queue without awaiting, so one
+slow client cannot delay the next (each enforces its own buffer bound).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Hashable, Set
+from collections.abc import Hashable
 from typing import Protocol
 
 from slurmcast.core.channels import CHANNEL_NAMES
 from slurmcast.core.publication import Publication
 from slurmcast.core.registry import SubscriptionRegistry
+from slurmcast.core.subscription import Subscription
+
+
+class FrameEncoder(Hashable, Protocol):
+    """Turns a publication's JSON wire form into a whole frame; equal encoders, equal frames."""
+
+    def frame(self, envelope_json: bytes) -> bytes: ...
 
 
 class Subscriber(Hashable, Protocol):
     """A connected client as the hub sees it."""
 
+    @property
+    def encoding(self) -> FrameEncoder: ...
+
     def deliver(self, publication: Publication, frame: bytes) -> bool:
         """Write the prepared ``frame`` of ``publication`` without blocking, if
-        this client may see it and its filter accepts it; True if written."""
+        this client may see it (its subscription wanted it); True if written."""
 
     def stream_lost(self, channel: str) -> None:
         """The channel's stream broke: make the client reconnect and recover."""
@@ -30,8 +41,7 @@ class Subscriber(Hashable, Protocol):
 class Hub:
     """This instance's connected clients and their subscriptions."""
 
-    def __init__(self, encode_frame: Callable[[bytes], bytes]) -> None:
-        self._encode_frame = encode_frame
+    def __init__(self) -> None:
         self._clients: set[Subscriber] = set()
         # Who receives messages to everyone (``all``): clients that may read,
         # i.e. authenticated ones (or every one when authentication is off).
@@ -40,12 +50,6 @@ class Hub:
         self._registry: SubscriptionRegistry[Subscriber] = SubscriptionRegistry()
         self._users: dict[Subscriber, str] = {}
         self._per_user: Counter[str] = Counter()
-        # (client, channel) -> publications held while the client recovers.
-        self._held: dict[tuple[Subscriber, str], list[Publication]] = {}
-        # (client, channel) -> offset a subscription starts after. A shared
-        # broker delivers asynchronously: publications already covered by the
-        # snapshot or recovery the client got may still be on their way.
-        self._floors: dict[tuple[Subscriber, str], int] = {}
 
     def connect(self, client: Subscriber) -> None:
         self._clients.add(client)
@@ -54,10 +58,6 @@ class Hub:
         """Forget a client; returns the channels it was subscribed to."""
         self._clients.discard(client)
         self._admitted.discard(client)
-        for key in [key for key in self._held if key[0] is client]:
-            del self._held[key]
-        for key in [key for key in self._floors if key[0] is client]:
-            del self._floors[key]
         user = self._users.pop(client, None)
         if user is not None:
             self._per_user[user] -= 1
@@ -95,7 +95,9 @@ class Hub:
         """Whether any local client is subscribed to ``channel``."""
         return bool(self._registry.subscribers(channel))
 
-    def subscribe(self, client: Subscriber, channel: str, *, hold: bool = False) -> bool:
+    def subscribe(
+        self, client: Subscriber, subscription: Subscription, *, hold: bool = False
+    ) -> bool:
         """Subscribe; with ``hold``, publications are kept for ``release`` instead of written.
 
         Holding lets a subscription start receiving at once while its
@@ -103,21 +105,23 @@ class Hub:
         between is lost, and ``release`` hands it over to be merged.
         """
         if hold:
-            self._held[(client, channel)] = []
-        return self._registry.add(client, channel)
+            subscription.held = []
+        return self._registry.add(client, subscription)
 
     def release(self, client: Subscriber, channel: str) -> list[Publication]:
-        """Stop holding: return what was held; later publications are written live."""
-        return self._held.pop((client, channel), [])
+        """Stop holding: return what was held; later publications go live.
 
-    def start_after(self, client: Subscriber, channel: str, offset: int) -> None:
-        """Write the client only publications of ``channel`` above ``offset`` from now on."""
-        if offset > 0:
-            self._floors[(client, channel)] = offset
+        The caller sets the subscription's ``floor`` to what the client's
+        start (recovery or snapshot) covers: a shared broker delivers
+        asynchronously, and publications it covers may still be on their way.
+        """
+        subscription = self._registry.get(client, channel)
+        if subscription is None:
+            return []
+        held, subscription.held = subscription.held or [], None
+        return held
 
     def unsubscribe(self, client: Subscriber, channel: str) -> bool:
-        self._held.pop((client, channel), None)
-        self._floors.pop((client, channel), None)
         return self._registry.remove(client, channel)
 
     def handle_stream_lost(self, channel: str) -> None:
@@ -127,31 +131,31 @@ class Hub:
 
     def handle_publication(self, publication: Publication) -> int:
         """Write a publication to every local recipient; returns how many took it."""
-        targets: Set[Subscriber]
         if publication.to_all_clients:
-            targets = self._admitted
+            recipients: list[Subscriber] = list(self._admitted)
         else:
-            targets = self._registry.subscribers(publication.channel)
-        if not targets:
+            subscriptions = self._registry.subscribers(publication.channel)
+            if not subscriptions:
+                return 0
+            recipients = []
+            for client, subscription in subscriptions.items():
+                if subscription.held is not None:
+                    subscription.held.append(publication)
+                elif subscription.wants(publication):
+                    recipients.append(client)
+        if not recipients:
             return 0
-        frame = self._encode_frame(publication.wire())
+        wire = publication.wire()
+        # Few distinct encodings (format x compression), many clients.
+        frames: dict[FrameEncoder, bytes] = {}
         delivered = 0
-        held = self._held
-        floors = self._floors
-        channel = publication.channel
-        # Copy: a write may close a client, and closing must not disturb this loop.
-        for client in tuple(targets):
-            if held:
-                waiting = held.get((client, channel))
-                if waiting is not None:
-                    waiting.append(publication)
-                    continue
-            if floors:
-                floor = floors.get((client, channel))
-                if floor is not None:
-                    if publication.offset <= floor:
-                        continue
-                    del floors[(client, channel)]  # in order: later ones are above too
+        # A list, not the live mapping: a write may close a client, and
+        # closing must not disturb this loop.
+        for client in recipients:
+            encoding = client.encoding
+            frame = frames.get(encoding)
+            if frame is None:
+                frame = frames[encoding] = encoding.frame(wire)
             delivered += client.deliver(publication, frame)
         return delivered
 

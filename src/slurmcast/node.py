@@ -15,7 +15,6 @@ same atomic step as the history, so every instance answers the same.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,23 +27,10 @@ from slurmcast.core.filters import tags_for
 from slurmcast.core.history import HistoryResult, recover
 from slurmcast.core.position import StreamPosition
 from slurmcast.core.publication import Publication
+from slurmcast.core.subscription import Subscription, SubscriptionStart
 from slurmcast.core.views import Snapshot, state_change, state_items
 from slurmcast.hub import Hub, Subscriber
 from slurmcast.ports import Batch, Broker
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribed:
-    """What a new subscription starts with, in the order it is sent.
-
-    ``position`` goes in the ``subscribed`` reply; ``snapshot`` (if any)
-    follows, then ``publications`` (replayed and held ones), then live ones.
-    """
-
-    position: StreamPosition
-    recovered: bool | None = None
-    snapshot: Snapshot | None = None
-    publications: list[Publication] = field(default_factory=list)
 
 
 class Node:
@@ -146,11 +132,11 @@ class Node:
     async def subscribe(
         self,
         client: Subscriber,
-        channel: str,
+        subscription: Subscription,
         *,
         since: StreamPosition | None = None,
         snapshot: bool = False,
-    ) -> Subscribed:
+    ) -> SubscriptionStart:
         """Subscribe ``client``, recovering from ``since`` and/or with a snapshot.
 
         Publications are held from the first instant, while history is read
@@ -159,7 +145,8 @@ class Node:
         shared broker, publications the history or snapshot already covers
         may still be on their way to this instance: the hub drops them.
         """
-        self.hub.subscribe(client, channel, hold=True)
+        channel = subscription.channel
+        self.hub.subscribe(client, subscription, hold=True)
         try:
             history = None
             if since is not None:
@@ -176,14 +163,15 @@ class Node:
         except BaseException:
             self.unsubscribe(client, channel)
             raise
-        held = self.hub.release(client, channel)  # live from here: no await below
-        subscribed = self._start(since, history, held, state, top)
-        last = subscribed.publications[-1].position if subscribed.publications else None
-        position = last if last is not None and last.offset > subscribed.position.offset else None
-        position = position or subscribed.position
-        self.hub.start_after(client, channel, position.offset)
+        # Live from here: nothing below awaits, so nothing comes in between.
+        held = self.hub.release(client, channel)
+        start = self._start(since, history, held, state, top)
+        last = start.publications[-1].position if start.publications else None
+        position = last if last is not None and last.offset > start.position.offset else None
+        position = position or start.position
+        subscription.floor = position.offset
         self.broker.track(channel, position)
-        return subscribed
+        return start
 
     @staticmethod
     def _start(
@@ -192,18 +180,18 @@ class Node:
         held: list[Publication],
         state: Snapshot | None,
         top: StreamPosition | None,
-    ) -> Subscribed:
+    ) -> SubscriptionStart:
         recovered = None
         start = state.position if state is not None else top
         if since is not None and history is not None:
             outcome = recover(since, history, held)
             if outcome.recovered:
-                return Subscribed(outcome.position, True, None, outcome.publications)
+                return SubscriptionStart(outcome.position, True, None, outcome.publications)
             recovered = False
             start = start or outcome.position
         assert start is not None
         later = [p for p in held if p.offset > start.offset]
-        return Subscribed(start, recovered, state, later)
+        return SubscriptionStart(start, recovered, state, later)
 
     def unsubscribe(self, client: Subscriber, channel: str) -> None:
         self.hub.unsubscribe(client, channel)

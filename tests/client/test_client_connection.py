@@ -139,7 +139,7 @@ async def _polled(app) -> bool:
 
 async def test_snapshot_is_one_message_joined_from_every_part(app, monkeypatch):
     # Small parts, so the cluster's nodes arrive in several snapshot frames.
-    monkeypatch.setattr("slurmcast.transport.ws_connection.SNAPSHOT_CHUNK", 3)
+    monkeypatch.setattr("slurmcast.core.session.SNAPSHOT_CHUNK", 3)
     await eventually(lambda: _polled(app), bool)
     async with SlurmcastClient(url(app)) as client:
         sub = await client.subscribe("nodes", snapshot=True)

@@ -1,13 +1,22 @@
+import orjson
+
 from slurmcast.core.channels import Channel
+from slurmcast.core.history import HistoryResult
+from slurmcast.core.policy import AccessPolicy, Principal
 from slurmcast.core.position import StreamPosition
+from slurmcast.core.publication import Publication
 from slurmcast.core.session import (
     AddSubscription,
     MarkNotificationsRead,
     RemoveSubscription,
     SendHistory,
+    SendPublication,
     SendReply,
     Session,
 )
+from slurmcast.core.subscription import SubscriptionStart
+from slurmcast.core.views import Snapshot
+from slurmcast.errors import ErrorCode
 
 
 def replies(actions):
@@ -18,8 +27,14 @@ def test_subscribe_many_gives_one_subscription_per_channel_with_the_id():
     session = Session()
     actions = session.receive('{"type":"subscribe","channels":["jobs","nodes"],"id":42}', 0.0)
     # The transport replies `subscribed` for each, with the position it starts at.
-    assert actions == [AddSubscription("jobs", 42), AddSubscription("nodes", 42)]
+    assert [(a.channel, a.request_id) for a in actions] == [("jobs", 42), ("nodes", 42)]
+    assert all(isinstance(a, AddSubscription) for a in actions)
     assert session.channels == {Channel.JOBS, Channel.NODES}
+    # The action carries the session's own record: the hub will point at it.
+    assert [a.subscription for a in actions] == [
+        session.subscriptions["jobs"],
+        session.subscriptions["nodes"],
+    ]
 
 
 def test_subscribe_options_are_parsed():
@@ -31,7 +46,8 @@ def test_subscribe_options_are_parsed():
     (action,) = session.receive(frame, 0.0)
     assert isinstance(action, AddSubscription)
     assert action.since == StreamPosition(7, "ab") and action.snapshot
-    assert action.filter is not None and action.filter.to_dict() == {"user": ["alice"]}
+    wanted = action.subscription.filter
+    assert wanted is not None and wanted.to_dict() == {"user": ["alice"]}
 
 
 def test_subscribe_is_idempotent_and_new_options_resubscribe():
@@ -100,3 +116,104 @@ def test_client_broadcast_is_forbidden_without_auth():
     (reply,) = replies(actions)
     assert reply["code"] == "forbidden" and reply["id"] == 5
     assert len(actions) == 1
+
+
+# -- outcomes the transport hands back ------------------------------------------------
+
+
+def stored(offset: int, user: str, status: str = "RUNNING") -> Publication:
+    return Publication(
+        channel="jobs",
+        payload=b'{"type":"job_state_change","data":{}}',
+        owner=user,
+        tags={"user": user, "status": status},
+        position=StreamPosition(offset, "e"),
+    )
+
+
+def jwt_session(principal: Principal) -> Session:
+    return Session(AccessPolicy(auth_enabled=True), principal=principal)
+
+
+def test_a_started_subscription_sends_reply_snapshot_then_the_visible_replay():
+    alice = Principal(user="alice", roles=frozenset({"user"}))
+    session = jwt_session(alice)
+    (action,) = session.receive('{"type":"subscribe","channel":"jobs","snapshot":true,"id":1}', 0)
+    snapshot = Snapshot(
+        "jobs",
+        StreamPosition(2, "e"),
+        [{"job_id": "1", "user": "alice"}, {"job_id": "2", "user": "bob"}],
+    )
+    start = SubscriptionStart(
+        StreamPosition(2, "e"), None, snapshot, [stored(3, "alice"), stored(4, "bob")]
+    )
+    actions = session.subscription_started(action, start)
+    assert [type(a).__name__ for a in actions] == ["SendReply", "SendReply", "SendPublication"]
+    assert isinstance(actions[0], SendReply) and actions[0].reply["position"] == {
+        "offset": 2,
+        "epoch": "e",
+    }
+    assert isinstance(actions[1], SendReply)
+    assert actions[1].reply["data"] == [{"job_id": "1", "user": "alice"}]  # not bob's job
+    assert isinstance(actions[2], SendPublication) and actions[2].publication.offset == 3
+
+
+def test_a_snapshot_is_sent_in_parts(monkeypatch):
+    monkeypatch.setattr("slurmcast.core.session.SNAPSHOT_CHUNK", 2)
+    session = Session()
+    (action,) = session.receive('{"type":"subscribe","channel":"nodes","snapshot":true}', 0)
+    items = [{"node": f"n{i}"} for i in range(5)]
+    start = SubscriptionStart(
+        StreamPosition(0, "e"), None, Snapshot("nodes", StreamPosition(0, "e"), items)
+    )
+    parts = [a.reply for a in session.subscription_started(action, start)[1:]]
+    assert [(p["part"], p["parts"], len(p["data"])) for p in parts] == [
+        (1, 3, 2),
+        (2, 3, 2),
+        (3, 3, 1),
+    ]
+
+
+def test_a_failed_subscription_is_not_kept_and_the_client_is_told():
+    session = Session()
+    (action,) = session.receive('{"type":"subscribe","channel":"jobs","id":7}', 0)
+    (error,) = replies(session.request_failed(action, ErrorCode.BROKER_UNAVAILABLE, "down"))
+    assert error == {"type": "error", "code": "broker_unavailable", "message": "down", "id": 7}
+    assert session.channels == set()
+
+
+def test_a_failed_subscription_does_not_drop_the_one_that_replaced_it():
+    session = Session()
+    (first,) = session.receive('{"type":"subscribe","channel":"jobs"}', 0)
+    session.receive('{"type":"subscribe","channel":"jobs","filter":{"user":"bob"}}', 0)
+    session.request_failed(first, ErrorCode.BROKER_UNAVAILABLE, "down")
+    assert session.channels == {"jobs"}
+
+
+def test_history_answer_hides_what_the_client_may_not_see_and_says_if_complete():
+    session = jwt_session(Principal(user="alice", roles=frozenset({"user"})))
+    (action,) = session.receive(
+        '{"type":"history","channel":"jobs","limit":10,"since":{"offset":2,"epoch":"e"},"id":"h"}',
+        0,
+    )
+    found = HistoryResult([stored(3, "alice"), stored(4, "bob")], StreamPosition(4, "e"), 1)
+    (reply,) = replies(session.history_found(action, found))
+    assert orjson.loads(orjson.dumps(reply)) == {
+        "type": "history",
+        "channel": "jobs",
+        "position": {"offset": 4, "epoch": "e"},
+        "publications": [orjson.loads(stored(3, "alice").wire())],
+        "complete": True,
+        "id": "h",
+    }
+
+
+def test_broadcast_and_mark_read_answers():
+    root = Principal(user="root", roles=frozenset({"admin"}))
+    session = jwt_session(root)
+    (action,) = session.receive('{"type":"broadcast","channel":"alerts","message":{},"id":3}', 0)
+    assert replies(session.broadcast_done(action, 5)) == [
+        {"type": "published", "channel": "alerts", "delivered": 5, "id": 3}
+    ]
+    (action,) = session.receive('{"type":"mark_read","ids":["a"]}', 0)
+    assert replies(session.marked_read(action, ["a"])) == [{"type": "marked_read", "ids": ["a"]}]

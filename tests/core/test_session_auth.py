@@ -27,6 +27,12 @@ TOKENS = {
 }
 
 
+def subscribing(actions):
+    """The channels ``actions`` subscribe to, if they are only subscriptions."""
+    assert all(isinstance(a, AddSubscription) for a in actions), actions
+    return [a.channel for a in actions]
+
+
 def verify(token: str) -> Principal:
     if token == "expired-token":
         raise AuthError("token expired", code=ErrorCode.TOKEN_EXPIRED)
@@ -69,7 +75,7 @@ def test_first_message_auth_then_subscribe():
     assert reply["type"] == "authenticated" and reply["user"] == "alice" and reply["id"] == "a"
     assert reply["expires_at"].endswith("Z")
     assert s.state is SessionState.OPEN and s.deadline == T0 + 60
-    assert send(s, {"type": "subscribe", "channel": "jobs"}) == [AddSubscription("jobs")]
+    assert subscribing(send(s, {"type": "subscribe", "channel": "jobs"})) == ["jobs"]
 
 
 def test_bad_token_closes_with_1008_and_a_reason():
@@ -144,15 +150,15 @@ def test_private_channels_and_broadcast_permissions():
     alice = session(TOKENS["alice-later"])
     (reply,) = replies(send(alice, {"type": "subscribe", "channel": "user:bob"}))
     assert reply["code"] == "forbidden" and "private" in reply["message"]
-    assert send(alice, {"type": "subscribe", "channel": "user:alice"}) == [
-        AddSubscription("user:alice")
+    assert subscribing(send(alice, {"type": "subscribe", "channel": "user:alice"})) == [
+        "user:alice"
     ]
     message = {"type": "broadcast", "channel": "jobs", "message": {"t": 1}, "id": 2}
     (reply,) = replies(send(alice, message))
     assert reply["code"] == "forbidden"
     root = session(TOKENS["root-token"])
     assert send(root, message) == [PublishBroadcast("jobs", {"t": 1}, 2)]
-    assert send(root, {"type": "subscribe", "channel": "user:bob"}) == [AddSubscription("user:bob")]
+    assert subscribing(send(root, {"type": "subscribe", "channel": "user:bob"})) == ["user:bob"]
 
 
 def test_channel_limit():

@@ -74,7 +74,7 @@ async def test_live_client_survives_keepalive():
         await client.subscribe("jobs")
 
         async def server_latencies() -> list[float]:
-            return [conn.latency for conn in app.ws._server.connections]
+            return [conn.latency for conn in app.ws.connections]
 
         # A measured latency means the server pinged and this client ponged.
         await eventually(server_latencies, lambda values: values and values[0] > 0)

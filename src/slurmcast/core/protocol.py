@@ -7,7 +7,7 @@ builders produce the server's JSON objects. Nothing here touches a socket.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ import orjson
 from slurmcast.core.channels import parse_channel
 from slurmcast.core.filters import Filter, parse_filter
 from slurmcast.core.position import StreamPosition
+from slurmcast.core.publication import Publication
 from slurmcast.errors import ErrorCode, ProtocolError
 
 RequestId = str | int
@@ -416,3 +417,44 @@ def pong(request_id: RequestId | None) -> dict[str, Any]:
 
 def error(code: ErrorCode, message: str, request_id: RequestId | None = None) -> dict[str, Any]:
     return _with_id({"type": "error", "code": code.value, "message": message}, request_id)
+
+
+def snapshot_part(
+    channel: str, position: StreamPosition, items: list[Any], part: int, parts: int
+) -> dict[str, Any]:
+    """One ``snapshot`` message: part ``part`` of ``parts`` of a channel's state."""
+    return {
+        "type": "snapshot",
+        "channel": channel,
+        "position": position.to_dict(),
+        "data": items,
+        "part": part,
+        "parts": parts,
+    }
+
+
+def history_reply(
+    channel: str,
+    top: StreamPosition,
+    publications: Sequence[Publication],
+    complete: bool | None,
+    request_id: RequestId | None,
+) -> dict[str, Any]:
+    """The ``history`` reply; stored publications go in as they were sent (JSON fragments)."""
+    reply: dict[str, Any] = {
+        "type": "history",
+        "channel": channel,
+        "position": top.to_dict(),
+        "publications": [orjson.Fragment(p.wire()) for p in publications],
+    }
+    if complete is not None:
+        reply["complete"] = complete
+    return _with_id(reply, request_id)
+
+
+def published(channel: str, delivered: int, request_id: RequestId | None) -> dict[str, Any]:
+    return _with_id({"type": "published", "channel": channel, "delivered": delivered}, request_id)
+
+
+def marked_read(ids: list[str], request_id: RequestId | None) -> dict[str, Any]:
+    return _with_id({"type": "marked_read", "ids": ids}, request_id)

@@ -1,32 +1,41 @@
-"""Who is subscribed to what: channel -> clients, client -> channels."""
+"""Who is subscribed to what: channel -> clients and their subscription records."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Set
-from typing import Generic, TypeVar
+from collections.abc import Callable, Hashable, Iterable, Mapping, Set
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
+
+from slurmcast.core.subscription import Subscription
 
 C = TypeVar("C", bound=Hashable)
+
+_NONE: Mapping[Any, Subscription] = MappingProxyType({})
 
 
 class SubscriptionRegistry(Generic[C]):
     """Both directions of the subscription relation, kept consistent.
 
     Lookups by channel are what every publication needs, so they return the
-    live set without copying; callers that may mutate while iterating copy.
+    live mapping without copying; callers that may mutate while iterating copy.
     """
 
     def __init__(self) -> None:
-        self._by_channel: dict[str, set[C]] = {}
+        self._by_channel: dict[str, dict[C, Subscription]] = {}
         self._by_client: dict[C, set[str]] = {}
 
-    def add(self, client: C, channel: str) -> bool:
-        """Subscribe; returns False if the client already was."""
+    def add(self, client: C, subscription: Subscription) -> bool:
+        """Subscribe; returns False (and keeps the old record) if the client already was."""
+        channel = subscription.channel
         channels = self._by_client.setdefault(client, set())
         if channel in channels:
             return False
         channels.add(channel)
-        self._by_channel.setdefault(channel, set()).add(client)
+        self._by_channel.setdefault(channel, {})[client] = subscription
         return True
+
+    def get(self, client: C, channel: str) -> Subscription | None:
+        return self._by_channel.get(channel, {}).get(client)
 
     def remove(self, client: C, channel: str) -> bool:
         """Unsubscribe; returns False if the client was not subscribed."""
@@ -37,7 +46,7 @@ class SubscriptionRegistry(Generic[C]):
         if not channels:
             del self._by_client[client]
         subscribers = self._by_channel[channel]
-        subscribers.discard(client)
+        del subscribers[client]
         if not subscribers:
             del self._by_channel[channel]
         return True
@@ -47,13 +56,14 @@ class SubscriptionRegistry(Generic[C]):
         channels = self._by_client.pop(client, set())
         for channel in channels:
             subscribers = self._by_channel[channel]
-            subscribers.discard(client)
+            del subscribers[client]
             if not subscribers:
                 del self._by_channel[channel]
         return sorted(channels)
 
-    def subscribers(self, channel: str) -> Set[C]:
-        return self._by_channel.get(channel, frozenset())
+    def subscribers(self, channel: str) -> Mapping[C, Subscription]:
+        subscriptions = self._by_channel.get(channel)
+        return subscriptions if subscriptions is not None else _NONE
 
     def channels_of(self, client: C) -> Set[str]:
         return self._by_client.get(client, frozenset())

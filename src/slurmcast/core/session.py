@@ -6,6 +6,12 @@ returned actions in order. Every rule — authentication, token expiry and
 refresh, rate limits, permissions — is decided here and can be tested with
 plain values (websockets' sans-I/O core is the model).
 
+Requests that need the broker or the store (subscribe, history, broadcast,
+mark read) come back as actions the transport awaits; it then hands the
+outcome back (``subscription_started``, ``history_found``, ``broadcast_done``,
+``marked_read``, or ``request_failed``) and gets the replies to send: what a
+client is told, and what a subscription holds, is decided here too.
+
 States::
 
     AUTHENTICATING --auth ok--> OPEN --token expires--> EXPIRING --refresh ok--> OPEN
@@ -24,12 +30,15 @@ from enum import Enum
 from typing import Any
 
 from slurmcast.core import protocol
-from slurmcast.core.filters import Filter
+from slurmcast.core.filters import Filter, tags_for
+from slurmcast.core.history import HistoryResult, recover
 from slurmcast.core.policy import ANONYMOUS, AccessPolicy, Principal
 from slurmcast.core.position import StreamPosition
+from slurmcast.core.publication import Publication
 from slurmcast.core.ratelimit import TokenBucket
+from slurmcast.core.subscription import Subscription, SubscriptionStart
 from slurmcast.core.timefmt import iso_z
-from slurmcast.core.views import SNAPSHOT_CHANNELS
+from slurmcast.core.views import SNAPSHOT_CHANNELS, Snapshot
 from slurmcast.errors import AuthError, CloseCode, ErrorCode, ProtocolError
 
 
@@ -40,20 +49,34 @@ class SendReply:
     reply: dict[str, Any]
 
 
+#: Snapshot items per ``snapshot`` message: keeps frames well under clients' size limits.
+SNAPSHOT_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class SendPublication:
+    """Write this stored publication to the client (a replay, or held while starting)."""
+
+    publication: Publication
+
+
 @dataclass(frozen=True, slots=True)
 class AddSubscription:
-    """Subscribe, then reply ``subscribed`` with the position (the transport does both).
+    """Start ``subscription`` with the node, then hand the start to ``subscription_started``.
 
     With ``since``, publications after it are replayed first (or the reply
     says ``recovered: false``); with ``snapshot``, the channel's state comes
     first (only when not recovered, if ``since`` is given too).
     """
 
-    channel: str
+    subscription: Subscription
     request_id: protocol.RequestId | None = None
     since: StreamPosition | None = None
     snapshot: bool = False
-    filter: Filter | None = None
+
+    @property
+    def channel(self) -> str:
+        return self.subscription.channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +124,7 @@ class CloseConnection:
 
 Action = (
     SendReply
+    | SendPublication
     | AddSubscription
     | RemoveSubscription
     | SendHistory
@@ -171,7 +195,8 @@ class Session:
         self.policy = policy or AccessPolicy()
         self.limits = limits or SessionLimits()
         self.verify = verify
-        self.channels: set[str] = set()
+        #: This client's subscriptions, by channel (the hub points at the same records).
+        self.subscriptions: dict[str, Subscription] = {}
         self.bucket = TokenBucket(self.limits.rate, self.limits.burst)
         self.refused_in_a_row = 0
         if principal is None and self.policy.auth_enabled:
@@ -187,9 +212,100 @@ class Session:
     def user(self) -> str | None:
         return self.principal.user
 
-    def forget(self, channel: str) -> None:
-        """The transport could not complete a subscription: it is not held."""
-        self.channels.discard(channel)
+    @property
+    def channels(self) -> frozenset[str]:
+        return frozenset(self.subscriptions)
+
+    def may_see(self, publication: Publication) -> bool:
+        """Visibility: a user's own jobs, an admin's everything (filters aside)."""
+        return publication.owner is None or self.policy.may_see(
+            self.principal, publication.channel, publication.owner
+        )
+
+    # -- outcomes of what the transport awaited ------------------------------------
+
+    def subscription_started(
+        self, action: AddSubscription, start: SubscriptionStart
+    ) -> list[Action]:
+        """The node started a subscription: the reply, the snapshot, the replay, in order."""
+        subscription = action.subscription
+        actions: list[Action] = [
+            SendReply(
+                protocol.subscribed(
+                    subscription.channel,
+                    action.request_id,
+                    position=start.position,
+                    recovered=start.recovered,
+                )
+            )
+        ]
+        if start.snapshot is not None:
+            actions += self._snapshot_parts(start.snapshot, subscription.filter)
+        wanted = subscription.filter
+        actions += [
+            SendPublication(p)
+            for p in start.publications
+            if self.may_see(p) and (wanted is None or wanted.matches(p.tags))
+        ]
+        return actions
+
+    def request_failed(
+        self,
+        action: AddSubscription | SendHistory | MarkNotificationsRead | PublishBroadcast,
+        code: ErrorCode,
+        message: str,
+    ) -> list[Action]:
+        """What the transport awaited failed (broker or store): the client is told why."""
+        if isinstance(action, AddSubscription):
+            # Not subscribed after all: the record goes (unless replaced meanwhile).
+            if self.subscriptions.get(action.channel) is action.subscription:
+                del self.subscriptions[action.channel]
+            request_id = action.request_id
+        elif isinstance(action, SendHistory):
+            request_id = action.request.request_id
+        else:
+            request_id = action.request_id
+        return [_error(code, message, request_id)]
+
+    def history_found(self, action: SendHistory, history: HistoryResult) -> list[Action]:
+        request = action.request
+        shown = [
+            p
+            for p in history.publications
+            if self.may_see(p) and (request.filter is None or request.filter.matches(p.tags))
+        ]
+        complete = None
+        if request.since is not None:
+            # Whether these are all the messages after `since` (same epoch, still stored).
+            complete = recover(request.since, history, ()).recovered
+        return [
+            SendReply(
+                protocol.history_reply(
+                    request.channel, history.top, shown, complete, request.request_id
+                )
+            )
+        ]
+
+    def broadcast_done(self, action: PublishBroadcast, delivered: int) -> list[Action]:
+        return [SendReply(protocol.published(action.channel, delivered, action.request_id))]
+
+    def marked_read(self, action: MarkNotificationsRead, ids: list[str]) -> list[Action]:
+        return [SendReply(protocol.marked_read(ids, action.request_id))]
+
+    def _snapshot_parts(self, snapshot: Snapshot, wanted: Filter | None) -> list[Action]:
+        principal, policy, channel = self.principal, self.policy, snapshot.channel
+        items = [
+            item
+            for item in snapshot.items
+            if policy.may_see(principal, channel, _owner(item))
+            and (wanted is None or wanted.matches(tags_for(channel, item)))
+        ]
+        chunks = [items[i : i + SNAPSHOT_CHUNK] for i in range(0, len(items), SNAPSHOT_CHUNK)]
+        parts = max(len(chunks), 1)
+        return [
+            SendReply(protocol.snapshot_part(channel, snapshot.position, chunk, number, parts))
+            for number, chunk in enumerate(chunks or [[]], start=1)
+        ]
 
     # -- input ---------------------------------------------------------------
 
@@ -205,7 +321,8 @@ class Session:
             return [
                 _error(
                     ErrorCode.BINARY_NOT_SUPPORTED,
-                    "binary frames are not supported; send JSON as text frames",
+                    "binary frames need the slurmcast.msgpack subprotocol; "
+                    "send JSON as text frames",
                 )
             ]
         try:
@@ -215,6 +332,16 @@ class Session:
         if self.state is SessionState.AUTHENTICATING:
             return self._authenticate(request, now)
         return self._handle(request, now)
+
+    def receive_undecodable(self, reason: str, now: float) -> list[Action]:
+        """A message the transport could not decode (bad msgpack): it costs, and is refused."""
+        if self.state is SessionState.CLOSED:
+            return []
+        retry_after = self.bucket.take(now)
+        if retry_after:
+            return self._rate_limited(retry_after)
+        self.refused_in_a_row = 0
+        return [_error(ErrorCode.INVALID_MSGPACK, reason)]
 
     def receive_control(self, now: float) -> list[Action]:
         """Handle a PING frame (its pong is automatic): it costs a message.
@@ -339,10 +466,10 @@ class Session:
         self._become(principal)
         actions: list[Action] = [Authenticated(principal)]
         # The new token may allow less: drop what it no longer allows.
-        for channel in sorted(self.channels):
+        for channel in sorted(self.subscriptions):
             denial = self.policy.subscribe_denial(principal, channel)
             if denial is not None:
-                self.channels.discard(channel)
+                del self.subscriptions[channel]
                 actions.append(RemoveSubscription(channel))
                 actions.append(
                     SendReply({"type": "unsubscribed", "channel": channel, "message": denial})
@@ -366,8 +493,8 @@ class Session:
                         request_id,
                     )
                 ]
-        new = [c for c in channels if c not in self.channels]
-        if len(self.channels) + len(new) > self.limits.max_channels:
+        new = [c for c in channels if c not in self.subscriptions]
+        if len(self.subscriptions) + len(new) > self.limits.max_channels:
             return [
                 _error(
                     ErrorCode.TOO_MANY_CHANNELS,
@@ -377,7 +504,7 @@ class Session:
             ]
         actions: list[Action] = []
         for channel in channels:
-            if channel in self.channels:
+            if channel in self.subscriptions:
                 if not request.has_options:
                     actions.append(
                         SendReply(protocol.subscribed(channel, request_id, already=True))
@@ -385,11 +512,13 @@ class Session:
                     continue
                 # New options (a filter, a position) replace the old subscription.
                 actions.append(RemoveSubscription(channel))
-            self.channels.add(channel)
+            wanted = request.filter
+            subscription = Subscription(
+                channel, wanted if wanted is not None and wanted.conditions else None
+            )
+            self.subscriptions[channel] = subscription
             actions.append(
-                AddSubscription(
-                    channel, request_id, request.since, request.snapshot, request.filter
-                )
+                AddSubscription(subscription, request_id, request.since, request.snapshot)
             )
         return actions
 
@@ -398,9 +527,9 @@ class Session:
     ) -> list[Action]:
         actions: list[Action] = []
         for channel in channels:
-            was = channel in self.channels
+            was = channel in self.subscriptions
             if was:
-                self.channels.discard(channel)
+                del self.subscriptions[channel]
                 actions.append(RemoveSubscription(channel))
             actions.append(
                 SendReply(protocol.unsubscribed(channel, request_id, was_subscribed=was))
@@ -476,3 +605,8 @@ def _authenticated(principal: Principal, request_id: protocol.RequestId | None) 
     if request_id is not None:
         reply["id"] = request_id
     return reply
+
+
+def _owner(item: dict[str, Any]) -> str | None:
+    user = item.get("user")
+    return user if isinstance(user, str) else None

@@ -1,36 +1,34 @@
-"""One WebSocket client: feeds its frames to a Session, carries out the actions.
+"""One WebSocket client, lean: an asyncio protocol around websockets' sans-I/O core.
 
-Outgoing messages (replies and publications alike) are written straight to
-the connection's transport as prepared frames, never awaited. The transport's
-write buffer is this client's bounded queue: when it grows past the limit the
-client is not keeping up, and it alone is closed with 4008. The PONGs
-websockets writes by itself count too: they go into the same buffer.
+websockets' ``ServerProtocol`` parses the handshake and the frames and runs the
+closing handshake; this object drives it from asyncio's callbacks, with no
+task of its own: a frame is handled when it arrives, a deadline when the
+server's shared timer fires, and a request that must wait for the broker or
+the database gets a task only for as long as it waits (the client's next
+requests queue behind it, so answers keep their order).
 
-What a client asks for is paid for by the size of the answer (history,
-snapshots, replays: ``Session.charge_reply``), and every PING frame costs a
-message, so no request is cheap to send and expensive to serve.
+Outgoing messages (publications, replies, websockets' own PONG and close
+frames) are queued and written in one call per loop iteration (``Flusher``).
+What is queued plus what the transport could not send yet is this client's
+backlog: past ``buffer_limit`` it is closed with 4008, alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import orjson
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Event, State
+from websockets.http11 import Request, Response
+from websockets.protocol import State
 
-from slurmcast.core import protocol
-from slurmcast.core.filters import Filter, tags_for
-from slurmcast.core.history import recover
-from slurmcast.core.policy import AccessPolicy, Principal
+from slurmcast.core.policy import Principal
 from slurmcast.core.publication import Publication
 from slurmcast.core.session import (
     Action,
@@ -41,55 +39,29 @@ from slurmcast.core.session import (
     PublishBroadcast,
     RemoveSubscription,
     SendHistory,
+    SendPublication,
     SendReply,
     Session,
     SessionState,
 )
-from slurmcast.core.views import Snapshot
 from slurmcast.errors import CloseCode, ErrorCode, SlurmcastError
-from slurmcast.node import Node
-from slurmcast.transport.frames import text_frame
+from slurmcast.transport.encoding import (
+    MSGPACK_SUBPROTOCOL,
+    PLAIN_JSON,
+    Encoding,
+    WireFormat,
+    decode_msgpack_request,
+)
+
+if TYPE_CHECKING:
+    from slurmcast.transport.ws_server import WebSocketServer
 
 log = logging.getLogger("slurmcast.ws")
 
 _ids = itertools.count(1)
 
-#: Snapshot items per ``snapshot`` message: keeps frames well under clients' size limits.
-SNAPSHOT_CHUNK = 500
-
-
-class GatewayConnection(ServerConnection):
-    """A websockets server connection that carries what its handshake decided.
-
-    Attributes:
-        principal: the identity its handshake token proved (None: none was
-            given, or authentication is off). Kept here, not in a table of
-            the server's, so a refused or abandoned handshake leaves nothing.
-        address: the client's IP address, counted toward its limits from
-            accept to close.
-        remote: ``address:port``, for the log.
-        on_ping: called for every PING frame received, after websockets has
-            written its PONG: a PING costs the client like a message does.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.principal: Principal | None = None
-        self.address = self.remote = "unknown"
-        self.on_ping: Callable[[], None] | None = None
-
-    def note_peer(self) -> None:
-        """Read the peer's address while the socket is sure to be there (at accept)."""
-        try:
-            self.remote = format_address(self.transport.get_extra_info("peername"))
-        except (OSError, ValueError):  # uvloop, a socket already closed
-            return
-        self.address = self.remote.rsplit(":", 1)[0]
-
-    def process_event(self, event: Event) -> None:
-        super().process_event(event)
-        if self.on_ping is not None and isinstance(event, Frame) and event.opcode is Opcode.PING:
-            self.on_ping()
+#: The payload of keepalive pings (any bytes do: the pong echoes them).
+_PING = b"slurmcast"
 
 
 class NotificationReader(Protocol):
@@ -98,98 +70,288 @@ class NotificationReader(Protocol):
     async def mark_read(self, ids: list[str], user: str | None) -> list[str]: ...
 
 
-class ClientConnection:
-    """Adapter between a websockets connection, its Session and the Hub."""
+#: Actions that wait on the broker or the store (the rest are carried out at once).
+_Awaited = AddSubscription | SendHistory | MarkNotificationsRead | PublishBroadcast
+_AWAITED = (AddSubscription, SendHistory, MarkNotificationsRead, PublishBroadcast)
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    """A whole message from the client (fragments joined)."""
+
+    data: str | bytes
+
+
+class WsConnection(asyncio.Protocol):
+    """One client: handshake, frames, session actions, and its queue of frames to write."""
 
     __slots__ = (
         "_closing",
-        "buffer_limit",
-        "filters",
-        "hub",
+        "_fragment_binary",
+        "_fragments",
+        "_inbox",
+        "_pending",
+        "_pending_bytes",
+        "_ping_sent_at",
+        "_task",
+        "address",
+        "deadline_tokens",
+        "encoding",
         "id",
-        "max_per_user",
-        "node",
-        "notifications",
-        "policy",
+        "latency",
+        "opened_at",
+        "principal",
+        "protocol",
         "remote",
+        "server",
         "session",
-        "slow_grace",
-        "ws",
+        "transport",
     )
 
-    def __init__(
-        self,
-        ws: ServerConnection,
-        node: Node,
-        session: Session,
-        *,
-        buffer_limit: int,
-        slow_grace: float,
-        max_per_user: int,
-        notifications: NotificationReader | None = None,
-    ) -> None:
-        self.ws = ws
-        self.node = node
-        self.hub = node.hub
-        self.notifications = notifications
-        self.filters: dict[str, Filter] = {}
-        self.session = session
-        self.policy: AccessPolicy = session.policy
-        self.buffer_limit = buffer_limit
-        self.slow_grace = slow_grace
-        self.max_per_user = max_per_user
+    def __init__(self, server: WebSocketServer) -> None:
+        self.server = server
+        self.protocol = server.new_protocol()
+        self.transport: asyncio.Transport | None = None
         self.id = next(_ids)
-        self.remote = ws.remote if isinstance(ws, GatewayConnection) else _remote(ws)
+        self.address = self.remote = "unknown"
+        self.principal: Principal | None = None
+        self.session: Session | None = None
+        self.encoding: Encoding = PLAIN_JSON
+        self.deadline_tokens: dict[str, int] = {}
+        self.opened_at = 0.0
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._fragments: list[bytes] | None = None
+        self._fragment_binary = False
+        self._inbox: collections.deque[_Text] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ping_sent_at: float | None = None
+        #: Seconds between the last keepalive ping and its pong (0: none yet).
+        self.latency = 0.0
         self._closing = False
 
-    # -- what the hub calls ----------------------------------------------------
+    # -- asyncio callbacks ---------------------------------------------------
 
-    def write_frame(self, frame: bytes) -> bool:
-        """Write a prepared frame without waiting; False if the client cannot take it."""
-        if self._closing or self.ws.protocol.state is not State.OPEN:
-            return False
-        transport = self.ws.transport
-        if transport.is_closing():
-            return False
-        transport.write(frame)
-        self._check_buffer()
-        return True
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport) or hasattr(transport, "write")
+        self.transport = transport  # type: ignore[assignment]
+        try:
+            self.remote = format_address(transport.get_extra_info("peername"))
+        except (OSError, ValueError):  # uvloop, a socket already closed
+            pass
+        else:
+            self.address = self.remote.rsplit(":", 1)[0]
+        self.server.accepted(self)
 
-    def on_ping(self) -> None:
-        """A PING frame came in and websockets wrote its PONG (see GatewayConnection)."""
-        if self._closing:
-            return
-        for action in self.session.receive_control(time.time()):
-            if isinstance(action, CloseConnection):
+    def data_received(self, data: bytes) -> None:
+        self.protocol.receive_data(data)
+        self._after_protocol()
+
+    def eof_received(self) -> bool | None:
+        self.protocol.receive_eof()
+        self._after_protocol()
+        return None  # the WebSocket closing handshake is done (or failed): close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.protocol.receive_eof()  # idempotent; the protocol is CLOSED after it
+        self._closing = True
+        self._pending.clear()
+        self._pending_bytes = 0
+        self.server.deadlines.clear_all(self)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        try:
+            if self.session is not None:
+                channels = self.server.node.disconnect(self)
                 log.info(
-                    "client %d (%s%s) closed by the server: %d %s",
+                    "client %d disconnected from %s%s (code %s, was subscribed to %s)",
                     self.id,
                     self.remote,
                     self._as_user(),
-                    action.code,
-                    action.reason,
+                    self.protocol.close_code,
+                    ", ".join(channels) or "nothing",
                 )
-                # Called from the protocol's data callback: nothing can be
-                # awaited here, so the close is the non-blocking one.
-                self._fail(action.code, action.reason)
+        finally:
+            self.server.released(self)
+
+    # -- the protocol's events ------------------------------------------------
+
+    def _after_protocol(self) -> None:
+        events = self.protocol.events_received()
+        # The protocol's own answers (a close echoed, a PONG) go first, as
+        # websockets sends them.
+        self._queue_protocol_writes()
+        for event in events:
+            if isinstance(event, Request):
+                self._handshake(event)
+            elif isinstance(event, Frame):
+                self._frame(event)
+        if self.protocol.close_expected() and "close" not in self.deadline_tokens:
+            # Both sides are done: the peer has close_timeout to hang up.
+            self.server.deadlines.set(
+                self, "close", self._now() + self.server.settings.close_timeout
+            )
+
+    def _handshake(self, request: Request) -> None:
+        server = self.server
+        refusal: Response | None = server.admission(self, request)
+        if refusal is None:
+            response = self.protocol.accept(request)
+            if "Server" in response.headers:
+                del response.headers["Server"]
+        else:
+            response = refusal
+        self.protocol.send_response(response)
+        self._queue_protocol_writes()
+        if self.protocol.state is not State.OPEN:
+            if self.protocol.handshake_exc is not None:
+                log.info(
+                    "refused %s at the handshake: %s", self.remote, self.protocol.handshake_exc
+                )
+            return
+        self.server.deadlines.clear(self, "handshake")
+        self._open()
+
+    def _open(self) -> None:
+        server = self.server
+        deflate_bits = None
+        for extension in self.protocol.extensions:
+            # Negotiated with server_no_context_takeover (see WebSocketServer):
+            # our messages depend only on their payload and this window size.
+            bits = getattr(extension, "local_max_window_bits", None)
+            deflate_bits = bits or 15
+        fmt = WireFormat.MSGPACK if self.protocol.subprotocol == MSGPACK_SUBPROTOCOL else None
+        self.encoding = Encoding(fmt or WireFormat.JSON, deflate_bits)
+        self.opened_at = self._now()
+        self.session = Session(
+            server.policy, server.settings.limits, server.verify, time.time(), self.principal
+        )
+        server.node.hub.connect(self)
+        log.info(
+            "client %d connected from %s%s%s",
+            self.id,
+            self.remote,
+            self._as_user(),
+            _describe(self.encoding),
+        )
+        if self.session.state is SessionState.OPEN:
+            # No token to wait for (auth is off, or it came with the handshake).
+            self._perform([Authenticated(self.session.principal)])
+        self._schedule_session()
+        if server.settings.ping_interval > 0:
+            server.deadlines.set(self, "ping", self.opened_at + server.settings.ping_interval)
+
+    def _frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if frame.fin:
+                self._message(bytes(frame.data), binary=opcode is Opcode.BINARY)
+            else:
+                self._fragments = [bytes(frame.data)]
+                self._fragment_binary = opcode is Opcode.BINARY
+        elif opcode is Opcode.CONT:
+            if self._fragments is None:
                 return
-        self._check_buffer()
+            self._fragments.append(bytes(frame.data))
+            if frame.fin:
+                joined, self._fragments = b"".join(self._fragments), None
+                self._message(joined, binary=self._fragment_binary)
+        elif opcode is Opcode.PING:
+            self._on_ping()
+        elif opcode is Opcode.PONG and self._ping_sent_at is not None:
+            now = self._now()
+            self.latency = now - self._ping_sent_at
+            self._ping_sent_at = None
+            self.server.deadlines.clear(self, "pong")
+            self.server.deadlines.set(self, "ping", now + self.server.settings.ping_interval)
 
-    def _check_buffer(self) -> None:
-        if not self._closing and self.ws.transport.get_write_buffer_size() > self.buffer_limit:
-            self._close_slow()
+    def _message(self, payload: bytes, *, binary: bool) -> None:
+        if self._closing or self.session is None:
+            return
+        data: str | bytes = payload
+        if not binary:
+            try:
+                data = payload.decode()
+            except UnicodeDecodeError as exc:
+                # websockets' parser leaves text validation to the application.
+                self._fail(CloseCode.INVALID_DATA, f"invalid UTF-8 at position {exc.start}")
+                return
+        if self._task is not None:
+            # A request is waiting on the broker or the database: answers keep their order.
+            assert self._inbox is not None
+            self._inbox.append(_Text(data))
+            return
+        self._perform(self._receive(data))
 
-    def accepts(self, publication: Publication) -> bool:
-        """Visibility first (a user's own jobs), then the subscription's filter."""
-        if publication.owner is not None and not self.policy.may_see(
-            self.session.principal, publication.channel, publication.owner
-        ):
-            return False
-        wanted = self.filters.get(publication.channel)
-        return wanted is None or wanted.matches(publication.tags)
+    def _receive(self, data: str | bytes) -> list[Action]:
+        assert self.session is not None
+        now = time.time()
+        if isinstance(data, bytes) and self.encoding.format is WireFormat.MSGPACK:
+            try:
+                data = decode_msgpack_request(data).decode()
+            except ValueError as exc:
+                return self.session.receive_undecodable(str(exc), now)
+        actions = self.session.receive(data, now)
+        self._schedule_session()
+        return actions
+
+    def _on_ping(self) -> None:
+        """A PING came in and websockets queued its PONG: it costs a message."""
+        if self._closing or self.session is None:
+            return
+        for action in self.session.receive_control(time.time()):
+            if isinstance(action, CloseConnection):
+                self._close(action.code, action.reason)
+                return
+
+    # -- deadlines (the server's shared timer) --------------------------------
+
+    def on_deadline(self, kind: str, now: float) -> None:
+        if kind == "handshake":
+            if self.protocol.state is State.CONNECTING:
+                log.info("client %s did not finish its handshake in time", self.remote)
+                self.abort()
+        elif kind == "close" or kind == "grace":
+            self.abort()
+        elif kind == "ping":
+            self._ping(now)
+        elif kind == "pong" and not self._closing:
+            log.info("client %d (%s) did not answer its keepalive ping", self.id, self.remote)
+            self._close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        elif kind == "session" and self.session is not None and not self._closing:
+            self._perform(self.session.on_timer(time.time()))
+            self._schedule_session()
+
+    def _schedule_session(self) -> None:
+        if self.session is None:
+            return
+        deadline = self.session.deadline
+        if deadline is None:
+            self.server.deadlines.clear(self, "session")
+        else:
+            delay = max(0.0, deadline - time.time())
+            self.server.deadlines.set(self, "session", self._now() + delay)
+
+    def _ping(self, now: float) -> None:
+        if self._closing or self.protocol.state is not State.OPEN:
+            return
+        self.protocol.send_ping(_PING)
+        self._ping_sent_at = now
+        self._queue_protocol_writes()
+        self.server.deadlines.set(self, "pong", now + self.server.settings.ping_timeout)
+
+    # -- what the hub calls ---------------------------------------------------
 
     def deliver(self, publication: Publication, frame: bytes) -> bool:
-        return self.accepts(publication) and self.write_frame(frame)
+        session = self.session
+        return session is not None and session.may_see(publication) and self.write_frame(frame)
+
+    def write_frame(self, frame: bytes) -> bool:
+        """Queue a whole frame for the end of this loop iteration; False if it cannot go."""
+        if self._closing or self.protocol.state is not State.OPEN:
+            return False
+        self._queue(frame)
+        return True
 
     def stream_lost(self, channel: str) -> None:
         if self._closing:
@@ -205,89 +367,173 @@ class ClientConnection:
         )
         self._fail(CloseCode.STREAM_LOST, f"stream of {channel[:64]} lost: reconnect and recover")
 
-    # -- the connection's life ---------------------------------------------------
+    # -- writing -------------------------------------------------------------
 
-    def send_reply(self, reply: dict[str, Any]) -> int:
-        """Write one reply; returns its size in bytes (0 when it could not be written)."""
-        frame = text_frame(orjson.dumps(reply))
-        return len(frame) if self.write_frame(frame) else 0
+    def _queue(self, data: bytes) -> None:
+        if not self._pending:
+            self.server.flusher.mark(self)
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        self._check_backlog()
 
-    async def serve(self) -> None:
-        """Read frames until the client goes away; always leaves the hub clean."""
-        self.hub.connect(self)
-        log.info("client %d connected from %s%s", self.id, self.remote, self._as_user())
-        try:
-            if self.session.state is SessionState.OPEN:
-                # No token to wait for (auth is off, or it came with the handshake).
-                await self._perform([Authenticated(self.session.principal)])
-            while not self._closing:
-                deadline = self.session.deadline
+    def _check_backlog(self) -> None:
+        transport = self.transport
+        if transport is None or self._closing:
+            return
+        backlog = self._pending_bytes + transport.get_write_buffer_size()
+        if backlog > self.server.settings.client_buffer_limit:
+            self._close_slow()
+
+    def _queue_protocol_writes(self) -> None:
+        for data in self.protocol.data_to_send():
+            if data:
+                if not self._pending:
+                    self.server.flusher.mark(self)
+                self._pending.append(data)
+                self._pending_bytes += len(data)
+            else:
+                self._pending.append(b"")  # end of stream: half-close after what precedes
+                self.server.flusher.mark(self)
+        # websockets' PONGs count: a client must not get them piled up unread.
+        self._check_backlog()
+
+    def flush(self) -> None:
+        """Write everything queued, in one call (the ``Flusher`` calls this)."""
+        pending, self._pending = self._pending, []
+        self._pending_bytes = 0
+        transport = self.transport
+        if transport is None or transport.is_closing() or not pending:
+            return
+        eof = pending[-1] == b""
+        if eof:
+            pending = [data for data in pending if data]
+        if len(pending) == 1:
+            transport.write(pending[0])
+        elif pending:
+            transport.writelines(pending)
+        if eof:
+            if transport.can_write_eof():
                 try:
-                    if deadline is None:
-                        frame = await self.ws.recv()
-                    else:
-                        # recv() may be cancelled safely: no data is lost.
-                        async with asyncio.timeout(max(0.0, deadline - time.time())):
-                            frame = await self.ws.recv()
-                except TimeoutError:
-                    actions = self.session.on_timer(time.time())
-                else:
-                    actions = self.session.receive(frame, time.time())
-                await self._perform(actions)
-        except ConnectionClosed:
-            pass
-        finally:
-            channels = self.node.disconnect(self)
-            log.info(
-                "client %d disconnected from %s%s (code %s, was subscribed to %s)",
-                self.id,
-                self.remote,
-                self._as_user(),
-                self.ws.close_code,
-                ", ".join(channels) or "nothing",
-            )
+                    transport.write_eof()
+                except (OSError, RuntimeError):
+                    transport.close()
+            else:
+                transport.close()
 
-    async def _perform(self, actions: list[Action]) -> None:
-        for action in actions:
-            match action:
-                case SendReply(reply):
-                    if reply.get("type") == "error":
-                        log.info(
-                            "client %d (%s%s) request refused: %s: %s",
-                            self.id,
-                            self.remote,
-                            self._as_user(),
-                            reply["code"],
-                            reply["message"],
-                        )
-                    self.send_reply(reply)
-                case AddSubscription():
-                    await self._subscribe(action)
-                case RemoveSubscription(channel):
-                    self.filters.pop(channel, None)
-                    self.node.unsubscribe(self, channel)
-                case SendHistory(request):
-                    await self._send_history(request)
-                case MarkNotificationsRead(ids, user, request_id):
-                    await self._mark_read(ids, user, request_id)
-                case Authenticated(principal):
-                    if principal.user is None:
-                        self.hub.admit(self, None)
-                        continue
-                    if not self._admit(principal.user):
-                        await self._close(
-                            CloseCode.TOO_MANY_CONNECTIONS,
-                            f"too many connections for user {principal.user}",
-                        )
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- carrying out the session's actions -----------------------------------
+
+    def _perform(self, actions: list[Action]) -> None:
+        """Carry out actions in order; from the first that must wait on, a task does."""
+        for index, action in enumerate(actions):
+            if self._closing:
+                return
+            if isinstance(action, _AWAITED):
+                self._inbox = collections.deque()
+                self._task = self.server.loop.create_task(self._continue(actions[index:]))
+                return
+            self._perform_now(action)
+
+    def _perform_now(self, action: Action) -> int:
+        """Carry out an action that needs no waiting; returns the bytes it wrote."""
+        assert self.session is not None
+        match action:
+            case SendReply(reply):
+                if reply.get("type") == "error":
+                    log.info(
+                        "client %d (%s%s) request refused: %s: %s",
+                        self.id,
+                        self.remote,
+                        self._as_user(),
+                        reply["code"],
+                        reply["message"],
+                    )
+                return self.send_reply(reply)
+            case SendPublication(publication):
+                wire = publication.wire()
+                return len(wire) if self.write_frame(self.encoding.frame(wire)) else 0
+            case RemoveSubscription(channel):
+                self.server.node.unsubscribe(self, channel)
+            case Authenticated(principal):
+                if principal.user is None:
+                    self.server.node.hub.admit(self, None)
+                elif not self._admit(principal.user):
+                    self._close(
+                        CloseCode.TOO_MANY_CONNECTIONS,
+                        f"too many connections for user {principal.user}",
+                    )
+            case CloseConnection(code, reason):
+                self._close(code, reason)
+        return 0
+
+    async def _continue(self, actions: list[Action]) -> None:
+        """Carry out actions that wait, and the client's requests that came meanwhile."""
+        assert self.session is not None and self._inbox is not None
+        queue = collections.deque(actions)
+        try:
+            while not self._closing:
+                if not queue:
+                    if not self._inbox:
                         return
-                case PublishBroadcast(channel, message, request_id):
-                    try:
-                        delivered = await self.node.publish(
-                            channel, "broadcast", dict(message), datetime.now(UTC)
+                    queue.extend(self._receive(self._inbox.popleft().data))
+                    continue
+                action = queue.popleft()
+                if not isinstance(action, _AWAITED):
+                    self._perform_now(action)
+                    continue
+                outcome = await self._outcome(action)
+                # From here to the next await nothing else runs: a subscription's
+                # reply, snapshot and replay go out before any live publication.
+                sent = 0
+                for step in outcome:
+                    if self._closing:
+                        return
+                    sent += self._perform_now(step)
+                self.session.charge_reply(sent, time.time())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("client %d (%s): a request failed", self.id, self.remote)
+            self._fail(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            self._task = None
+            self._inbox = None
+
+    async def _outcome(self, action: _Awaited) -> list[Action]:
+        """Ask the node or the store; the session turns the answer into replies."""
+        assert self.session is not None
+        session, node = self.session, self.server.node
+        try:
+            match action:
+                case AddSubscription(subscription, _, since, snapshot):
+                    start = await node.subscribe(self, subscription, since=since, snapshot=snapshot)
+                    return session.subscription_started(action, start)
+                case SendHistory(request):
+                    since = request.since
+                    history = await node.history(
+                        request.channel,
+                        since=since.offset if since is not None else None,
+                        limit=request.limit,
+                    )
+                    return session.history_found(action, history)
+                case MarkNotificationsRead(ids, user):
+                    notifications = self.server.notifications
+                    if notifications is None:
+                        return session.request_failed(
+                            action,
+                            ErrorCode.STORAGE_UNAVAILABLE,
+                            "notifications are not stored on this server",
                         )
-                    except SlurmcastError as exc:
-                        self.send_reply(protocol.error(exc.code, exc.message, request_id))
-                        continue
+                    return session.marked_read(
+                        action, await notifications.mark_read(list(ids), user)
+                    )
+                case PublishBroadcast(channel, message):
+                    delivered = await node.publish(
+                        channel, "broadcast", dict(message), datetime.now(UTC)
+                    )
                     log.info(
                         "client %d (%s%s) broadcast on %s, delivered to %d",
                         self.id,
@@ -296,169 +542,80 @@ class ClientConnection:
                         channel,
                         delivered,
                     )
-                    published: dict[str, Any] = {
-                        "type": "published",
-                        "channel": channel,
-                        "delivered": delivered,
-                    }
-                    if request_id is not None:
-                        published["id"] = request_id
-                    self.send_reply(published)
-                case CloseConnection(code, reason):
-                    log.info(
-                        "client %d (%s%s) closed by the server: %d %s",
-                        self.id,
-                        self.remote,
-                        self._as_user(),
-                        code,
-                        reason,
-                    )
-                    await self._close(code, reason)
-                    return
-
-    async def _subscribe(self, action: AddSubscription) -> None:
-        channel = action.channel
-        if action.filter is not None and action.filter.conditions:
-            self.filters[channel] = action.filter
-        else:
-            self.filters.pop(channel, None)
-        try:
-            start = await self.node.subscribe(
-                self, channel, since=action.since, snapshot=action.snapshot
-            )
+                    return session.broadcast_done(action, delivered)
         except SlurmcastError as exc:
-            self.session.forget(channel)
-            self.filters.pop(channel, None)
-            self.send_reply(protocol.error(exc.code, exc.message, action.request_id))
-            return
-        # From here to the end nothing is awaited: the reply, the snapshot and
-        # the replayed publications go out before any live publication.
-        sent = self.send_reply(
-            protocol.subscribed(
-                channel, action.request_id, position=start.position, recovered=start.recovered
-            )
-        )
-        if start.snapshot is not None:
-            sent += self._send_snapshot(start.snapshot, action.filter)
-        for publication in start.publications:
-            if self.accepts(publication):
-                frame = text_frame(publication.wire())
-                if self.write_frame(frame):
-                    sent += len(frame)
-        self.session.charge_reply(sent, time.time())
+            return session.request_failed(action, exc.code, exc.message)
+        raise AssertionError(f"unhandled action {action!r}")  # pragma: no cover
 
-    def _send_snapshot(self, snapshot: Snapshot, wanted: Filter | None) -> int:
-        """Send a snapshot in parts; returns the bytes written."""
-        principal = self.session.principal
-        items = [
-            item
-            for item in snapshot.items
-            if self.policy.may_see(principal, snapshot.channel, _owner(item))
-            and (wanted is None or wanted.matches(tags_for(snapshot.channel, item)))
-        ]
-        chunks = [items[i : i + SNAPSHOT_CHUNK] for i in range(0, len(items), SNAPSHOT_CHUNK)]
-        sent = 0
-        for number, chunk in enumerate(chunks or [[]], start=1):
-            sent += self.send_reply(
-                {
-                    "type": "snapshot",
-                    "channel": snapshot.channel,
-                    "position": snapshot.position.to_dict(),
-                    "data": chunk,
-                    "part": number,
-                    "parts": max(len(chunks), 1),
-                }
-            )
-        return sent
+    def send_reply(self, reply: dict[str, Any]) -> int:
+        """Write one reply; returns its size in bytes (0 when it could not be written).
 
-    async def _send_history(self, request: protocol.History) -> None:
-        since = request.since
-        try:
-            history = await self.node.history(
-                request.channel,
-                since=since.offset if since is not None else None,
-                limit=request.limit,
-            )
-        except SlurmcastError as exc:
-            self.send_reply(protocol.error(exc.code, exc.message, request.request_id))
-            return
-        shown = [
-            orjson.Fragment(p.wire())
-            for p in history.publications
-            if self.accepts(p) and (request.filter is None or request.filter.matches(p.tags))
-        ]
-        reply: dict[str, Any] = {
-            "type": "history",
-            "channel": request.channel,
-            "position": history.top.to_dict(),
-            "publications": shown,
-        }
-        if since is not None:
-            # Whether these are all the messages after `since` (same epoch, still stored).
-            reply["complete"] = recover(since, history, ()).recovered
-        if request.request_id is not None:
-            reply["id"] = request.request_id
-        self.session.charge_reply(self.send_reply(reply), time.time())
-
-    async def _mark_read(
-        self, ids: tuple[str, ...], user: str | None, request_id: protocol.RequestId | None
-    ) -> None:
-        if self.notifications is None:
-            self.send_reply(
-                protocol.error(
-                    ErrorCode.STORAGE_UNAVAILABLE,
-                    "notifications are not stored on this server",
-                    request_id,
-                )
-            )
-            return
-        try:
-            marked = await self.notifications.mark_read(list(ids), user)
-        except SlurmcastError as exc:
-            self.send_reply(protocol.error(exc.code, exc.message, request_id))
-            return
-        reply: dict[str, Any] = {"type": "marked_read", "ids": marked}
-        if request_id is not None:
-            reply["id"] = request_id
-        self.send_reply(reply)
+        The size is the message's before compression: a reply that compresses
+        well cost as much to build and deflate as one that does not.
+        """
+        frame, size = self.encoding.reply(reply)
+        return size if self.write_frame(frame) else 0
 
     def _admit(self, user: str) -> bool:
         """Count this connection for ``user``, unless the user is at the limit."""
-        if self.hub.user_of(self) == user:
+        hub = self.server.node.hub
+        if hub.user_of(self) == user:
             # A refresh: this connection is one of the user's already.
-            self.hub.admit(self, user)
+            hub.admit(self, user)
             return True
-        if self.hub.connections_of(user) >= self.max_per_user:
+        limit = self.server.settings.max_connections_per_user
+        if hub.connections_of(user) >= limit:
             log.warning(
                 "client %d (%s) refused: user %s already has %d connections",
                 self.id,
                 self.remote,
                 user,
-                self.max_per_user,
+                limit,
             )
             return False
-        self.hub.admit(self, user)
+        hub.admit(self, user)
         log.info("client %d (%s) authenticated as %s", self.id, self.remote, user)
         return True
 
-    async def _close(self, code: CloseCode, reason: str) -> None:
-        self._closing = True
-        await self.ws.close(code, reason)
+    # -- closing ---------------------------------------------------------------
 
-    def _as_user(self) -> str:
-        user = self.session.user
-        return f", user {user}" if user is not None else ""
+    def _close(self, code: CloseCode, reason: str) -> None:
+        """Start the closing handshake (the client's answer, or the close timeout, ends it)."""
+        log.info(
+            "client %d (%s%s) closed by the server: %d %s",
+            self.id,
+            self.remote,
+            self._as_user(),
+            code,
+            reason,
+        )
+        self._start_close(code, reason)
+
+    def close_going_away(self) -> None:
+        """The server is shutting down."""
+        self._start_close(CloseCode.GOING_AWAY, "server shutting down")
+
+    def _start_close(self, code: int, reason: str) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_close(code, reason)
+            self._queue_protocol_writes()
+        elif self.protocol.state is State.CONNECTING:
+            self.abort()
+            return
+        self.server.deadlines.set(self, "close", self._now() + self.server.settings.close_timeout)
 
     def _close_slow(self) -> None:
-        self._closing = True
-        transport = self.ws.transport
         log.warning(
             "client %d (%s%s) is a slow consumer: %d bytes queued (limit %d); closing it with %d",
             self.id,
             self.remote,
             self._as_user(),
-            transport.get_write_buffer_size(),
-            self.buffer_limit,
+            self._pending_bytes
+            + (self.transport.get_write_buffer_size() if self.transport is not None else 0),
+            self.server.settings.client_buffer_limit,
             CloseCode.SLOW_CONSUMER,
         )
         self._fail(CloseCode.SLOW_CONSUMER, "slow consumer: too much unread data")
@@ -467,22 +624,35 @@ class ClientConnection:
         # The close frame is queued behind what the client has not read; if it
         # does not read it within the grace period the TCP connection is cut.
         # Either way nobody else waits: nothing here is awaited.
+        if self._closing and "grace" in self.deadline_tokens:
+            return
         self._closing = True
-        self.ws.protocol.fail(code, reason)
-        self.ws.send_data()
-        asyncio.get_running_loop().call_later(self.slow_grace, self.ws.transport.abort)
+        if self.protocol.state is State.OPEN:
+            self.protocol.fail(code, reason)
+            self._queue_protocol_writes()
+        self.server.deadlines.set(
+            self, "grace", self._now() + self.server.settings.slow_client_grace
+        )
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self.server.loop.time()
+
+    def _as_user(self) -> str:
+        user = self.session.user if self.session is not None else None
+        if user is None and self.principal is not None:
+            user = self.principal.user
+        return f", user {user}" if user is not None else ""
 
 
-def _owner(item: dict[str, Any]) -> str | None:
-    user = item.get("user")
-    return user if isinstance(user, str) else None
-
-
-def _remote(ws: ServerConnection) -> str:
-    try:
-        return format_address(ws.remote_address)
-    except (OSError, ValueError):  # uvloop, once the socket is closed
-        return "unknown"
+def _describe(encoding: Encoding) -> str:
+    parts = []
+    if encoding.format is WireFormat.MSGPACK:
+        parts.append("msgpack")
+    if encoding.deflate_bits is not None:
+        parts.append("deflate")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def format_address(address: Any) -> str:

@@ -12,41 +12,48 @@ Connections beyond twice a limit are cut at once, without an answer; those
 between the limit and twice it get their 429 or 503 (so that a client that
 merely reached the limit learns why). Whatever a handshake decided (the
 token's principal) lives on the connection object itself, and goes with it.
+
+The listener is a plain asyncio server whose protocol objects are
+``WsConnection``: websockets' sans-I/O ``ServerProtocol`` parses and answers
+the handshake and frames, and every connection shares this server's one
+deadline timer and end-of-iteration flush (see ``transport.timers``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
-from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.extensions.base import ServerExtensionFactory
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
-from websockets.typing import Origin
+from websockets.server import ServerProtocol
+from websockets.typing import Origin, Subprotocol
 
 from slurmcast.auth.jwt import parse_bearer
 from slurmcast.core.policy import AccessPolicy
-from slurmcast.core.session import Session, SessionLimits, Verifier
-from slurmcast.errors import AuthError, CloseCode
+from slurmcast.core.session import SessionLimits, Verifier
+from slurmcast.errors import AuthError
 from slurmcast.node import Node
-from slurmcast.transport.ws_connection import (
-    ClientConnection,
-    GatewayConnection,
-    NotificationReader,
-)
+from slurmcast.transport.encoding import MSGPACK_SUBPROTOCOL
+from slurmcast.transport.timers import Deadlines, Flusher
+from slurmcast.transport.ws_connection import NotificationReader, WsConnection
 
 log = logging.getLogger("slurmcast.ws")
 #: websockets' own logger for server connections: it logs request headers
 #: and frames at DEBUG, tokens included (see ``RedactTokens``).
 WEBSOCKETS_LOGGER = "websockets.server"
+#: Pending TCP connections the kernel may queue: a restart brings every
+#: client back within a second or two.
+BACKLOG = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +61,8 @@ class WebSocketSettings:
     """The listener's settings.
 
     ``handshake_timeout``: seconds a client has, from its TCP connection, to
-    complete the opening handshake (websockets' ``open_timeout``).
+    complete the opening handshake. ``compression``: whether
+    ``permessage-deflate`` is offered to clients that ask for it.
     """
 
     host: str
@@ -71,9 +79,12 @@ class WebSocketSettings:
     allowed_origins: tuple[str, ...] = ()
     limits: SessionLimits = field(default_factory=SessionLimits)
     handshake_timeout: float = 10.0
+    compression: bool = True
 
 
 class WebSocketServer:
+    """Accepts WebSocket clients and owns what they share (timer, flush, limits)."""
+
     def __init__(
         self,
         node: Node,
@@ -89,10 +100,34 @@ class WebSocketServer:
         self.policy = policy
         self.verify = verify
         self.notifications = notifications
-        self._server: Server | None = None
+        self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines: Deadlines | None = None
+        self._flusher: Flusher | None = None
         # TCP connections from accept to close: handshaking and open alike.
-        self._open = 0
+        self.connections: set[WsConnection] = set()
         self._per_ip: Counter[str] = Counter()
+        self._all_gone: asyncio.Event | None = None
+        self._origins: Sequence[Origin | None] | None = None
+        self._extensions: list[ServerExtensionFactory] = []
+        self._websockets_log = logging.getLogger(WEBSOCKETS_LOGGER)
+
+    # -- what connections use ---------------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None, "server not started"
+        return self._loop
+
+    @property
+    def deadlines(self) -> Deadlines:
+        assert self._deadlines is not None, "server not started"
+        return self._deadlines
+
+    @property
+    def flusher(self) -> Flusher:
+        assert self._flusher is not None, "server not started"
+        return self._flusher
 
     @property
     def port(self) -> int:
@@ -100,78 +135,94 @@ class WebSocketServer:
         assert self._server is not None, "server not started"
         return int(self._server.sockets[0].getsockname()[1])
 
+    def new_protocol(self) -> ServerProtocol:
+        return ServerProtocol(
+            origins=self._origins,
+            extensions=self._extensions,
+            subprotocols=[Subprotocol(MSGPACK_SUBPROTOCOL)],
+            select_subprotocol=_select_subprotocol,
+            max_size=self.settings.max_message_size,
+            logger=self._websockets_log,
+        )
+
+    # -- lifecycle ----------------------------------------------------------------
+
     async def start(self) -> None:
         s = self.settings
-        origins: Sequence[Origin | None] | None = None
         if s.allowed_origins:
             # Clients other than browsers send no Origin header at all.
-            origins = [*(Origin(o) for o in s.allowed_origins), None]
-        websockets_log = logging.getLogger(WEBSOCKETS_LOGGER)
-        if not any(isinstance(f, RedactTokens) for f in websockets_log.filters):
-            websockets_log.addFilter(RedactTokens())
-        gate = self
-
-        class Connection(GatewayConnection):
-            # asyncio's own callbacks: called exactly once each, whatever
-            # becomes of the handshake.
-            def connection_made(self, transport: Any) -> None:
-                super().connection_made(transport)
-                gate._accepted(self)
-
-            def connection_lost(self, exc: Exception | None) -> None:
-                try:
-                    super().connection_lost(exc)
-                finally:
-                    gate._released(self)
-
-        self._server = await serve(
-            self._handle,
-            s.host,
-            s.port,
-            # No permessage-deflate: frames are prepared once and shared by all
-            # clients, which per-connection compression contexts would forbid.
-            compression=None,
-            max_size=s.max_message_size,
-            ping_interval=s.ping_interval,
-            ping_timeout=s.ping_timeout,
-            close_timeout=s.close_timeout,
-            server_header=None,
-            origins=origins,
-            process_request=self._process_request,
-            open_timeout=s.handshake_timeout,
-            logger=websockets_log,
-            create_connection=Connection,
+            self._origins = [*(Origin(o) for o in s.allowed_origins), None]
+        if s.compression:
+            # No context takeover either way: one deflated frame per publication
+            # serves every client (ours), and no connection keeps a zlib
+            # window (~300 KB for a compressor) between messages (theirs).
+            self._extensions = [
+                ServerPerMessageDeflateFactory(
+                    server_no_context_takeover=True, client_no_context_takeover=True
+                )
+            ]
+        if not any(isinstance(f, RedactTokens) for f in self._websockets_log.filters):
+            self._websockets_log.addFilter(RedactTokens())
+        self._loop = asyncio.get_running_loop()
+        self._deadlines = Deadlines(self._loop)
+        self._flusher = Flusher(self._loop)
+        self._server = await self._loop.create_server(
+            lambda: WsConnection(self), s.host, s.port, backlog=BACKLOG
         )
         log.info("WebSocket server listening on ws://%s:%d", s.host, self.port)
 
-    def _accepted(self, connection: GatewayConnection) -> None:
+    async def stop(self) -> None:
+        """Refuse new clients, close open ones with 1001, wait for them to go."""
+        if self._server is None:
+            return
+        self._server.close()
+        if self.connections:
+            self._all_gone = asyncio.Event()
+            for connection in tuple(self.connections):
+                connection.close_going_away()
+            try:
+                await asyncio.wait_for(self._all_gone.wait(), self.settings.close_timeout + 1.0)
+            except TimeoutError:
+                for connection in tuple(self.connections):
+                    connection.abort()
+                # Aborted transports report connection_lost on the next iterations.
+                await asyncio.sleep(0)
+        await self._server.wait_closed()
+        self.deadlines.close()
+        log.info("WebSocket server stopped")
+
+    # -- accounting -------------------------------------------------------------
+
+    def accepted(self, connection: WsConnection) -> None:
         """A TCP connection was accepted: count it, or cut it if far over a limit."""
-        connection.note_peer()
-        self._open += 1
+        self.connections.add(connection)
         self._per_ip[connection.address] += 1
         s = self.settings
         if (
             self._per_ip[connection.address] > 2 * s.max_connections_per_ip
-            or self._open > 2 * s.max_connections
+            or len(self.connections) > 2 * s.max_connections
         ):
             # Not even an HTTP answer: this is a flood, and answering costs.
             log.debug("cut %s at accept: far over the connection limits", connection.address)
-            connection.transport.abort()
+            connection.abort()
+            return
+        self.deadlines.set(connection, "handshake", self.loop.time() + s.handshake_timeout)
 
-    def _released(self, connection: GatewayConnection) -> None:
-        self._open -= 1
+    def released(self, connection: WsConnection) -> None:
+        if connection not in self.connections:
+            return
+        self.connections.discard(connection)
         self._per_ip[connection.address] -= 1
         if not self._per_ip[connection.address]:
             del self._per_ip[connection.address]
+        if self._all_gone is not None and not self.connections:
+            self._all_gone.set()
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Refuse at the handshake what would be refused anyway."""
-        assert isinstance(connection, GatewayConnection)
-        # Not connection.remote_address: under uvloop it raises once the client
-        # is gone, and a client may vanish before its request is processed.
+    def admission(self, connection: WsConnection, request: Request) -> Response | None:
+        """Refuse at the handshake what would be refused anyway (None: go on)."""
         remote, ip = connection.remote, connection.address
         # Both counts include this connection (counted since accept).
-        if self._open > self.settings.max_connections:
+        if len(self.connections) > self.settings.max_connections:
             log.warning(
                 "refused %s: server at its limit of %d", remote, self.settings.max_connections
             )
@@ -201,32 +252,13 @@ class WebSocketServer:
         connection.principal = principal
         return None
 
-    async def _handle(self, ws: ServerConnection) -> None:
-        assert isinstance(ws, GatewayConnection)
-        s = self.settings
-        session = Session(self.policy, s.limits, self.verify, time.time(), ws.principal)
-        client = ClientConnection(
-            ws,
-            self.node,
-            session,
-            buffer_limit=s.client_buffer_limit,
-            slow_grace=s.slow_client_grace,
-            max_per_user=s.max_connections_per_user,
-            notifications=self.notifications,
-        )
-        ws.on_ping = client.on_ping
-        try:
-            await client.serve()
-        finally:
-            ws.on_ping = None
 
-    async def stop(self) -> None:
-        """Refuse new clients, close open ones with 1001, wait for their handlers."""
-        if self._server is None:
-            return
-        self._server.close(code=CloseCode.GOING_AWAY, reason="server shutting down")
-        await self._server.wait_closed()
-        log.info("WebSocket server stopped")
+def _select_subprotocol(
+    protocol: ServerProtocol, offered: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    # websockets refuses clients that offer no subprotocol once the server has
+    # one; JSON without a subprotocol is the default here.
+    return Subprotocol(MSGPACK_SUBPROTOCOL) if MSGPACK_SUBPROTOCOL in offered else None
 
 
 def bearer_token(headers: Headers, path: str) -> str | None:
