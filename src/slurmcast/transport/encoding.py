@@ -59,7 +59,9 @@ class Encoding:
         """A whole frame for a reply object (values may be ``orjson.Fragment``),
         and the size of its message before compression (what it cost to make)."""
         if self.format is WireFormat.MSGPACK:
-            payload = _msgpack(reply)
+            # Through JSON first: history replies hold stored publications as
+            # pre-encoded JSON fragments, which become maps like the rest.
+            payload = _msgpack(orjson.loads(orjson.dumps(reply)))
             return self._frame(Opcode.BINARY, payload), len(payload)
         payload = orjson.dumps(reply)
         return self._frame(Opcode.TEXT, payload), len(payload)
@@ -102,15 +104,8 @@ def deflate(payload: bytes, window_bits: int) -> bytes:
 
 
 def _msgpack(value: Any) -> bytes:
-    packed: bytes = msgpack.packb(value, default=_fragment, use_bin_type=True)
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
     return packed
-
-
-def _fragment(value: Any) -> Any:
-    # History replies embed stored publications as pre-encoded JSON fragments.
-    if isinstance(value, orjson.Fragment):
-        return orjson.loads(value.contents)
-    raise TypeError(f"cannot encode {type(value).__name__} in msgpack")
 
 
 def decode_msgpack_request(data: bytes) -> bytes:
