@@ -38,6 +38,12 @@ BUILD_DIR = BENCH_DIR / ".build"
 LOG_DIR = BUILD_DIR / "logs"
 DEFAULT_WSLOAD_SRC = REPO_DIR.parent / "shared" / "tools" / "wsload.c"
 NAIVE_SERVER = BENCH_DIR / "naive_server.py"
+#: Node ``ws`` and uWebSockets.js fan-out servers to measure against (read-only here).
+ANCHORS_SRC = REPO_DIR.parent / "shared" / "bench-anchors"
+#: Where they are installed (npm needs a writable folder).
+ANCHORS_DIR = BUILD_DIR / "anchors"
+#: Anchor kinds and their scripts.
+ANCHORS = {"node-ws": "node_ws_server.js", "uws": "uws_server.js"}
 
 SERVER_CORE = 0
 CLIENT_CORE = 1
@@ -236,6 +242,23 @@ class MessageFactory:
     def body(self, seq: int, ts_us: int, sched_us: int) -> bytes:
         return orjson.dumps({"channel": "jobs", "message": self._data(seq, ts_us, sched_us)})
 
+    def anchor_event(self) -> dict[str, Any]:
+        """The ``event`` an anchor server repeats, padded so its messages are as long as ours.
+
+        An anchor sends ``{"type":"job_update","channel":"jobs","seq":i,"ts_us":T,
+        "sched_us":S,"job":event}``.
+        """
+        event = {k: v for k, v in self._data(0, 0, 0).items() if k not in _STAMPS}
+        event["pad"] = ""
+        stamp = time.monotonic_ns() // 1000
+        sample = {"type": "job_update", "channel": "jobs", "seq": 100_000, "ts_us": stamp}
+        sample |= {"sched_us": stamp, "job": event}
+        event["pad"] = "x" * max(0, self.envelope_size - len(orjson.dumps(sample)))
+        return event
+
+
+_STAMPS = ("seq", "ts_us", "sched_us")
+
 
 def now_us() -> int:
     return time.monotonic_ns() // 1000
@@ -244,8 +267,51 @@ def now_us() -> int:
 # --------------------------------------------------------------------------- processes
 
 
+async def prepare_anchors(source: Path = ANCHORS_SRC) -> Path:
+    """Install the anchor servers into bench/.build/anchors (npm ci --ignore-scripts), once.
+
+    They are copied first: the shared folder is read-only, and npm writes
+    node_modules next to package.json. A copy whose lock file matches is reused.
+    """
+    npm, node = shutil.which("npm"), shutil.which("node")
+    if npm is None or node is None:
+        raise SetupError("node and npm are needed for the Node ws and uWebSockets.js anchors")
+    lock = source / "package-lock.json"
+    if not lock.is_file():
+        raise SetupError(f"anchors not found in {source}")
+    installed = ANCHORS_DIR / "package-lock.json"
+    if (
+        installed.is_file()
+        and installed.read_bytes() == lock.read_bytes()
+        and (ANCHORS_DIR / "node_modules").is_dir()
+    ):
+        return ANCHORS_DIR
+    if ANCHORS_DIR.exists():
+        shutil.rmtree(ANCHORS_DIR)
+    shutil.copytree(source, ANCHORS_DIR, ignore=shutil.ignore_patterns("node_modules"))
+    proc = await asyncio.create_subprocess_exec(
+        npm,
+        "ci",
+        "--ignore-scripts",
+        "--no-audit",
+        "--no-fund",
+        cwd=ANCHORS_DIR,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise SetupError(f"npm ci of the anchors failed: {err.decode(errors='replace')[-500:]}")
+    return ANCHORS_DIR
+
+
 class ServerProcess:
-    """slurmcast or the naive server, pinned to core 0, logging to a file."""
+    """slurmcast, the naive server or an anchor, pinned to core 0, logging to a file.
+
+    Anchors (``node-ws``, ``uws``) have no ``/health``: they are ready when their
+    WebSocket port accepts, and they publish by themselves on ``POST /broadcast``
+    (``count`` messages at ``rate``) instead of one message per POST.
+    """
 
     def __init__(
         self, kind: str, clients: int, ping_interval: float, extra_args: Sequence[str] = ()
@@ -270,7 +336,16 @@ class ServerProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    @property
+    def is_anchor(self) -> bool:
+        return self.kind in ANCHORS
+
     def command(self) -> list[str]:
+        if self.is_anchor:
+            script = ANCHORS_DIR / ANCHORS[self.kind]
+            node = shutil.which("node") or "node"
+            ports = ["--port", str(self.ws_port), "--http-port", str(self.http_port)]
+            return [node, str(script), *ports]
         common = ["--host", "127.0.0.1", "--ws-port", str(self.ws_port)]
         common += ["--http-port", str(self.http_port), "--log-level", "WARNING"]
         common += ["--ping-interval", str(self.ping_interval)]
@@ -298,12 +373,16 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.returncode is not None:
                 raise SetupError(f"{self.kind} exited at start; see {self.log_path}")
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with session.get(f"{self.base_url}/health") as resp:
-                    if resp.status == 200:
-                        return
+            if self.is_anchor:
+                if await _accepts(self.ws_port) and await _accepts(self.http_port):
+                    return
+            else:
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    async with session.get(f"{self.base_url}/health") as resp:
+                        if resp.status == 200:
+                            return
             await asyncio.sleep(0.1)
-        raise SetupError(f"{self.kind} did not answer /health within 30 s")
+        raise SetupError(f"{self.kind} did not start within 30 s; see {self.log_path}")
 
     async def health(self, session: aiohttp.ClientSession) -> dict[str, Any]:
         async with session.get(f"{self.base_url}/health") as resp:
@@ -333,6 +412,17 @@ class ServerProcess:
         if not bad:
             return None
         return f"{len(bad)} bad lines in {self.log_path}, first: {bad[0][:200]}"
+
+
+async def _accepts(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 class WsLoad:

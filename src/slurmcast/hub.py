@@ -138,25 +138,38 @@ class Hub:
             if not subscriptions:
                 return 0
             recipients = []
+            append = recipients.append
             for client, subscription in subscriptions.items():
-                if subscription.held is not None:
+                if (
+                    subscription.held is None
+                    and not subscription.floor
+                    and subscription.filter is None
+                ):
+                    append(client)  # the common case (live, unfiltered), decided without a call
+                elif subscription.held is not None:
                     subscription.held.append(publication)
                 elif subscription.wants(publication):
-                    recipients.append(client)
+                    append(client)
         if not recipients:
             return 0
         wire = publication.wire()
-        # Few distinct encodings (format x compression), many clients.
+        # Few distinct encodings (format x compression), many clients: one
+        # frame per encoding, and the last one used checked first (by identity).
         frames: dict[FrameEncoder, bytes] = {}
+        last_encoding: FrameEncoder | None = None
+        frame = b""
         delivered = 0
         # A list, not the live mapping: a write may close a client, and
         # closing must not disturb this loop.
         for client in recipients:
             encoding = client.encoding
-            frame = frames.get(encoding)
-            if frame is None:
-                frame = frames[encoding] = encoding.frame(wire)
-            delivered += client.deliver(publication, frame)
+            if encoding is not last_encoding:
+                cached = frames.get(encoding)
+                if cached is None:
+                    cached = frames[encoding] = encoding.frame(wire)
+                frame, last_encoding = cached, encoding
+            if client.deliver(publication, frame):
+                delivered += 1
         return delivered
 
     @property

@@ -75,3 +75,27 @@ async def test_a_burst_is_flushed_once_per_connection_after_the_iteration():
     assert flushes == []  # nothing written before the iteration ends
     await asyncio.wait_for(flushed.wait(), 5)
     assert flushes == ["a", "b"]
+
+
+async def test_a_long_flush_lets_the_loop_run_between_slices():
+    loop = asyncio.get_running_loop()
+    order: list[object] = []
+    finished = asyncio.Event()
+
+    class Connection:
+        def __init__(self, number: int) -> None:
+            self.number = number
+
+        def flush(self) -> None:
+            order.append(self.number)
+            if self.number == 199:
+                finished.set()
+
+    flusher = Flusher(loop, slice_seconds=0.0)  # every slice is over at once
+    for number in range(200):
+        flusher.mark(Connection(number))
+    loop.call_soon(order.append, "other")  # e.g. an HTTP request that came in
+    await asyncio.wait_for(finished.wait(), 5)
+    # Slices of 64 writes: the request is served after the first, not after all 200.
+    assert order.index("other") == 64
+    assert [n for n in order if n != "other"] == list(range(200))

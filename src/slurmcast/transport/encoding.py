@@ -14,6 +14,7 @@ one deflate per publication serves every client with those parameters.
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 from dataclasses import dataclass
@@ -76,6 +77,14 @@ class Encoding:
 
 #: The encoding of a client that negotiated nothing.
 PLAIN_JSON: Final = Encoding()
+
+
+@functools.cache
+def encoding_for(format: WireFormat, deflate_bits: int | None) -> Encoding:
+    """The one shared ``Encoding`` for these parameters (the hub compares them by identity)."""
+    if format is WireFormat.JSON and deflate_bits is None:
+        return PLAIN_JSON
+    return Encoding(format, deflate_bits)
 
 
 def server_frame(opcode: Opcode, payload: bytes, *, compressed: bool = False) -> bytes:

@@ -51,6 +51,7 @@ from slurmcast.transport.encoding import (
     Encoding,
     WireFormat,
     decode_msgpack_request,
+    encoding_for,
 )
 
 if TYPE_CHECKING:
@@ -86,14 +87,19 @@ class WsConnection(asyncio.Protocol):
     """One client: handshake, frames, session actions, and its queue of frames to write."""
 
     __slots__ = (
+        "_buffered",
         "_closing",
+        "_eof",
+        "_flusher",
         "_fragment_binary",
         "_fragments",
         "_inbox",
+        "_limit",
         "_pending",
         "_pending_bytes",
         "_ping_sent_at",
         "_task",
+        "_writable",
         "address",
         "deadline_tokens",
         "encoding",
@@ -119,8 +125,16 @@ class WsConnection(asyncio.Protocol):
         self.encoding: Encoding = PLAIN_JSON
         self.deadline_tokens: dict[str, int] = {}
         self.opened_at = 0.0
+        # Frames queued for the end of this loop iteration, and their size.
         self._pending: list[bytes] = []
         self._pending_bytes = 0
+        # What the transport still held after the last flush (the kernel was full).
+        self._buffered = 0
+        self._eof = False
+        # Open and not closing: publications may be queued (checked per delivery).
+        self._writable = False
+        self._flusher = server.flusher
+        self._limit = server.settings.client_buffer_limit
         self._fragments: list[bytes] | None = None
         self._fragment_binary = False
         self._inbox: collections.deque[_Text] | None = None
@@ -155,6 +169,7 @@ class WsConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.protocol.receive_eof()  # idempotent; the protocol is CLOSED after it
         self._closing = True
+        self._writable = False
         self._pending.clear()
         self._pending_bytes = 0
         self.server.deadlines.clear_all(self)
@@ -186,6 +201,8 @@ class WsConnection(asyncio.Protocol):
                 self._handshake(event)
             elif isinstance(event, Frame):
                 self._frame(event)
+        if self._writable and self.protocol.state is not State.OPEN:
+            self._writable = False  # the client started the closing handshake
         if self.protocol.close_expected() and "close" not in self.deadline_tokens:
             # Both sides are done: the peer has close_timeout to hang up.
             self.server.deadlines.set(
@@ -221,8 +238,9 @@ class WsConnection(asyncio.Protocol):
             bits = getattr(extension, "local_max_window_bits", None)
             deflate_bits = bits or 15
         fmt = WireFormat.MSGPACK if self.protocol.subprotocol == MSGPACK_SUBPROTOCOL else None
-        self.encoding = Encoding(fmt or WireFormat.JSON, deflate_bits)
+        self.encoding = encoding_for(fmt or WireFormat.JSON, deflate_bits)
         self.opened_at = self._now()
+        self._writable = True
         self.session = Session(
             server.policy, server.settings.limits, server.verify, time.time(), self.principal
         )
@@ -343,14 +361,23 @@ class WsConnection(asyncio.Protocol):
     # -- what the hub calls ---------------------------------------------------
 
     def deliver(self, publication: Publication, frame: bytes) -> bool:
-        session = self.session
-        return session is not None and session.may_see(publication) and self.write_frame(frame)
+        # The hub's inner loop: one call per publication per client, so kept flat.
+        if publication.owner is not None:
+            session = self.session
+            if session is None or not session.may_see(publication):
+                return False
+        return self.write_frame(frame)
 
     def write_frame(self, frame: bytes) -> bool:
         """Queue a whole frame for the end of this loop iteration; False if it cannot go."""
-        if self._closing or self.protocol.state is not State.OPEN:
+        if not self._writable:
             return False
-        self._queue(frame)
+        if not self._pending:
+            self._flusher.mark(self)
+        self._pending.append(frame)
+        self._pending_bytes += len(frame)
+        if self._pending_bytes + self._buffered > self._limit:
+            self._close_slow()
         return True
 
     def stream_lost(self, channel: str) -> None:
@@ -369,49 +396,33 @@ class WsConnection(asyncio.Protocol):
 
     # -- writing -------------------------------------------------------------
 
-    def _queue(self, data: bytes) -> None:
-        if not self._pending:
-            self.server.flusher.mark(self)
-        self._pending.append(data)
-        self._pending_bytes += len(data)
-        self._check_backlog()
-
-    def _check_backlog(self) -> None:
-        transport = self.transport
-        if transport is None or self._closing:
-            return
-        backlog = self._pending_bytes + transport.get_write_buffer_size()
-        if backlog > self.server.settings.client_buffer_limit:
-            self._close_slow()
-
     def _queue_protocol_writes(self) -> None:
+        """Queue what websockets wants sent (handshake answer, PONG, close, end of stream)."""
         for data in self.protocol.data_to_send():
+            if not self._pending and not self._eof:
+                self._flusher.mark(self)
             if data:
-                if not self._pending:
-                    self.server.flusher.mark(self)
                 self._pending.append(data)
                 self._pending_bytes += len(data)
             else:
-                self._pending.append(b"")  # end of stream: half-close after what precedes
-                self.server.flusher.mark(self)
+                self._eof = True  # half-close once what precedes is written
         # websockets' PONGs count: a client must not get them piled up unread.
-        self._check_backlog()
+        if not self._closing and self._pending_bytes + self._buffered > self._limit:
+            self._close_slow()
 
     def flush(self) -> None:
         """Write everything queued, in one call (the ``Flusher`` calls this)."""
         pending, self._pending = self._pending, []
         self._pending_bytes = 0
         transport = self.transport
-        if transport is None or transport.is_closing() or not pending:
+        if transport is None or transport.is_closing():
             return
-        eof = pending[-1] == b""
-        if eof:
-            pending = [data for data in pending if data]
         if len(pending) == 1:
             transport.write(pending[0])
         elif pending:
-            transport.writelines(pending)
-        if eof:
+            transport.write(b"".join(pending))
+        if self._eof:
+            self._eof = False
             if transport.can_write_eof():
                 try:
                     transport.write_eof()
@@ -419,6 +430,10 @@ class WsConnection(asyncio.Protocol):
                     transport.close()
             else:
                 transport.close()
+            return
+        self._buffered = buffered = transport.get_write_buffer_size()
+        if buffered > self._limit and not self._closing:
+            self._close_slow()
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -599,6 +614,7 @@ class WsConnection(asyncio.Protocol):
         if self._closing:
             return
         self._closing = True
+        self._writable = False
         if self.protocol.state is State.OPEN:
             self.protocol.send_close(code, reason)
             self._queue_protocol_writes()
@@ -613,9 +629,8 @@ class WsConnection(asyncio.Protocol):
             self.id,
             self.remote,
             self._as_user(),
-            self._pending_bytes
-            + (self.transport.get_write_buffer_size() if self.transport is not None else 0),
-            self.server.settings.client_buffer_limit,
+            self._pending_bytes + self._buffered,
+            self._limit,
             CloseCode.SLOW_CONSUMER,
         )
         self._fail(CloseCode.SLOW_CONSUMER, "slow consumer: too much unread data")
@@ -627,6 +642,7 @@ class WsConnection(asyncio.Protocol):
         if self._closing and "grace" in self.deadline_tokens:
             return
         self._closing = True
+        self._writable = False
         if self.protocol.state is State.OPEN:
             self.protocol.fail(code, reason)
             self._queue_protocol_writes()
