@@ -1,8 +1,9 @@
 /**
  * slurmcast.js: a client for the slurmcast WebSocket gateway (docs/protocol.md).
  *
- * One ES module, no build step, no dependencies: it runs in browsers and in
- * Node.js >= 20 (pass the `ws` package's WebSocket there, Node 20 has none).
+ * One ES module, no build step: it runs in browsers and in Node.js >= 20 (pass
+ * the `ws` package's WebSocket there, Node 20 has none). Its one dependency,
+ * `@msgpack/msgpack`, is imported only by clients that ask for msgpack.
  *
  * What it does for you:
  * - reconnects with exponential backoff and full jitter, authenticates again
@@ -41,6 +42,12 @@
  * @property {number} [backoffInitial=500]  ms, ceiling of the first reconnection delay
  * @property {number} [backoffMax=30000]  ms, largest ceiling; delays are random in [0, ceiling)
  * @property {() => number} [random=Math.random]  jitter source in [0, 1)
+ * @property {'json'|'msgpack'} [wireFormat='json']  `msgpack` asks the server for
+ *   the `slurmcast.msgpack` subprotocol: binary MessagePack frames both ways, delivered
+ *   as the same objects as JSON. A server that does not agree gets JSON.
+ * @property {boolean|object} [perMessageDeflate]  for the `ws` package only: its
+ *   `perMessageDeflate` option (`false`: no compression). Browsers negotiate
+ *   compression themselves and take no such option.
  *
  * @typedef {object} SubscribeOptions
  * @property {Record<string, string|number|Array<string|number>>} [filter]  server-side filter
@@ -73,6 +80,20 @@ export class SlurmcastError extends Error {
 /** Unanswered requests allowed on the wire; below the server's 10 refusals before closing. */
 const MAX_IN_FLIGHT = 4;
 const OPEN = 1;
+/** The subprotocol that asks the server for msgpack frames (docs/protocol.md). */
+const MSGPACK_SUBPROTOCOL = 'slurmcast.msgpack';
+const WIRE_FORMATS = ['json', 'msgpack'];
+
+/** `@msgpack/msgpack`, imported on first use: a page that speaks JSON needs neither the
+ * package nor an import map, and bundlers still see (and split out) the import. */
+let msgpack = null;
+function loadMsgpack() {
+  msgpack ??= import('@msgpack/msgpack').catch((error) => {
+    msgpack = null; // a later connect() may find it (an import map added meanwhile)
+    throw error;
+  });
+  return msgpack;
+}
 
 /** One callback on one channel. Created by {@link SlurmcastClient#subscribe}. */
 export class Subscription {
@@ -150,6 +171,14 @@ export class SlurmcastClient {
     this._backoffInitial = options.backoffInitial ?? 500;
     this._backoffMax = options.backoffMax ?? 30000;
     this._random = options.random ?? Math.random;
+    this._wireFormat = options.wireFormat ?? 'json';
+    if (!WIRE_FORMATS.includes(this._wireFormat)) {
+      throw new TypeError(`wireFormat must be one of ${WIRE_FORMATS.join(', ')}, not ${JSON.stringify(this._wireFormat)}`);
+    }
+    /** set when the ws package failed a handshake answered without the msgpack subprotocol
+     * (an older server): JSON from then on, until close() */
+    this._msgpackRefused = false;
+    this._perMessageDeflate = options.perMessageDeflate;
     /** @type {ClientState} */
     this.state = 'disconnected';
     /** @type {SlurmcastError|null} why the client gave up (state `failed`) */
@@ -181,6 +210,7 @@ export class SlurmcastClient {
       this.error = null;
       this._attempt = 0;
       this._authRetried = false;
+      this._msgpackRefused = false; // the server may have been upgraded meanwhile
       this._setState('disconnected');
     }
     if (this.state === 'disconnected' && !this._timer) this._open();
@@ -306,6 +336,9 @@ export class SlurmcastClient {
     this._pauseTimer = null;
     this._authenticated = false;
     this._authError = null;
+    /** the msgpack codec when the server agreed to it on this connection, else null (JSON) */
+    this._codec = null;
+    this._subprotocolMissing = false;
   }
 
   async _open() {
@@ -323,17 +356,37 @@ export class SlurmcastClient {
       }
       if (attempt !== this._opens || this.state !== 'connecting') return; // closed meanwhile
     }
+    const askMsgpack = this._wireFormat === 'msgpack' && !this._msgpackRefused;
+    let codec = null;
+    if (askMsgpack) {
+      try {
+        codec = await loadMsgpack();
+      } catch (cause) {
+        if (attempt !== this._opens || this.state !== 'connecting') return;
+        this._shutDown('failed', new SlurmcastError('msgpack_unavailable',
+          `wireFormat 'msgpack' needs the @msgpack/msgpack package: ${cause?.message ?? cause}`));
+        return;
+      }
+      if (attempt !== this._opens || this.state !== 'connecting') return;
+    }
+    // Exactly `new WebSocket(url)` unless asked for more: browsers take no third argument.
+    const args = [this.url];
+    if (askMsgpack || this._perMessageDeflate !== undefined) args.push(askMsgpack ? [MSGPACK_SUBPROTOCOL] : []);
+    if (this._perMessageDeflate !== undefined) args.push({ perMessageDeflate: this._perMessageDeflate });
     let ws;
     try {
-      ws = new this._WebSocket(this.url);
+      ws = new this._WebSocket(...args);
     } catch (cause) { // a malformed URL: retrying cannot help
       this._shutDown('failed', new SlurmcastError('invalid_url', String(cause?.message ?? cause)));
       return;
     }
+    // Browsers default to Blob, which cannot be read synchronously; ws to Buffer.
+    ws.binaryType = 'arraybuffer';
     this._ws = ws;
     this._resetConnection();
     ws.onopen = () => {
       if (ws !== this._ws) return;
+      this._codec = ws.protocol === MSGPACK_SUBPROTOCOL ? codec : null;
       if (token) this._enqueue({ type: 'auth', token }, (reply) => this._onAuthReply(reply));
       else this._onReady();
     };
@@ -343,7 +396,13 @@ export class SlurmcastClient {
     ws.onclose = (event) => {
       if (ws === this._ws) this._onClose(event.code, event.reason ?? '');
     };
-    ws.onerror = () => {}; // a close event always follows
+    ws.onerror = (event) => {
+      // A close event always follows. Browsers accept an answer without the subprotocol
+      // (and speak JSON); the ws package fails that handshake, with this message.
+      if (ws === this._ws && askMsgpack && /no subprotocol/i.test(event?.message ?? '')) {
+        this._subprotocolMissing = true;
+      }
+    };
   }
 
   _onAuthReply(reply) {
@@ -367,6 +426,7 @@ export class SlurmcastClient {
 
   _onClose(code, reason) {
     const { _authError: authError, _authenticated: authenticated } = this;
+    const subprotocolMissing = this._subprotocolMissing;
     this._ws = null;
     this._resetConnection();
     for (const entry of this._channels.values()) {
@@ -374,6 +434,12 @@ export class SlurmcastClient {
       entry.assembling = null; // an unfinished snapshot is asked for again
     }
     if (this.state === 'closed' || this.state === 'failed') return;
+    if (subprotocolMissing) {
+      // An older server: it works, in JSON. Not a failure, so no backoff.
+      this._msgpackRefused = true;
+      this._scheduleReconnect(0, { code, reason });
+      return;
+    }
     const authFailed = code === 1008 &&
       (authError !== null || !authenticated || reason.startsWith('Authentication failed'));
     if (authFailed) {
@@ -478,20 +544,24 @@ export class SlurmcastClient {
     while (ws && ws.readyState === OPEN && this._outbox.length && this._inflight.length < MAX_IN_FLIGHT) {
       const request = this._outbox.shift();
       this._inflight.push(request);
-      ws.send(JSON.stringify(request.message));
+      ws.send(this._codec ? this._codec.encode(request.message, { ignoreUndefined: true }) : JSON.stringify(request.message));
     }
   }
 
   // -- incoming -------------------------------------------------------------------
 
   _onFrame(data) {
+    // A binary frame is msgpack where the server agreed to it; anything else is JSON.
+    const codec = typeof data === 'string' ? null : this._codec;
     let message;
     try {
-      message = JSON.parse(typeof data === 'string' ? data : new TextDecoder().decode(data));
+      message = codec ? codec.decode(data) : JSON.parse(typeof data === 'string' ? data : new TextDecoder().decode(data));
     } catch {
-      this._emit('error', new SlurmcastError('invalid_json', 'the server sent a frame that is not JSON'));
+      const [code, format] = codec ? ['invalid_msgpack', 'msgpack'] : ['invalid_json', 'JSON'];
+      this._emit('error', new SlurmcastError(code, `the server sent a frame that is not ${format}`));
       return;
     }
+    if (message === null || typeof message !== 'object') return;
     if (message.id !== undefined) {
       const index = this._inflight.findIndex((r) => r.message.id === message.id);
       if (index >= 0) {

@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_tail_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from slurmcast.client.tail import DEFAULT_URL
+    from slurmcast.client.wire import WIRE_FORMATS
 
     tail = commands.add_parser(
         "tail",
@@ -117,6 +118,19 @@ def add_tail_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     tail.add_argument(
         "--token", default=None, help="a JWT for --auth jwt servers (default: $SLURMCAST_TOKEN)"
     )
+    tail.add_argument(
+        "--wire-format",
+        choices=WIRE_FORMATS,
+        default="json",
+        help="ask the server for msgpack frames instead of JSON (the output is the same; "
+        "a server that does not speak msgpack gets JSON)",
+    )
+    tail.add_argument(
+        "--no-compression",
+        dest="compression",
+        action="store_false",
+        help="do not offer permessage-deflate to the server",
+    )
 
 
 def run_tail(args: argparse.Namespace) -> int:
@@ -131,6 +145,8 @@ def run_tail(args: argparse.Namespace) -> int:
             snapshot=args.snapshot,
             json=args.json,
             token=args.token or os.environ.get("SLURMCAST_TOKEN") or None,
+            wire_format=args.wire_format,
+            compression=args.compression,
         )
         check_options(options)
     except ValueError as exc:

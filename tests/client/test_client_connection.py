@@ -248,6 +248,16 @@ async def test_close_ends_iterations_and_refuses_later_calls(app):
     await client.close()  # idempotent
 
 
+async def test_closing_at_once_after_connecting_logs_no_error(app, caplog):
+    # The reader task may not have run yet when close() comes.
+    with caplog.at_level(logging.ERROR, logger="slurmcast.client"):
+        for _ in range(3):
+            async with SlurmcastClient(url(app)) as client:
+                assert client.state is ConnectionState.CONNECTED
+            assert client.state is ConnectionState.CLOSED
+    assert caplog.records == []
+
+
 async def test_calls_before_connect_and_an_unreachable_server():
     client = SlurmcastClient("ws://127.0.0.1:9/")
     with pytest.raises(ClientError) as info:

@@ -1,4 +1,7 @@
-"""Reconnection: dropped sockets lose and duplicate nothing; a restarted server means a resync."""
+"""Reconnection: dropped sockets lose and duplicate nothing; a restarted server means a resync.
+
+Every test runs with each wire format: a msgpack client recovers exactly like a JSON one.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,23 @@ import random
 import socket
 from datetime import UTC, datetime
 
-from slurmcast.client import ConnectionState, Position, SlurmcastClient
+import pytest
+
+from slurmcast.client import ConnectionState, Position, SlurmcastClient, WireFormat
+from slurmcast.client.wire import MSGPACK_SUBPROTOCOL
 
 from support.server import WAIT, running_server
 
 QUIET = {"jobs_interval": 3600.0, "nodes_interval": 3600.0, "metrics_interval": 3600.0}
 FAST_BACKOFF = {"backoff_initial": 0.02, "backoff_max": 0.2}
+#: The subprotocol each wire format's connections must have, every one of them.
+SUBPROTOCOL = {"json": None, "msgpack": MSGPACK_SUBPROTOCOL}
+
+
+@pytest.fixture(params=["json", "msgpack"])
+def wire_format(request: pytest.FixtureRequest) -> WireFormat:
+    value: WireFormat = request.param
+    return value
 
 
 def free_port() -> int:
@@ -28,7 +42,7 @@ async def steady_stream(app, total: int) -> None:
             await asyncio.sleep(0.001)  # pacing, so that drops land mid-stream
 
 
-async def test_dropped_sockets_during_a_stream_lose_and_duplicate_nothing():
+async def test_dropped_sockets_during_a_stream_lose_and_duplicate_nothing(wire_format):
     total = 1500
     async with running_server(**QUIET, history_size="jobs=5000") as app:
         connects = 0
@@ -36,6 +50,7 @@ async def test_dropped_sockets_during_a_stream_lose_and_duplicate_nothing():
         client: SlurmcastClient
 
         connected = asyncio.Event()
+        subprotocols: set[str | None] = set()
 
         def on_state(state: ConnectionState) -> None:
             nonlocal connects, early_drops
@@ -43,6 +58,8 @@ async def test_dropped_sockets_during_a_stream_lose_and_duplicate_nothing():
                 connected.clear()
                 return
             connects += 1
+            # An assert here would be swallowed (the client logs what on_state raises).
+            subprotocols.add(client._ws.subprotocol if client._ws is not None else "no socket")
             # Now and then drop the new connection at once: its subscribe reply
             # (and the replay behind it) is never read, so recovery starts over.
             if connects in (2, 4, 6) and client._ws is not None:
@@ -55,6 +72,7 @@ async def test_dropped_sockets_during_a_stream_lose_and_duplicate_nothing():
             f"ws://127.0.0.1:{app.ws.port}/",
             on_state=on_state,
             rng=random.Random(5),
+            wire_format=wire_format,
             **FAST_BACKOFF,
         )
         async with client:
@@ -88,16 +106,23 @@ async def test_dropped_sockets_during_a_stream_lose_and_duplicate_nothing():
             assert seen == list(range(start.offset + 1, start.offset + total + 1))
             assert drops == total // 125 - 1 and early_drops == 3
             assert connects == 1 + drops + early_drops
+            assert subprotocols == {SUBPROTOCOL[wire_format]}
             assert sub.resyncs == 0
             assert client.state is ConnectionState.CONNECTED
 
 
-async def test_a_restarted_server_means_resync_then_a_fresh_snapshot_then_live_messages():
+async def test_a_restarted_server_means_resync_then_a_fresh_snapshot_then_live_messages(
+    wire_format,
+):
     ws_port, http_port = free_port(), free_port()
     ports = {"ws_port": ws_port, "http_port": http_port}
     states: list[ConnectionState] = []
     client = SlurmcastClient(
-        f"ws://127.0.0.1:{ws_port}/", on_state=states.append, rng=random.Random(1), **FAST_BACKOFF
+        f"ws://127.0.0.1:{ws_port}/",
+        on_state=states.append,
+        rng=random.Random(1),
+        wire_format=wire_format,
+        **FAST_BACKOFF,
     )
     try:
         async with running_server(**QUIET, **ports) as first:
@@ -131,5 +156,7 @@ async def test_a_restarted_server_means_resync_then_a_fresh_snapshot_then_live_m
             assert sub.resyncs == 1 and sub.position == Position(new.offset + 1, new.epoch)
             assert alerts.position is not None and alerts.position.epoch != old.epoch
             assert client.state is ConnectionState.CONNECTED
+            assert client._ws is not None
+            assert client._ws.subprotocol == SUBPROTOCOL[wire_format]
     finally:
         await client.close()

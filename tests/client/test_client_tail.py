@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -136,6 +137,25 @@ async def test_json_lines_for_jq():
         assert await tail.interrupt() == 0
 
 
+async def test_msgpack_without_compression_prints_the_same_lines(caplog):
+    with caplog.at_level(logging.INFO, logger="slurmcast.ws"):
+        async with (
+            running_server(**QUIET) as app,
+            Tail.run(
+                "jobs", "--json", "--url", url(app), "--wire-format", "msgpack", "--no-compression"
+            ) as tail,
+        ):
+            await tail.stderr_until("following jobs")
+            await broadcast(app, "maintenance at 18:00")
+            message = await tail.json()
+            assert message["type"] == "broadcast"
+            assert message["data"] == {"text": "maintenance at 18:00"}
+            assert await tail.interrupt() == 0
+    # The server says how each client connected: msgpack, and no deflate.
+    (connected,) = [r.getMessage() for r in caplog.records if " connected from " in r.getMessage()]
+    assert connected.endswith("(msgpack)"), connected
+
+
 async def test_readable_lines():
     async with running_server(**QUIET) as app, Tail.run("jobs", "--url", url(app)) as tail:
         await tail.stderr_until("following jobs")
@@ -242,6 +262,7 @@ async def test_bad_arguments_exit_2():
         (["jobs", "--since", "soon"], "--since: expected OFFSET"),
         (["jobs", "--url", "http://example.org/"], "not a WebSocket URL"),
         (["all", "--snapshot"], "takes no --filter"),
+        (["jobs", "--wire-format", "xml"], "--wire-format: invalid choice: 'xml'"),
     ]:
         async with Tail.run(*args) as tail:
             status, stderr = await tail.status()

@@ -99,42 +99,45 @@ for (const [how, signal, code] of [['crashes', 'SIGKILL', 1006], ['shuts down', 
   });
 }
 
-test('a steady stream survives the socket dropping several times: every offset once, in order', WAIT, async () => {
-  const server = await startServer();
-  const total = 600;
-  const dropAt = new Set([30, 100, 170, 250, 320, 400, 470, 550]);
-  let drops = 0;
-  const client = startClient(server.url);
-  const states = new Recorder();
-  client.onState((state) => states.push(state));
-  const seen = new Recorder();
-  const sub = client.subscribe('jobs', (message) => {
-    seen.push(message);
-    // Drop the connection while messages are in flight (unless it is already going).
-    if (dropAt.has(message.data.seq) && client._ws?.readyState === WebSocket.OPEN) {
-      drops += 1;
-      client._ws.terminate();
-    }
-  }, { snapshot: true }); // a snapshot must not come back after a recovered reconnection
-  await client.connect();
-  const [snapshot] = await seen.count(() => true);
-  assert.equal(snapshot.type, 'snapshot');
+for (const wireFormat of ['json', 'msgpack']) {
+  test(`a steady stream survives the socket dropping several times (${wireFormat}): every offset once, in order`, WAIT, async () => {
+    const server = await startServer();
+    const total = 600;
+    const dropAt = new Set([30, 100, 170, 250, 320, 400, 470, 550]);
+    let drops = 0;
+    const client = startClient(server.url, { wireFormat });
+    const states = new Recorder();
+    client.onState((state) => states.push(state));
+    const seen = new Recorder();
+    const sub = client.subscribe('jobs', (message) => {
+      seen.push(message);
+      // Drop the connection while messages are in flight (unless it is already going).
+      if (dropAt.has(message.data.seq) && client._ws?.readyState === WebSocket.OPEN) {
+        drops += 1;
+        client._ws.terminate();
+      }
+    }, { snapshot: true }); // a snapshot must not come back after a recovered reconnection
+    await client.connect();
+    const [snapshot] = await seen.count(() => true);
+    assert.equal(snapshot.type, 'snapshot');
 
-  const stream = publishInBackground(server);
-  await seen.count((m) => m.type === 'broadcast' && m.data.seq >= total - 1);
-  await stream.stop();
-  await client.ping(); // nothing else is on its way
+    const stream = publishInBackground(server);
+    await seen.count((m) => m.type === 'broadcast' && m.data.seq >= total - 1);
+    await stream.stop();
+    await client.ping(); // nothing else is on its way
 
-  const messages = seen.items.slice(1);
-  assert.ok(messages.every((m) => m.type === 'broadcast'), 'no resync, no second snapshot');
-  const seqs = messages.map((m) => m.data.seq);
-  assert.deepEqual(seqs.slice(0, total), [...Array(total).keys()]);
-  assertContiguous(messages);
-  assert.equal(messages[0].offset, snapshot.position.offset + 1);
-  assert.equal(sub.position.offset, messages.at(-1).offset);
-  assert.ok(drops >= 1);
-  assert.equal(states.items.filter((s) => s === 'disconnected').length, drops);
-});
+    const messages = seen.items.slice(1);
+    assert.ok(messages.every((m) => m.type === 'broadcast'), 'no resync, no second snapshot');
+    const seqs = messages.map((m) => m.data.seq);
+    assert.deepEqual(seqs.slice(0, total), [...Array(total).keys()]);
+    assertContiguous(messages);
+    assert.equal(messages[0].offset, snapshot.position.offset + 1);
+    assert.equal(sub.position.offset, messages.at(-1).offset);
+    assert.ok(drops >= 1);
+    assert.equal(states.items.filter((s) => s === 'disconnected').length, drops);
+    assert.equal(client._ws.protocol, wireFormat === 'msgpack' ? 'slurmcast.msgpack' : '');
+  });
+}
 
 test('a socket dropped before the subscription is confirmed is subscribed again', WAIT, async () => {
   const server = await startServer();

@@ -22,6 +22,7 @@ from slurmcast.client.errors import (
 from slurmcast.client.state import ConnectionState
 from slurmcast.client.stream import Message, Position
 from slurmcast.client.subscription import Callback, Subscription
+from slurmcast.client.wire import WireFormat
 
 __all__ = [
     "AuthenticationFailed",
@@ -36,6 +37,7 @@ __all__ = [
     "SlurmcastClient",
     "Subscription",
     "TokenProvider",
+    "WireFormat",
     "backoff_ceiling",
     "backoff_delay",
 ]

@@ -8,6 +8,7 @@ else is ``ConnectionFailed`` (retried with backoff).
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import orjson
@@ -24,6 +25,17 @@ from slurmcast.client.errors import (
 )
 from slurmcast.client.requests import error_from_reply
 from slurmcast.client.stream import Message
+from slurmcast.client.wire import (
+    MSGPACK_SUBPROTOCOL,
+    UndecodableFrame,
+    WireFormat,
+    decode,
+    encode,
+    format_of,
+    subprotocols_for,
+)
+
+log = logging.getLogger("slurmcast.client")
 
 #: Largest frame accepted from the server: a history reply holds up to 1000 messages.
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024
@@ -31,13 +43,12 @@ MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 AUTH_ID = "auth"
 
 
-def encode(message: Message) -> str:
-    """A request as the text of a text frame: the server refuses binary frames."""
-    return orjson.dumps(message).decode()
-
-
-async def open_connection(url: str, *, timeout: float) -> ClientConnection:
-    """The opening handshake.
+async def open_connection(
+    url: str, *, timeout: float, wire_format: WireFormat = "json", compression: bool = True
+) -> ClientConnection:
+    """The opening handshake, asking for ``wire_format`` and, with
+    ``compression``, offering permessage-deflate. The server may grant
+    neither: ``wire.format_of`` says what this connection speaks.
 
     Raises:
         AuthenticationFailed: HTTP 401 (a token in the URL was refused).
@@ -45,11 +56,13 @@ async def open_connection(url: str, *, timeout: float) -> ClientConnection:
             (403 origin, 429 too many connections, 503 server full).
     """
     try:
-        return await connect(
+        ws = await connect(
             url,
             open_timeout=timeout,
             max_size=MAX_MESSAGE_SIZE,
             user_agent_header=f"slurmcast-client/{__version__}",
+            subprotocols=subprotocols_for(wire_format),
+            compression="deflate" if compression else None,
         )
     except InvalidStatus as exc:
         status = exc.response.status_code
@@ -62,6 +75,13 @@ async def open_connection(url: str, *, timeout: float) -> ClientConnection:
         raise ConnectionFailed(CONNECTION_FAILED, text) from None
     except (OSError, InvalidHandshake) as exc:
         raise ConnectionFailed(CONNECTION_FAILED, f"cannot connect to {url}: {exc}") from None
+    if wire_format != format_of(ws):
+        log.info(
+            "%s did not agree to the %s subprotocol (an older server?); this connection uses JSON",
+            url,
+            MSGPACK_SUBPROTOCOL,
+        )
+    return ws
 
 
 async def authenticate(ws: ClientConnection, token: str, *, timeout: float) -> Message:
@@ -75,11 +95,16 @@ async def authenticate(ws: ClientConnection, token: str, *, timeout: float) -> M
         ConnectionFailed: the connection closed otherwise (4029: too many
             connections for the user), or no reply came within ``timeout``.
     """
+    wire_format = format_of(ws)
     try:
         async with asyncio.timeout(timeout):
-            await ws.send(encode({"type": "auth", "token": token, "id": AUTH_ID}))
+            await ws.send(encode({"type": "auth", "token": token, "id": AUTH_ID}, wire_format))
             while True:
-                message = orjson.loads(await ws.recv())
+                try:
+                    message = decode(await ws.recv(), wire_format)
+                except UndecodableFrame as exc:
+                    log.warning("ignoring a frame during authentication: %s", exc)
+                    continue
                 if isinstance(message, dict) and message.get("id") == AUTH_ID:
                     break
     except ConnectionClosed:

@@ -23,6 +23,7 @@ from slurmcast.client.errors import AuthenticationFailed, ClientError, Connectio
 from slurmcast.client.formatting import format_line
 from slurmcast.client.state import ConnectionState
 from slurmcast.client.stream import ALL_CHANNEL, Message, Position
+from slurmcast.client.wire import WireFormat
 
 DEFAULT_URL = "ws://127.0.0.1:5011/"
 PREFIX = "slurmcast tail: "
@@ -40,6 +41,8 @@ class TailOptions:
     snapshot: bool = False
     json: bool = False
     token: str | None = None
+    wire_format: WireFormat = "json"
+    compression: bool = True
 
 
 def parse_filters(items: Sequence[str]) -> FilterSpec | None:
@@ -118,7 +121,13 @@ class _Follower:
         self.stop = stop
         self.failed = asyncio.Event()
         self.lost = False
-        self.client = SlurmcastClient(options.url, token=options.token, on_state=self.on_state)
+        self.client = SlurmcastClient(
+            options.url,
+            token=options.token,
+            on_state=self.on_state,
+            wire_format=options.wire_format,
+            compression=options.compression,
+        )
 
     def say(self, text: str) -> None:
         print(PREFIX + text, file=self.err, flush=True)
