@@ -108,9 +108,9 @@ async def test_the_client_s_window_size_is_respected():
     async with running_server() as app:
         client = await asyncio.to_thread(RawClient, app.ws.port, headers=offer)
         try:
-            assert "server_max_window_bits=10" in client.response_headers[
-                "sec-websocket-extensions"
-            ]
+            assert (
+                "server_max_window_bits=10" in client.response_headers["sec-websocket-extensions"]
+            )
             await raw_subscribe(client, "alerts")
             await broadcast(app, "alerts", {"a": block, "b": block})
             _, compressed, payload = await read_frame(client)
