@@ -41,6 +41,9 @@
  * @property {any} [WebSocket]  WebSocket constructor (default `globalThis.WebSocket`)
  * @property {number} [backoffInitial=500]  ms, ceiling of the first reconnection delay
  * @property {number} [backoffMax=30000]  ms, largest ceiling; delays are random in [0, ceiling)
+ * @property {number} [restartBackoffMax=2000]  ms, ceiling of the delays after the server
+ *   closed saying it restarts (1001, 1012), for 15 attempts: every client of a restarted
+ *   server is back within about that long of it answering again
  * @property {() => number} [random=Math.random]  jitter source in [0, 1)
  * @property {'json'|'msgpack'} [wireFormat='json']  `msgpack` asks the server for
  *   the `slurmcast.msgpack` subprotocol: binary MessagePack frames both ways, delivered
@@ -83,6 +86,12 @@ const OPEN = 1;
 /** The subprotocol that asks the server for msgpack frames (docs/protocol.md). */
 const MSGPACK_SUBPROTOCOL = 'slurmcast.msgpack';
 const WIRE_FORMATS = ['json', 'msgpack'];
+/** Closes announcing a restart: 1001 (slurmcast stopping), 1012 (Service Restart, from
+ * other servers and proxies). While the server is down the delays stay below
+ * `restartBackoffMax`, so every client is back within ~2 s of it answering again, spread over
+ * that window; after RESTART_ATTEMPTS attempts they grow as after any failure. */
+const RESTART_CODES = [1001, 1012];
+const RESTART_ATTEMPTS = 15;
 
 /** `@msgpack/msgpack`, imported on first use: a page that speaks JSON needs neither the
  * package nor an import map, and bundlers still see (and split out) the import. */
@@ -170,6 +179,7 @@ export class SlurmcastClient {
     }
     this._backoffInitial = options.backoffInitial ?? 500;
     this._backoffMax = options.backoffMax ?? 30000;
+    this._restartBackoffMax = options.restartBackoffMax ?? 2000;
     this._random = options.random ?? Math.random;
     this._wireFormat = options.wireFormat ?? 'json';
     if (!WIRE_FORMATS.includes(this._wireFormat)) {
@@ -186,6 +196,8 @@ export class SlurmcastClient {
     /** the raw socket of the current connection (tests terminate it) */
     this._ws = null;
     this._attempt = 0;
+    /** the server said it restarts (1001, 1012): delays stay short until connected again */
+    this._restarting = false;
     this._timer = null;
     this._authRetried = false;
     /** @type {Map<string, ChannelEntry>} */
@@ -416,6 +428,7 @@ export class SlurmcastClient {
   _onReady() {
     this._authenticated = true;
     this._attempt = 0;
+    this._restarting = false;
     this._authRetried = false;
     // Resubscribe before announcing the state: a listener's new requests go after these.
     for (const entry of this._channels.values()) this._sendSubscribe(entry);
@@ -459,13 +472,16 @@ export class SlurmcastClient {
       const delay = this._backoffMax * (0.5 + this._random() / 2);
       this._scheduleReconnect(delay, { code, reason });
     } else { // 1001 going away, 1006 dropped, 1011, 4001 (fresh token), 4008 slow consumer, ...
+      if (RESTART_CODES.includes(code)) this._restarting = true;
       this._scheduleReconnect(this._backoff(), { code, reason });
     }
   }
 
-  /** Full jitter: a random delay below a ceiling that doubles with each attempt. */
+  /** Full jitter: a random delay below a ceiling that doubles with each attempt; after
+   * a restart announcement, at most restartBackoffMax for RESTART_ATTEMPTS attempts. */
   _backoff() {
-    const ceiling = Math.min(this._backoffMax, this._backoffInitial * 2 ** this._attempt);
+    let ceiling = Math.min(this._backoffMax, this._backoffInitial * 2 ** this._attempt);
+    if (this._restarting && this._attempt < RESTART_ATTEMPTS) ceiling = Math.min(ceiling, this._restartBackoffMax);
     this._attempt += 1;
     return this._random() * ceiling;
   }

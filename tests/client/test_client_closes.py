@@ -11,7 +11,8 @@ from slurmcast.client.closes import Reaction, reaction_to_close
     ("code", "reason", "reaction"),
     [
         (1000, "", Reaction.RECONNECT),
-        (1001, "server shutting down", Reaction.RECONNECT),
+        (1001, "server shutting down", Reaction.RESTART),
+        (1012, "service restart", Reaction.RESTART),
         (1006, "", Reaction.RECONNECT),
         (None, "", Reaction.RECONNECT),
         (1008, "rate limit exceeded after repeated warnings", Reaction.RECONNECT),

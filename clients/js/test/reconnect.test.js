@@ -99,6 +99,23 @@ for (const [how, signal, code] of [['crashes', 'SIGKILL', 1006], ['shuts down', 
   });
 }
 
+for (const [how, signal, capped] of [['shuts down (1001)', 'SIGTERM', true], ['crashes', 'SIGKILL', false]]) {
+  test(`a server that ${how} and stays down: the delays ${capped ? 'stay below restartBackoffMax' : 'grow past it'}`, WAIT, async () => {
+    const server = await startServer();
+    // random() near 1: every delay is its ceiling, 20, 40, 80, then 100 while restarting.
+    const client = startClient(server.url, { backoffInitial: 20, backoffMax: 30000, restartBackoffMax: 100, random: () => 0.999 });
+    const states = new Recorder();
+    client.onState((state, detail) => states.push({ state, ...detail }));
+    await client.connect();
+    await server.kill(signal);
+    const waits = (await states.count((s) => s.state === 'disconnected' && s.delay !== undefined, 6))
+      .filter((s) => s.state === 'disconnected' && s.delay !== undefined)
+      .slice(0, 6)
+      .map((s) => Math.round(s.delay));
+    assert.deepEqual(waits, capped ? [20, 40, 80, 100, 100, 100] : [20, 40, 80, 160, 320, 639]);
+  });
+}
+
 for (const wireFormat of ['json', 'msgpack']) {
   test(`a steady stream survives the socket dropping several times (${wireFormat}): every offset once, in order`, WAIT, async () => {
     const server = await startServer();

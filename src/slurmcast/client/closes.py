@@ -13,6 +13,9 @@ from slurmcast.errors import CloseCode
 class Reaction(Enum):
     #: Reconnect with backoff, starting again from the shortest delay.
     RECONNECT = "reconnect"
+    #: The server is restarting: reconnect with backoff, the delays kept short
+    #: while it is down (``backoff.RESTART_MAXIMUM``).
+    RESTART = "restart"
     #: Reconnect with backoff, the delays still growing: the server asked to wait.
     BACK_OFF = "back_off"
     #: Reconnect with a new token from the provider; without a provider, give up.
@@ -21,6 +24,10 @@ class Reaction(Enum):
 
 #: Closes meaning "come back later": the backoff keeps growing across them.
 BACK_OFF_CODES = frozenset({CloseCode.TOO_MANY_CONNECTIONS})
+#: Closes meaning "I am going away and will be back": slurmcast sends 1001 when it
+#: stops; 1012 (Service Restart, IANA registry) comes from other servers and proxies.
+SERVICE_RESTART = 1012
+RESTART_CODES = frozenset({int(CloseCode.GOING_AWAY), SERVICE_RESTART})
 #: Prefix of the server's 1008 reason when a token is refused (core/session.py).
 AUTH_FAILED_REASON = "Authentication failed"
 
@@ -30,7 +37,7 @@ def reaction_to_close(code: int | None, reason: str) -> Reaction:
 
     4001 (token expired) and a 1008 whose reason says authentication failed
     need a new token. 4029 (too many connections for the user) backs off.
-    Everything else — 1001 going away, 1011 internal, 4008 slow consumer, 4010 stream lost, a
+    1001 and 1012 announce a restart. Everything else — 1011 internal, 4008 slow consumer, 4010 stream lost, a
     dropped TCP connection, even 1000 — is reconnected: a subscriber wants
     its stream, and recovery makes the reconnection loss-free.
     """
@@ -40,4 +47,6 @@ def reaction_to_close(code: int | None, reason: str) -> Reaction:
         return Reaction.REAUTHENTICATE
     if code in BACK_OFF_CODES:
         return Reaction.BACK_OFF
+    if code in RESTART_CODES:
+        return Reaction.RESTART
     return Reaction.RECONNECT

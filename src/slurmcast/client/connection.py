@@ -30,7 +30,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidURI
 from websockets.uri import parse_uri
 
-from slurmcast.client.backoff import backoff_delay
+from slurmcast.client.backoff import RESTART_MAXIMUM, backoff_delay
 from slurmcast.client.closes import Reaction, reaction_to_close
 from slurmcast.client.errors import (
     CONNECTION_FAILED,
@@ -102,6 +102,9 @@ class SlurmcastClient:
             one, ``token`` is reused, and an expired token is final.
         backoff_initial: ceiling of the first reconnection delay, in seconds.
         backoff_max: ceiling of every reconnection delay.
+        restart_backoff_max: ceiling of the delays after the server closed saying it
+            restarts (1001, 1012), for 15 attempts: every client of a restarted
+            server is back within about that long of it answering again.
         rng: the random source of the jitter.
         on_state: called with the new ``ConnectionState`` on every transition.
         open_timeout: seconds allowed for the opening handshake and authentication.
@@ -127,6 +130,7 @@ class SlurmcastClient:
         token_provider: TokenProvider | None = None,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        restart_backoff_max: float = RESTART_MAXIMUM,
         rng: random.Random | None = None,
         on_state: StateHook | None = None,
         open_timeout: float = 10.0,
@@ -139,6 +143,8 @@ class SlurmcastClient:
             raise ValueError(f"not a WebSocket URL: {url!r} ({exc})") from None
         if backoff_initial <= 0 or backoff_max < backoff_initial:
             raise ValueError("need 0 < backoff_initial <= backoff_max")
+        if restart_backoff_max <= 0:
+            raise ValueError("need 0 < restart_backoff_max")
         self.url = url
         self.on_state = on_state
         self.error: ClientError | None = None
@@ -150,6 +156,7 @@ class SlurmcastClient:
         self._provider = token_provider
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
+        self._restart_backoff_max = restart_backoff_max
         self._rng = rng if rng is not None else random.Random()
         self._open_timeout = open_timeout
         self._wire_format = check_wire_format(wire_format)
@@ -515,14 +522,22 @@ class SlurmcastClient:
                 )
                 return
             failures = self._failures_at_connect + 1 if reaction is Reaction.BACK_OFF else 0
-            if not await self._reconnect(failures):
+            if not await self._reconnect(failures, restarting=reaction is Reaction.RESTART):
                 return
 
-    async def _reconnect(self, failures: int) -> bool:
-        """Try until connected (True) or the token is refused for good (False)."""
+    async def _reconnect(self, failures: int, *, restarting: bool = False) -> bool:
+        """Try until connected (True) or the token is refused for good (False).
+
+        ``restarting``: the server said it restarts, so the delays stay below
+        ``restart_backoff_max`` while it is down.
+        """
         while True:
             delay = backoff_delay(
-                failures, initial=self._backoff_initial, maximum=self._backoff_max, rng=self._rng
+                failures,
+                initial=self._backoff_initial,
+                maximum=self._backoff_max,
+                rng=self._rng,
+                restart_maximum=self._restart_backoff_max if restarting else None,
             )
             log.info("reconnecting to %s in %.2fs (attempt %d)", self.url, delay, failures + 1)
             await asyncio.sleep(delay)
