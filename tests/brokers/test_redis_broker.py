@@ -277,3 +277,37 @@ async def test_an_empty_redis_loses_the_channels_tracked_before_their_birth():
             await handler.wait_for(lambda h: h.lost == ["user:alice"])
         finally:
             await broker.close()
+
+
+async def test_same_history_reads_asked_together_share_one_redis_call():
+    async with shared_prefix() as prefix, brokers(prefix, 1) as [(broker, _)]:
+        for n in range(1, 4):
+            await broker.publish(message("jobs", n))
+        calls = 0
+        read = broker._read
+
+        async def counted(**kwargs: object) -> object:
+            nonlocal calls
+            calls += 1
+            return await read(**kwargs)
+
+        broker._read = counted  # type: ignore[method-assign,assignment]
+        # A restart brings thousands of clients recovering from one position at once.
+        results = await asyncio.gather(
+            *(broker.history("jobs", since=1, limit=100) for _ in range(50))
+        )
+        assert calls == 1
+        assert all([p.offset for p in r.publications] == [2, 3] for r in results)
+        # Asked after that read went out: a read of its own, which sees what came since.
+        await broker.publish(message("jobs", 4))
+        later = await broker.history("jobs", since=1, limit=100)
+        assert calls == 2
+        assert [p.offset for p in later.publications] == [2, 3, 4]
+        # A caller that gives up does not take the shared read away from the others.
+        first = asyncio.ensure_future(broker.history("jobs", since=2, limit=100))
+        second = asyncio.ensure_future(broker.history("jobs", since=2, limit=100))
+        await asyncio.sleep(0)
+        first.cancel()
+        assert [p.offset for p in (await second).publications] == [3, 4]
+        assert first.cancelled()
+        assert calls == 3

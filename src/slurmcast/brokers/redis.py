@@ -164,6 +164,10 @@ class RedisBroker:
         # channel -> a top seen ahead of delivery at the last audit.
         self._suspects: dict[str, int] = {}
         self._waiters: dict[bytes, asyncio.Future[int]] = {}
+        # (channel, since, limit) -> a history read not sent yet, shared by every
+        # caller asking the same meanwhile: after a restart thousands of clients
+        # recover from the same position within milliseconds.
+        self._unsent_reads: dict[tuple[str, int | None, int], asyncio.Task[HistoryResult]] = {}
         self.connected = False
         self.last_error = ""
         self.gaps_filled = 0
@@ -289,15 +293,34 @@ class RedisBroker:
     # -- reading -----------------------------------------------------------------
 
     async def history(self, channel: str, *, since: int | None, limit: int) -> HistoryResult:
+        key = (channel, since, limit)
+        read = self._unsent_reads.get(key)
+        if read is None:
+            read = asyncio.create_task(self._history_once(key))
+            read.add_done_callback(_retrieve_exception)
+            self._unsent_reads[key] = read
+        # One caller cancelled must not cancel the others' read.
+        return await asyncio.shield(read)
+
+    async def _history_once(self, key: tuple[str, int | None, int]) -> HistoryResult:
+        # A caller may join until this first step: it asked before the read is
+        # sent, so the result holds everything published before it asked (what
+        # Node.subscribe's hold-and-merge relies on). Later callers read anew.
+        del self._unsent_reads[key]
+        channel, since, limit = key
         mode = "latest" if since is None else "since"
-        epoch, top, oldest, entries = await self._call_read(channel, mode, since or 0, limit)
+        epoch, top, oldest, offsets, lengths, data = await self._call_read(
+            channel, mode, since or 0, limit
+        )
         position = StreamPosition(int(top), _text(epoch))
-        publications = [
-            decode_entry(
-                fields[fields.index(b"d") + 1], StreamPosition(_offset_of(id_), position.epoch)
-            )
-            for id_, fields in entries
-        ]
+        publications = []
+        if offsets:
+            start = 0
+            for offset, length in zip(offsets.split(b","), lengths.split(b","), strict=True):
+                end = start + int(length)
+                at = StreamPosition(int(offset), position.epoch)
+                publications.append(decode_entry(data[start:end], at))
+                start = end
         if since is None:
             publications.reverse()
         return HistoryResult(publications, position, _offset_of(oldest))
@@ -570,3 +593,10 @@ async def _close_pubsub(pubsub: PubSub) -> None:
     # that one release needs and the next reports as unused.
     aclose: Callable[[], Awaitable[None]] = pubsub.aclose
     await aclose()
+
+
+def _retrieve_exception(read: asyncio.Task[HistoryResult]) -> None:
+    # Every caller of a shared read may have been cancelled: its failure then
+    # has nobody to raise to, and asyncio would log it as never retrieved.
+    if not read.cancelled():
+        read.exception()
