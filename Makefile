@@ -9,6 +9,9 @@ RUN_ARGS ?=
 # uv uses the machine's Python, never one it downloads, and the project's .venv.
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Installed packages compiled to .pyc once: the server starts in ~1 s instead of ~3 s
+# where PYTHONDONTWRITEBYTECODE keeps Python from caching them itself.
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: run test test-js lint lock lock-check upgrade bench bench-cluster install install-test clean
 
