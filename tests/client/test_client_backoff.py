@@ -49,6 +49,7 @@ def test_a_restarting_server_is_retried_within_the_restart_maximum_for_a_while()
     assert backoff_ceiling(5, initial=0.1, maximum=1.0, restart_maximum=RESTART_MAXIMUM) == 1.0
     rng = random.Random(7)
     draws = [
-        backoff_delay(8, initial=0.5, maximum=30.0, rng=rng, restart_maximum=RESTART_MAXIMUM) for _ in range(200)
+        backoff_delay(8, initial=0.5, maximum=30.0, rng=rng, restart_maximum=RESTART_MAXIMUM)
+        for _ in range(200)
     ]
     assert all(0.0 <= d <= RESTART_MAXIMUM for d in draws) and max(draws) > RESTART_MAXIMUM * 0.9

@@ -37,9 +37,10 @@ def reaction_to_close(code: int | None, reason: str) -> Reaction:
 
     4001 (token expired) and a 1008 whose reason says authentication failed
     need a new token. 4029 (too many connections for the user) backs off.
-    1001 and 1012 announce a restart. Everything else — 1011 internal, 4008 slow consumer, 4010 stream lost, a
-    dropped TCP connection, even 1000 — is reconnected: a subscriber wants
-    its stream, and recovery makes the reconnection loss-free.
+    1001 and 1012 announce a restart. Everything else — 1011 internal, 4008
+    slow consumer, 4010 stream lost, a dropped TCP connection, even 1000 — is
+    reconnected: a subscriber wants its stream, and recovery makes the
+    reconnection loss-free.
     """
     if code == CloseCode.TOKEN_EXPIRED:
         return Reaction.REAUTHENTICATE
