@@ -23,7 +23,7 @@ import orjson
 from slurmcast import __version__
 from slurmcast.auth.jwt import JwtSettings, JwtVerifier
 from slurmcast.brokers.memory import MemoryBroker, sizes_from
-from slurmcast.cancellation import raise_if_cancelled
+from slurmcast.cancellation import cancel_and_wait, raise_if_cancelled
 from slurmcast.cluster.lease import SoleLease
 from slurmcast.cluster.presence import LocalPresence, totals
 from slurmcast.config import DEFAULT_HISTORY_SIZE, Settings, parse_sizes
@@ -313,25 +313,14 @@ class SlurmcastApp:
 
     async def stop_polling(self) -> None:
         """Stop contending for the lease and polling (the servers go on)."""
-        await self._cancel(self._tasks[:1])
-
-    async def _cancel(self, tasks: list[asyncio.Task[None]]) -> None:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                log.exception("%s failed while stopping", task.get_name())
+        await cancel_and_wait(self._tasks[:1])
 
     async def stop(self) -> None:
         """Stop polling, close every client with 1001, stop the API, release the source."""
         if self._stopped:
             return
         self._stopped = True
-        await self._cancel(self._tasks)
+        await cancel_and_wait(self._tasks)
         await self.ws.stop()
         await self.http.stop()
         await self.notifications.close()
