@@ -34,35 +34,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import contextlib
-import os
 import random
 import statistics
-import struct
 import sys
 import time
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 import orjson
 from benchlib import (
-    LOG_DIR,
-    REPO_DIR,
-    SERVER_CORE,
     SetupError,
     check_fd_limit,
-    free_port,
     log,
     machine_info,
     machine_line,
     pin_self,
-    proc_cpu_seconds,
     write_json,
 )
+from rawws import QUIET, RawClient, SlurmcastServer
 
 MODES = ("plain", "deflate", "mixed")
 OFFER = "permessage-deflate; client_no_context_takeover; server_no_context_takeover"
@@ -70,151 +62,61 @@ OFFER = "permessage-deflate; client_no_context_takeover; server_no_context_takeo
 RUN_TIMEOUT = 120.0
 
 
-class CountingClient(asyncio.Protocol):
-    """A WebSocket client that counts the frames and bytes it receives.
+class CountingClient(RawClient):
+    """A client that counts the frames and bytes it receives after its subscribe reply.
 
     Frames are not inflated (the tests check what they hold); only the snapshot
     probe decodes its replies, to know where the snapshot ends.
     """
 
-    def __init__(self, port: int, deflate: bool, done: asyncio.Event, expected: list[int]) -> None:
-        self.port, self.deflate, self.done, self.expected = port, deflate, done, expected
-        self.transport: asyncio.Transport | None = None
-        self.buffer = b""
-        self.open = False
+    def __init__(self, deflate: bool, done: asyncio.Event, expected: list[int]) -> None:
+        super().__init__()
+        self.deflate, self.done, self.expected = deflate, done, expected
+        self.extra_headers = f"Sec-WebSocket-Extensions: {OFFER}\r\n" if deflate else ""
         self.negotiated = False
         self.frames = 0
         self.wire_bytes = 0
         self.subscribed = asyncio.Event()
         self.target = 0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not registered as asyncio.Transport subclasses.
-        self.transport = cast(asyncio.Transport, transport)
-        key = base64.b64encode(os.urandom(16)).decode()
-        extension = f"Sec-WebSocket-Extensions: {OFFER}\r\n" if self.deflate else ""
-        self.transport.write(
-            (
-                "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n{extension}"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
+    def opened(self, head: bytes) -> None:
+        self.negotiated = b"permessage-deflate" in head.lower()
+        self.send({"type": "subscribe", "channel": "jobs", "id": 1})
 
-    def send(self, message: dict[str, Any]) -> None:
-        payload = orjson.dumps(message)
-        assert len(payload) < 126 and self.transport is not None
-        self.transport.write(bytes((0x81, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if not self.open:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buffer[:end].lower()
-            if not head.startswith(b"http/1.1 101"):
-                raise SetupError(f"handshake refused: {self.buffer[:60]!r}")
-            self.negotiated = b"permessage-deflate" in head
-            self.buffer, self.open = self.buffer[end + 4 :], True
-            self.send({"type": "subscribe", "channel": "jobs", "id": 1})
-        while len(self.buffer) >= 2:
-            second = self.buffer[1] & 0x7F
-            start = 2
-            if second == 126:
-                if len(self.buffer) < 4:
-                    return
-                (second,) = struct.unpack("!H", self.buffer[2:4])
-                start = 4
-            elif second == 127:
-                if len(self.buffer) < 10:
-                    return
-                (second,) = struct.unpack("!Q", self.buffer[2:10])
-                start = 10
-            if len(self.buffer) < start + second:
-                return
-            first, payload = self.buffer[0], self.buffer[start : start + second]
-            self.buffer = self.buffer[start + second :]
-            self.frame(first, payload, start + second)
-
-    def frame(self, first: int, payload: bytes, size: int) -> None:
+    def frame(self, first: int, payload: bytes, size: int) -> bool:
         if not self.subscribed.is_set():
             self.subscribed.set()  # the subscribe reply: counting starts after it
-            return
+            return True
         self.frames += 1
         self.wire_bytes += size
         if self.frames == self.target:
             self.expected[0] -= 1
             if self.expected[0] == 0:
                 self.done.set()
+        return True
 
 
 class SnapshotProbe(CountingClient):
     """Subscribes with ``snapshot: true`` and measures the reply and its parts."""
 
-    def __init__(self, port: int, deflate: bool) -> None:
-        super().__init__(port, deflate, asyncio.Event(), [1])
-        self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    def __init__(self, deflate: bool) -> None:
+        super().__init__(deflate, asyncio.Event(), [1])
 
     def send(self, message: dict[str, Any]) -> None:
         super().send({**message, "snapshot": True})
 
-    def frame(self, first: int, payload: bytes, size: int) -> None:
+    def frame(self, first: int, payload: bytes, size: int) -> bool:
         self.wire_bytes += size
         if first & 0x40:  # RSV1: compressed (no context takeover: a fresh inflater each)
             payload = zlib.decompressobj(-zlib.MAX_WBITS).decompress(payload + b"\0\0\xff\xff")
-        message = orjson.loads(payload)
-        if message.get("type") == "subscribed":
+        if orjson.loads(payload).get("type") == "subscribed":
             self.done.set()
+        return True
 
 
-class Server:
-    def __init__(self, compression: str = "deflate") -> None:
-        self.ws_port, self.http_port = free_port(), free_port()
-        while self.http_port == self.ws_port:
-            self.http_port = free_port()
-        self.compression = compression
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self, session: aiohttp.ClientSession) -> None:
-        args = ["--host", "127.0.0.1", "--ws-port", str(self.ws_port)]
-        args += ["--http-port", str(self.http_port), "--log-level", "WARNING"]
-        args += ["--compression", self.compression, "--ping-interval", "600"]
-        # One poll at start (the snapshot probe needs jobs), then a quiet channel.
-        args += [
-            "--jobs-interval",
-            "3600",
-            "--nodes-interval",
-            "3600",
-            "--metrics-interval",
-            "3600",
-        ]
-        args += ["--max-connections-per-ip", "100000", "--max-connections", "100000"]
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        with (LOG_DIR / "compression.log").open("wb") as log_file:
-            self.proc = await asyncio.create_subprocess_exec(
-                "taskset", "-c", str(SERVER_CORE), sys.executable, "-m", "slurmcast", "serve",
-                *args, stdout=log_file, stderr=log_file, cwd=REPO_DIR,
-            )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.returncode is not None:
-                raise SetupError(f"the server exited at start; see {LOG_DIR}/compression.log")
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with session.get(f"http://127.0.0.1:{self.http_port}/health") as resp:
-                    if resp.status == 200:
-                        return
-            await asyncio.sleep(0.05)
-        raise SetupError("the server did not answer /health within 30 s")
-
-    def cpu(self) -> float:
-        assert self.proc is not None
-        return sum(proc_cpu_seconds(self.proc.pid))
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            await asyncio.wait_for(self.proc.wait(), 30)
+def compression_server() -> SlurmcastServer:
+    # One poll at start (the snapshot probe needs jobs), then a quiet channel.
+    return SlurmcastServer("compression", ["--compression", "deflate", *QUIET])
 
 
 def job_update(seq: int, rng: random.Random) -> dict[str, Any]:
@@ -239,7 +141,7 @@ def job_update(seq: int, rng: random.Random) -> dict[str, Any]:
 
 
 async def run_mode(mode: str, clients: int, messages: int, seed: int) -> dict[str, Any]:
-    server = Server()
+    server = compression_server()
     done = asyncio.Event()
     expected = [clients]
     loop = asyncio.get_running_loop()
@@ -249,7 +151,7 @@ async def run_mode(mode: str, clients: int, messages: int, seed: int) -> dict[st
             await server.start(session)
             for n in range(clients):
                 deflate = mode == "deflate" or (mode == "mixed" and n % 2 == 0)
-                client = CountingClient(server.ws_port, deflate, done, expected)
+                client = CountingClient(deflate, done, expected)
                 client.target = messages
                 await loop.create_connection(lambda c=client: c, "127.0.0.1", server.ws_port)
                 pool.append(client)
@@ -267,7 +169,7 @@ async def run_mode(mode: str, clients: int, messages: int, seed: int) -> dict[st
             ]
             url = f"http://127.0.0.1:{server.http_port}/broadcast"
             headers = {"Content-Type": "application/json"}
-            cpu_before, started = server.cpu(), time.monotonic()
+            cpu_before, started = server.cpu_seconds(), time.monotonic()
 
             async def publisher(parts: Sequence[bytes]) -> None:
                 for body in parts:
@@ -277,7 +179,7 @@ async def run_mode(mode: str, clients: int, messages: int, seed: int) -> dict[st
 
             await asyncio.gather(publisher(bodies[0::2]), publisher(bodies[1::2]))
             await asyncio.wait_for(done.wait(), RUN_TIMEOUT)
-            elapsed, cpu = time.monotonic() - started, server.cpu() - cpu_before
+            elapsed, cpu = time.monotonic() - started, server.cpu_seconds() - cpu_before
             delivered = sum(c.frames for c in pool)
             wire = sum(c.wire_bytes for c in pool)
             return {
@@ -298,14 +200,14 @@ async def run_mode(mode: str, clients: int, messages: int, seed: int) -> dict[st
 
 
 async def snapshot_sizes() -> dict[str, int]:
-    server = Server()
+    server = compression_server()
     sizes: dict[str, int] = {}
     async with aiohttp.ClientSession() as session:
         try:
             await server.start(session)
             loop = asyncio.get_running_loop()
             for deflate in (False, True):
-                probe = SnapshotProbe(server.ws_port, deflate)
+                probe = SnapshotProbe(deflate)
                 await loop.create_connection(lambda p=probe: p, "127.0.0.1", server.ws_port)
                 await asyncio.wait_for(probe.done.wait(), RUN_TIMEOUT)
                 sizes["deflate" if deflate else "plain"] = probe.wire_bytes

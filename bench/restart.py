@@ -40,36 +40,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
-import os
 import random
-import signal
-import struct
 import sys
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 import orjson
 from benchlib import (
-    LOG_DIR,
-    REPO_DIR,
-    SERVER_CORE,
     SetupError,
     check_fd_limit,
-    free_port,
     log,
     machine_info,
     machine_line,
     pin_self,
-    proc_cpu_seconds,
     write_json,
 )
+from rawws import QUIET, RawClient, SlurmcastServer
 
 from slurmcast.client.backoff import RESTART_MAXIMUM, backoff_delay
 
@@ -95,18 +87,14 @@ class Tally:
     all_back: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class BenchClient(asyncio.Protocol):
-    """One WebSocket client: handshake by hand, text frames only, zero masks.
-
-    It remembers its position; after a close it reconnects with jittered
-    backoff and resubscribes ``since`` it, then checks the offsets it gets.
+class BenchClient(RawClient):
+    """One client that remembers its position; after a close it reconnects with
+    jittered backoff and resubscribes ``since`` it, then checks the offsets it gets.
     """
 
     def __init__(self, port: int, total: int, tally: Tally, rng: random.Random) -> None:
+        super().__init__()
         self.port, self.total, self.tally, self.rng = port, total, tally, rng
-        self.transport: asyncio.Transport | None = None
-        self.buffer = b""
-        self.open = False
         self.position: dict[str, Any] | None = None
         self.restarting = False
         self.recovered = False
@@ -131,74 +119,26 @@ class BenchClient(asyncio.Protocol):
                 self.attempt += 1
                 await asyncio.sleep(delay)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not registered as asyncio.Transport subclasses.
-        self.transport = cast(asyncio.Transport, transport)
-        self.buffer, self.open = b"", False
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.transport.write(
-            (
-                "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
+    def refused(self, head: bytes) -> None:
+        self.fail(f"handshake refused: {head[:40]!r}")
 
-    def send(self, message: dict[str, Any]) -> None:
-        payload = orjson.dumps(message)
-        length = len(payload)
-        header = (
-            bytes((0x81, 0x80 | length))
-            if length < 126
-            else struct.pack("!BBH", 0x81, 0xFE, length)
-        )
-        assert self.transport is not None
-        self.transport.write(header + b"\0\0\0\0" + payload)  # a zero mask leaves it as is
+    def opened(self, head: bytes) -> None:
+        request: dict[str, Any] = {"type": "subscribe", "channel": "jobs"}
+        if self.position is not None:
+            request["since"] = self.position
+        self.send(request)
 
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if not self.open:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            if not self.buffer.startswith(b"HTTP/1.1 101"):
-                self.fail(f"handshake refused: {self.buffer[:40]!r}")
-                return
-            self.buffer, self.open = self.buffer[end + 4 :], True
-            request: dict[str, Any] = {"type": "subscribe", "channel": "jobs"}
-            if self.position is not None:
-                request["since"] = self.position
-            self.send(request)
-        while len(self.buffer) >= 2:
-            first, second = self.buffer[0], self.buffer[1] & 0x7F
-            start = 2
-            if second == 126:
-                if len(self.buffer) < 4:
-                    return
-                (second,) = struct.unpack("!H", self.buffer[2:4])
-                start = 4
-            elif second == 127:
-                if len(self.buffer) < 10:
-                    return
-                (second,) = struct.unpack("!Q", self.buffer[2:10])
-                start = 10
-            if len(self.buffer) < start + second:
-                return
-            payload = self.buffer[start : start + second]
-            self.buffer = self.buffer[start + second :]
-            opcode = first & 0x0F
-            if opcode == 0x1:
-                self.message(orjson.loads(payload))
-            elif opcode == 0x8:
-                if self.transport is not None:
-                    self.transport.close()
-                return
-            elif opcode == 0x9:  # ping: pong with the same payload
-                self.pong(payload)
-
-    def pong(self, payload: bytes) -> None:
-        assert self.transport is not None and len(payload) < 126
-        self.transport.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
+    def frame(self, first: int, payload: bytes, size: int) -> bool:
+        opcode = first & 0x0F
+        if opcode == 0x1:
+            self.message(orjson.loads(payload))
+        elif opcode == 0x8:
+            if self.transport is not None:
+                self.transport.close()
+            return False
+        elif opcode == 0x9:  # ping: pong with the same payload
+            self.pong(payload)
+        return True
 
     def message(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -262,56 +202,18 @@ class BenchClient(asyncio.Protocol):
 # --------------------------------------------------------------------------- the server
 
 
-class Server:
-    def __init__(self, ws_port: int, http_port: int, prefix: str) -> None:
-        self.ws_port, self.http_port, self.prefix = ws_port, http_port, prefix
-        self.proc: asyncio.subprocess.Process | None = None
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
+def server_args(prefix: str) -> list[str]:
+    # History has to outlive the process for a recovery to be possible.
+    return ["--broker", "redis", "--redis-url", REDIS_URL, "--redis-prefix", prefix, *QUIET]
 
-    def command(self) -> list[str]:
-        args = ["--host", "127.0.0.1", "--ws-port", str(self.ws_port)]
-        args += ["--http-port", str(self.http_port), "--log-level", "WARNING"]
-        args += ["--broker", "redis", "--redis-url", REDIS_URL, "--redis-prefix", self.prefix]
-        args += ["--jobs-interval", "3600", "--nodes-interval", "3600"]
-        args += ["--metrics-interval", "3600", "--ping-interval", "600"]
-        args += ["--max-connections-per-ip", "100000", "--max-connections", "100000"]
-        return [sys.executable, "-m", "slurmcast", "serve", *args]
 
-    async def start(self, session: aiohttp.ClientSession, name: str) -> float:
-        """Start; returns the monotonic time it first answered /health."""
-        with (LOG_DIR / f"restart-{name}.log").open("wb") as log_file:
-            self.proc = await asyncio.create_subprocess_exec(
-                "taskset",
-                "-c",
-                str(SERVER_CORE),
-                *self.command(),
-                stdout=log_file,
-                stderr=log_file,
-                cwd=REPO_DIR,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.returncode is not None:
-                raise SetupError(f"the server exited at start; see {LOG_DIR}")
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with session.get(f"http://127.0.0.1:{self.http_port}/health") as resp:
-                    if resp.status == 200:
-                        return time.monotonic()
-            await asyncio.sleep(0.02)
-        raise SetupError("the server did not answer /health within 30 s")
-
-    async def publish(self, session: aiohttp.ClientSession, data: dict[str, Any]) -> None:
-        url = f"http://127.0.0.1:{self.http_port}/broadcast"
-        async with session.post(url, json={"channel": "jobs", "message": data}) as resp:
-            if resp.status != 200:
-                raise RuntimeError(f"POST /broadcast answered {resp.status}")
-
-    async def stop(self) -> float:
-        """SIGTERM; returns the monotonic time the process was gone."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(self.proc.wait(), 30)
-        return time.monotonic()
+async def publish(
+    server: SlurmcastServer, session: aiohttp.ClientSession, data: dict[str, Any]
+) -> None:
+    url = f"http://127.0.0.1:{server.http_port}/broadcast"
+    async with session.post(url, json={"channel": "jobs", "message": data}) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"POST /broadcast answered {resp.status}")
 
 
 def listen_overflows() -> int:
@@ -343,7 +245,7 @@ async def delete_prefix(prefix: str) -> None:
 async def run(clients: int, gap: int, live_rate: float, timeout: float) -> dict[str, Any]:
     check_fd_limit(clients)
     prefix = f"slurmcast-bench-restart-{uuid.uuid4().hex[:8]}:"
-    server = Server(free_port(), free_port(), prefix)
+    server = SlurmcastServer("restart", server_args(prefix))
     tally = Tally()
     rng = random.Random(14)
     result: dict[str, Any] = {"clients": clients, "gap": gap, "live_rate": live_rate}
@@ -363,20 +265,20 @@ async def run(clients: int, gap: int, live_rate: float, timeout: float) -> dict[
                 raise SetupError(f"{subscribed} after {timeout} s: {tally.errors[:3]}") from None
             result["connect_s"] = round(time.monotonic() - started, 3)
             for n in range(3):
-                await server.publish(session, {"n": n})
+                await publish(server, session, {"n": n})
             log(f"{clients} clients subscribed in {result['connect_s']} s; restarting the server")
             overflows_before = listen_overflows()
             sigterm = time.monotonic()
             gone = await server.stop()
             answering = await server.start(session, "second")
-            cpu_before = proc_cpu_seconds(server.proc.pid) if server.proc else (0.0, 0.0)
+            cpu_before = server.cpu_seconds()
             for n in range(gap):
-                await server.publish(session, {"n": 100 + n})
+                await publish(server, session, {"n": 100 + n})
 
             async def live() -> None:
                 n = 0
                 while True:
-                    await server.publish(session, {"live": True, "n": 1000 + n})
+                    await publish(server, session, {"live": True, "n": 1000 + n})
                     n += 1
                     await asyncio.sleep(1 / live_rate)
 
@@ -389,9 +291,7 @@ async def run(clients: int, gap: int, live_rate: float, timeout: float) -> dict[
                 publisher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await publisher
-            if server.proc is not None:
-                cpu_after = proc_cpu_seconds(server.proc.pid)
-                result["server_cpu_s"] = round(sum(cpu_after) - sum(cpu_before), 3)
+            result["server_cpu_s"] = round(server.cpu_seconds() - cpu_before, 3)
             last = max(tally.back_times, default=float("nan"))
             result |= {
                 "sigterm_to_exit_s": round(gone - sigterm, 3),
@@ -415,8 +315,7 @@ async def run(clients: int, gap: int, live_rate: float, timeout: float) -> dict[
                 and result["answering_to_all_back_s"] < GOAL_SECONDS
             )
         finally:
-            if server.proc is not None and server.proc.returncode is None:
-                await server.stop()
+            await server.stop()
             await delete_prefix(prefix)
     return result
 
