@@ -15,11 +15,10 @@ from slurmcast.client import (
     ConnectionState,
     Position,
     SlurmcastClient,
-    Subscription,
 )
 
 from support.server import WAIT, http_json, running_server
-from support.waiting import eventually
+from support.waiting import eventually, take
 
 QUIET = {"jobs_interval": 3600.0, "nodes_interval": 3600.0, "metrics_interval": 3600.0}
 
@@ -36,16 +35,6 @@ async def publish(app, count: int, channel: str = "jobs", start: int = 0) -> Non
 async def job_update(app, job_id: str, user: str, status: str = "RUNNING") -> None:
     data = {"job_id": job_id, "user": user, "status": status, "partition": "cpu"}
     await app.node.publish("jobs", "job_update", data, datetime.now(UTC), user)
-
-
-async def take(sub: Subscription, count: int) -> list[dict]:
-    taken = []
-    async with asyncio.timeout(WAIT):
-        async for message in sub:
-            taken.append(message)
-            if len(taken) == count:
-                break
-    return taken
 
 
 @pytest.fixture

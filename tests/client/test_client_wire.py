@@ -8,7 +8,6 @@ kept speaking JSON would fail these tests.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,14 +24,13 @@ from slurmcast.client import (
     ConnectionState,
     Position,
     SlurmcastClient,
-    Subscription,
 )
 from slurmcast.client.wire import MSGPACK_SUBPROTOCOL, UndecodableFrame, decode, encode
 from slurmcast.transport.encoding import MSGPACK_SUBPROTOCOL as SERVER_MSGPACK_SUBPROTOCOL
 
-from support.server import WAIT, http_json, running_server
+from support.server import http_json, running_server
 from support.tokens import SECRET, hs256
-from support.waiting import eventually
+from support.waiting import eventually, take
 
 QUIET = {"jobs_interval": 3600.0, "nodes_interval": 3600.0, "metrics_interval": 3600.0}
 #: Values JSON and msgpack could disagree on if the client decoded carelessly.
@@ -49,16 +47,6 @@ AWKWARD = {
 
 def url(app: Any) -> str:
     return f"ws://127.0.0.1:{app.ws.port}/"
-
-
-async def take(sub: Subscription, count: int) -> list[dict[str, Any]]:
-    taken = []
-    async with asyncio.timeout(WAIT):
-        async for message in sub:
-            taken.append(message)
-            if len(taken) == count:
-                break
-    return taken
 
 
 async def _value(value: Any) -> Any:

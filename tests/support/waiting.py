@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -19,3 +19,16 @@ async def eventually(
             if accept(value):
                 return value
             await asyncio.sleep(0.02)
+
+
+async def take(
+    messages: AsyncIterator[dict[str, Any]], count: int, timeout: float = 30.0
+) -> list[dict[str, Any]]:
+    """The next ``count`` messages of a subscription (an async iterator); fail after ``timeout``."""
+    taken: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        async for message in messages:
+            taken.append(message)
+            if len(taken) == count:
+                break
+    return taken

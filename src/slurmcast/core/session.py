@@ -311,12 +311,9 @@ class Session:
 
     def receive(self, frame: str | bytes, now: float) -> list[Action]:
         """Handle one frame from the client (text as str, binary as bytes)."""
-        if self.state is SessionState.CLOSED:
-            return []
-        retry_after = self.bucket.take(now)
-        if retry_after:
-            return self._rate_limited(retry_after)
-        self.refused_in_a_row = 0
+        refused = self._charge(now)
+        if refused is not None:
+            return refused
         if isinstance(frame, bytes):
             return [
                 _error(
@@ -335,13 +332,20 @@ class Session:
 
     def receive_undecodable(self, reason: str, now: float) -> list[Action]:
         """A message the transport could not decode (bad msgpack): it costs, and is refused."""
+        refused = self._charge(now)
+        if refused is not None:
+            return refused
+        return [_error(ErrorCode.INVALID_MSGPACK, reason)]
+
+    def _charge(self, now: float) -> list[Action] | None:
+        """What one frame costs: None when it may be handled, else the answer instead."""
         if self.state is SessionState.CLOSED:
             return []
         retry_after = self.bucket.take(now)
         if retry_after:
             return self._rate_limited(retry_after)
         self.refused_in_a_row = 0
-        return [_error(ErrorCode.INVALID_MSGPACK, reason)]
+        return None
 
     def receive_control(self, now: float) -> list[Action]:
         """Handle a PING frame (its pong is automatic): it costs a message.
