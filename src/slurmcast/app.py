@@ -33,8 +33,10 @@ from slurmcast.core.policy import AccessPolicy, JobsVisibility, Principal
 from slurmcast.core.publication import Publication
 from slurmcast.core.session import SessionLimits
 from slurmcast.errors import AuthError, ConfigError
-from slurmcast.http.app import ApiGuard, HttpServer, create_app
+from slurmcast.http.app import create_app
 from slurmcast.http.connections import ConnectionLimits
+from slurmcast.http.guard import ApiGuard
+from slurmcast.http.server import HttpServer
 from slurmcast.hub import Hub
 from slurmcast.monitors.leader import Leadership
 from slurmcast.monitors.poller import ClusterMonitor, MonitorSettings

@@ -5,7 +5,7 @@
 * ``POST /notifications`` (admin): create a ``system``/``info``/``alert``
   notification, store it and broadcast it live. Its ``data`` is at most
   ``MAX_DATA_BYTES`` as JSON and, like every body, 32 levels deep
-  (``http.app.MAX_JSON_DEPTH``).
+  (``http.bodies.MAX_JSON_DEPTH``).
 * ``POST /notifications/{id}/read`` and ``POST /notifications/read-all``.
 
 With authentication on, a user sees and marks only their own notifications
@@ -26,15 +26,10 @@ from slurmcast.core.channels import is_valid_user_name
 from slurmcast.core.notifications import Notification, NotificationType, Severity
 from slurmcast.core.policy import Principal
 from slurmcast.errors import ErrorCode, ProtocolError, StorageError
-from slurmcast.http.app import (
-    GUARD_KEY,
-    NEW_ID_KEY,
-    NODE_KEY,
-    STORE_KEY,
-    HttpError,
-    json_object,
-    json_response,
-)
+from slurmcast.http.bodies import json_object
+from slurmcast.http.context import GUARD_KEY, NEW_ID_KEY, NODE_KEY, STORE_KEY
+from slurmcast.http.errors import HttpError
+from slurmcast.http.responses import json_response
 from slurmcast.storage.models import ID_LENGTH
 
 #: Kinds an operator may create (job notifications come from the monitors).

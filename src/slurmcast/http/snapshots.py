@@ -13,7 +13,9 @@ from slurmcast.core.channels import parse_channel
 from slurmcast.core.filters import parse_filter, tags_for
 from slurmcast.core.views import SNAPSHOT_CHANNELS
 from slurmcast.errors import ErrorCode, ProtocolError
-from slurmcast.http.app import GUARD_KEY, NODE_KEY, POLICY_KEY, HttpError, json_response
+from slurmcast.http.context import GUARD_KEY, NODE_KEY, POLICY_KEY
+from slurmcast.http.errors import HttpError
+from slurmcast.http.responses import json_response
 
 
 async def snapshot(request: web.Request) -> web.Response:
