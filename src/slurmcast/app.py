@@ -13,31 +13,29 @@ import ipaddress
 import logging
 import signal
 import socket
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from slurmcast import __version__
 from slurmcast.auth.jwt import JwtSettings, JwtVerifier
 from slurmcast.brokers.memory import MemoryBroker, sizes_from
-from slurmcast.cancellation import cancel_and_wait, raise_if_cancelled
-from slurmcast.cluster.lease import SoleLease
-from slurmcast.cluster.presence import LocalPresence, totals
+from slurmcast.cancellation import cancel_and_wait
 from slurmcast.config import DEFAULT_HISTORY_SIZE, Settings, parse_sizes
-from slurmcast.core.alerts import AlertBook, AlertSeverity, AlertThresholds
-from slurmcast.core.envelope import envelope
+from slurmcast.core.alerts import AlertThresholds
 from slurmcast.core.policy import AccessPolicy, JobsVisibility, Principal
-from slurmcast.core.publication import Publication
 from slurmcast.core.session import SessionLimits
 from slurmcast.errors import AuthError, ConfigError
+from slurmcast.health import HealthReport
 from slurmcast.http.app import create_app
 from slurmcast.http.connections import ConnectionLimits
 from slurmcast.http.guard import ApiGuard
 from slurmcast.http.server import HttpServer
 from slurmcast.hub import Hub
+from slurmcast.instances.alerts import InstanceAlerts
+from slurmcast.instances.lease_sole import SoleLease
+from slurmcast.instances.presence_local import LocalPresence
+from slurmcast.instances.presence_report import PresenceReporter
 from slurmcast.monitors.leader import Leadership
 from slurmcast.monitors.poller import ClusterMonitor, MonitorSettings
 from slurmcast.node import Node
@@ -195,8 +193,8 @@ class SlurmcastApp:
         sizes = sizes_from(parse_sizes(settings.history_size), DEFAULT_HISTORY_SIZE)
         if settings.broker == "redis":
             from slurmcast.brokers.redis import RedisBroker
-            from slurmcast.cluster.lease import RedisLease
-            from slurmcast.cluster.presence import RedisPresence
+            from slurmcast.instances.lease_redis import RedisLease
+            from slurmcast.instances.presence_redis import RedisPresence
 
             redis_broker = RedisBroker(
                 settings.redis_url,
@@ -204,7 +202,8 @@ class SlurmcastApp:
                 instance=self.instance_id,
                 history_size=sizes,
                 history_ttl=settings.history_ttl or None,
-                on_connection=self._broker_connection,
+                # The node (and so the alerts) is built below; Redis reports later.
+                on_connection=lambda up, error: self.alerts.broker_connection(up, error),
             )
             self.broker = redis_broker
             key = f"{settings.redis_prefix}:lease"
@@ -217,10 +216,13 @@ class SlurmcastApp:
             self.lease = SoleLease()
             self.presence = LocalPresence()
         self.node = Node(self.broker, self.hub)
+        self.alerts = InstanceAlerts(
+            self.node, self.instance_id, shared=settings.broker != "memory", clock=utc_now
+        )
         self.notifications = NotificationStore(
             settings.database_url or default_url(settings.data_dir),
-            on_unavailable=self._storage_down,
-            on_recovered=self._storage_up,
+            on_unavailable=self.alerts.storage_down,
+            on_recovered=self.alerts.storage_up,
         )
         self.monitor = ClusterMonitor(
             self.source,
@@ -232,8 +234,21 @@ class SlurmcastApp:
             fence=lambda: self.lease.token,
         )
         self.leadership = Leadership(self.lease, self.monitor.run, ttl=settings.leader_ttl)
-        self._cluster: dict[str, Any] = {}
-        self._local_alerts = AlertBook()
+        self.presence_reporter = PresenceReporter(
+            self.presence, self.instance_id, self._counts, settings.presence_ttl / 3
+        )
+        self.health = HealthReport(
+            instance=self.instance_id,
+            hub=self.hub,
+            node=self.node,
+            broker=self.broker,
+            source=self.source,
+            monitor=self.monitor,
+            leadership=self.leadership,
+            notifications=self.notifications,
+            http_connections=lambda: self.http.connections,
+            cluster_totals=lambda: self.presence_reporter.totals,
+        )
         self.policy = AccessPolicy(
             auth_enabled=settings.auth == "jwt",
             jobs_visibility=JobsVisibility(settings.jobs_visibility),
@@ -265,7 +280,6 @@ class SlurmcastApp:
                 max_per_ip=settings.http_max_connections_per_ip,
             ),
         )
-        self._started = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
 
@@ -283,7 +297,7 @@ class SlurmcastApp:
         await self.source.start()
         self._tasks = [
             asyncio.create_task(self.leadership.run(), name="leadership"),
-            asyncio.create_task(self._report_presence(), name="presence"),
+            asyncio.create_task(self.presence_reporter.run(), name="presence"),
         ]
         await self._first_poll()
         await self.ws.start()
@@ -330,107 +344,12 @@ class SlurmcastApp:
         await self.source.close()
         log.info("slurmcast stopped")
 
-    @property
-    def _storage_alert_id(self) -> str:
-        # This instance's condition: with several instances, each says its own.
-        if self.broker.kind == "memory":
-            return "storage_unavailable"
-        return f"storage_unavailable:{self.instance_id}"
-
-    async def _storage_down(self, message: str) -> None:
-        now = utc_now()
-        alerts = self._local_alerts.set(
-            self._storage_alert_id,
-            "storage_unavailable",
-            AlertSeverity.CRITICAL,
-            f"The notification database is unavailable; live channels keep flowing: {message}",
-            {"error": message},
-            now,
-        )
-        await self.node.publish_events(alerts, now)
-
-    async def _storage_up(self) -> None:
-        now = utc_now()
-        alerts = self._local_alerts.clear(
-            self._storage_alert_id, "The notification database is available again", {}, now
-        )
-        await self.node.publish_events(alerts, now)
-
-    async def _broker_connection(self, connected: bool, error: str) -> None:
-        """Redis went away or came back: tell this instance's alert subscribers.
-
-        The alert cannot go through Redis (that is what failed), so it is
-        written to local subscribers only, without a position: it is this
-        instance's condition, not part of the shared alerts stream.
-        """
-        now = utc_now()
-        alert_id = f"broker_unavailable:{self.instance_id}"
-        if connected:
-            log.info("Redis is reachable again")
-            alerts = self._local_alerts.clear(alert_id, "Redis is reachable again", {}, now)
-        else:
-            log.error("Redis is unreachable (%s): publishing is refused until it returns", error)
-            alerts = self._local_alerts.set(
-                alert_id,
-                "broker_unavailable",
-                AlertSeverity.CRITICAL,
-                f"Instance {self.instance_id} cannot reach Redis: clients stay connected, "
-                "publishing is refused until it returns",
-                {"instance": self.instance_id, "error": error},
-                now,
-            )
-        for alert in alerts:
-            payload = orjson.dumps(
-                envelope(alert.channel.value, alert.event_type, alert.data(), now)
-            )
-            self.hub.handle_publication(Publication(alert.channel.value, payload))
-
-    async def _report_presence(self) -> None:
-        """Report this instance's counts, and read everyone's, for /health."""
-        interval = self.settings.presence_ttl / 3
-        while True:
-            counts = {
-                "clients": self.hub.client_count,
-                "subscriptions": self.hub.subscription_counts(),
-                "leader": self.leadership.is_leader,
-            }
-            try:
-                await self.presence.report(self.instance_id, counts)
-                self._cluster = totals(await self.presence.instances())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                raise_if_cancelled()
-                log.debug("could not report presence: %s", exc)
-                self._cluster = {}
-            await asyncio.sleep(interval)
-
-    def health(self) -> dict[str, Any]:
-        source = self.monitor.health.to_dict()
-        details = self.source.describe()
-        source["details"] = details
-        storage = self.notifications.health()
-        broker = self.broker.describe()
-        degraded = (
-            self.monitor.health.degraded
-            or bool(details.get("problems"))
-            or not storage["available"]
-            or not broker["connected"]
-        )
+    def _counts(self) -> dict[str, Any]:
+        """What this instance reports to the others."""
         return {
-            "status": "degraded" if degraded else "ok",
-            "version": __version__,
-            "instance": {"id": self.instance_id, "leader": self.leadership.is_leader},
-            "broker": broker,
-            "cluster": self._cluster or None,
             "clients": self.hub.client_count,
             "subscriptions": self.hub.subscription_counts(),
-            "uptime_s": round(time.monotonic() - self._started, 3),
-            "source": source,
-            "storage": storage,
-            "http": self.http.connections.stats(),
-            "published": self.node.published,
-            "polls": dict(self.monitor.polls),
+            "leader": self.leadership.is_leader,
         }
 
 

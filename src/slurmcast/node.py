@@ -93,6 +93,11 @@ class Node:
                 )
         return publications
 
+    def publish_locally(self, events: Iterable[Event], now: datetime) -> int:
+        """Events for this instance's clients only, without a position: for an
+        instance's own conditions when the broker itself cannot be reached."""
+        return sum(self.hub.handle_publication(p) for p in self.publications_of(events, now))
+
     async def publish_events(self, events: Iterable[Event], now: datetime) -> int:
         """Publish events at once (see ``commit``); returns how many there were."""
         return len(await self.commit(events, now))

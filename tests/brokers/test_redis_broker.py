@@ -11,12 +11,11 @@ from redis.asyncio import Redis
 
 from brokers.test_broker_contract import Recorder, message, numbers
 from slurmcast.brokers.redis import RedisBroker
-from slurmcast.cluster.lease import RedisLease
 from slurmcast.errors import BrokerUnavailable, Fenced
+from slurmcast.instances.lease_redis import RedisLease
 from slurmcast.ports import Batch
 
 from support.redis import REDIS_URL, PrivateRedis, shared_prefix
-from support.waiting import eventually
 
 
 @contextlib.asynccontextmanager
@@ -145,22 +144,6 @@ async def test_a_fenced_batch_changes_nothing():
         assert await broker.checkpoint() == {}
         (done,) = await broker.commit(Batch([message("jobs", 1)], fence=holder.token))
         assert done.offset == 1
-
-
-async def test_the_lease_has_one_holder_and_moves_when_released_or_expired():
-    async with shared_prefix() as prefix, brokers(prefix, 1) as single:
-        ((broker, _),) = single
-        key = f"{prefix}:lease"
-        first, second = RedisLease(broker.redis, key, 30), RedisLease(broker.redis, key, 0.3)
-        assert await first.acquire() and first.token
-        assert not await second.acquire() and second.token is None
-        assert await first.renew()
-        await first.release()
-        assert await second.acquire()
-        assert not await first.renew(), "a lost lease cannot be renewed"
-        # second's 0.3 s lease runs out without renewal
-        await eventually(first.acquire, bool, timeout=10)
-        assert not await second.renew()
 
 
 async def test_redis_outage_refuses_publishes_then_recovers_with_a_new_epoch():

@@ -1,12 +1,11 @@
-"""The polling lease: exactly one instance polls the cluster at a time.
+"""The polling lease in Redis: exactly one instance polls the Slurm cluster at a time.
 
 ``RedisLease`` is ``SET key token NX PX ttl``, renewed by its holder (a Lua
 check-and-extend, so nobody extends a lease it lost). The token is random per
 acquisition and doubles as the fencing token: the broker's commit script
 refuses a poller's batch unless the lease still holds that token, so a
 poller that was paused past its lease (GC, a stopped VM) cannot publish
-transitions its successor also reports. ``SoleLease`` is for a broker no one
-else shares: always held, nothing to fence.
+transitions its successor also reports.
 """
 
 from __future__ import annotations
@@ -16,19 +15,6 @@ import secrets
 from redis.asyncio import Redis
 
 from slurmcast.brokers import redis_scripts
-
-
-class SoleLease:
-    token: str | None = None
-
-    async def acquire(self) -> bool:
-        return True
-
-    async def renew(self) -> bool:
-        return True
-
-    async def release(self) -> None:
-        return None
 
 
 class RedisLease:

@@ -25,7 +25,7 @@ import aiohttp
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from cluster.test_instances import check_transitions
+from instances.test_instances import check_transitions
 from slurmcast.sources.simulator import SimulatorSource
 
 from support.redis import REDIS_URL, PrivateRedis, free_port, shared_prefix

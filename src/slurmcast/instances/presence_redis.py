@@ -1,4 +1,4 @@
-"""Client counts of every instance, for /health.
+"""Client counts of every instance in Redis, for /health.
 
 Each instance writes its own counts under ``<prefix>:presence:<id>`` with a
 TTL a few report intervals long: a killed instance disappears from the
@@ -11,19 +11,6 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-
-
-class LocalPresence:
-    """One instance: what it reports is all there is."""
-
-    def __init__(self) -> None:
-        self._reports: dict[str, dict[str, Any]] = {}
-
-    async def report(self, instance: str, counts: dict[str, Any]) -> None:
-        self._reports = {instance: counts}
-
-    async def instances(self) -> dict[str, dict[str, Any]]:
-        return dict(self._reports)
 
 
 class RedisPresence:
@@ -46,13 +33,3 @@ class RedisPresence:
                 name = key.decode() if isinstance(key, bytes) else key
                 reports[name[len(self.prefix) :]] = orjson.loads(value)
         return reports
-
-
-def totals(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Cluster-wide sums of the instances' counts."""
-    clients = sum(int(report.get("clients", 0)) for report in reports.values())
-    subscriptions: dict[str, int] = {}
-    for report in reports.values():
-        for channel, count in report.get("subscriptions", {}).items():
-            subscriptions[channel] = subscriptions.get(channel, 0) + int(count)
-    return {"instances": len(reports), "clients": clients, "subscriptions": subscriptions}
