@@ -2,7 +2,7 @@
 
 Every message, whether raised by a monitor or posted to the HTTP API, takes
 the same path: envelope -> encode once -> broker.publish (which positions it
-in its channel's history and applies its state change) -> handle_publication -> hub. With the
+in its channel's history and applies its state change) -> hub.handle_publication. With the
 memory broker the last hop is a direct call; with a shared broker every
 instance's handler receives it.
 
@@ -41,16 +41,9 @@ class Node:
         self.published = 0
 
     async def start(self) -> None:
-        await self.broker.start(self)
-
-    # -- what the broker calls -------------------------------------------------
-
-    def handle_publication(self, publication: Publication) -> int:
-        """Called by the broker for every publication, in each channel's offset order."""
-        return self.hub.handle_publication(publication)
-
-    def handle_stream_lost(self, channel: str) -> None:
-        self.hub.handle_stream_lost(channel)
+        # The broker hands every publication, in each channel's offset order,
+        # straight to this instance's clients.
+        await self.broker.start(self.hub)
 
     # -- publishing ------------------------------------------------------------
 
@@ -124,6 +117,11 @@ class Node:
         positioned = await self.broker.commit(batch)
         self.published += len(positioned)
         return positioned
+
+    async def checkpoint(self) -> dict[str, bytes]:
+        """The checkpoint stored by the last ``commit`` (empty if none): where a
+        new poller resumes."""
+        return await self.broker.checkpoint()
 
     # -- state, history, recovery ----------------------------------------------
 

@@ -10,21 +10,17 @@ recover and resync from a snapshot.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from slurmcast.brokers.epoch import new_epoch
 from slurmcast.core.history import ChannelHistory, HistoryResult
 from slurmcast.core.position import StreamPosition
 from slurmcast.core.publication import Publication
 from slurmcast.core.views import SNAPSHOT_CHANNELS, ChannelState, Snapshot
 from slurmcast.errors import PublishError
 from slurmcast.ports import Batch, PublicationHandler, PublishResult
-
-
-def new_epoch() -> str:
-    return secrets.token_hex(4)
 
 
 class MemoryBroker:

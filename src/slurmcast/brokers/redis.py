@@ -44,8 +44,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from slurmcast.brokers import redis_scripts
+from slurmcast.brokers.epoch import new_epoch
 from slurmcast.cancellation import raise_if_cancelled
-from slurmcast.core.backoff import backoff_delay
+from slurmcast.core.backoff import retry_delay
 from slurmcast.core.history import HistoryResult
 from slurmcast.core.position import StreamPosition
 from slurmcast.core.publication import Publication, Tags
@@ -59,10 +60,6 @@ ConnectionCallback = Callable[[bool, str], Awaitable[None]]
 
 #: Errors meaning "Redis cannot be reached now" (as opposed to a bug).
 UNREACHABLE = (RedisError, OSError, TimeoutError)
-
-
-def new_epoch() -> str:
-    return secrets.token_hex(4)
 
 
 def _offset_of(entry_id: bytes | str) -> int:
@@ -419,7 +416,7 @@ class RedisBroker:
             finally:
                 with contextlib.suppress(Exception):
                     await _close_pubsub(pubsub)
-            await asyncio.sleep(backoff_delay(0.1, failures, self._reconnect_max))
+            await asyncio.sleep(retry_delay(0.1, failures, self._reconnect_max))
 
     def _set_connected(self, connected: bool, error: str) -> None:
         self.last_error = error

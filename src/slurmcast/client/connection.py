@@ -43,7 +43,7 @@ from slurmcast.client.errors import (
     ConnectionFailed,
 )
 from slurmcast.client.opening import authenticate, open_connection
-from slurmcast.client.registry import SubscriptionRegistry
+from slurmcast.client.registry import ClientSubscriptions
 from slurmcast.client.requests import PendingRequests, error_from_reply
 from slurmcast.client.state import ConnectionState
 from slurmcast.client.stream import ALL_CHANNEL, ChannelStream, Message, Position
@@ -170,7 +170,7 @@ class SlurmcastClient:
         self._generation = 0
         self._failures_at_connect = 0
         self._pending = PendingRequests()
-        self._subs = SubscriptionRegistry()
+        self._subs = ClientSubscriptions()
         self._tasks: set[asyncio.Task[None]] = set()
         self._pumps: set[asyncio.Task[None]] = set()
 

@@ -16,7 +16,7 @@ from slurmcast.client.stream import ALL_CHANNEL, Message, is_publication
 from slurmcast.client.subscription import Subscription
 
 
-class SubscriptionRegistry:
+class ClientSubscriptions:
     def __init__(self) -> None:
         self._by_channel: dict[str, Subscription] = {}
         self._sent_on: dict[str, int] = {}

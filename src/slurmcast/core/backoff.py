@@ -1,9 +1,12 @@
-"""Retry spacing for a failing source."""
+"""Retry spacing for a failing source or connection: deterministic doubling.
+
+(The client libraries' reconnection delays are jittered: ``client/backoff.py``.)
+"""
 
 from __future__ import annotations
 
 
-def backoff_delay(interval: float, failures: int, cap: float) -> float:
+def retry_delay(interval: float, failures: int, cap: float) -> float:
     """Seconds to wait before retry number ``failures`` (1 = first retry).
 
     Doubles the normal polling interval per consecutive failure, never waiting

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from slurmcast.cancellation import raise_if_cancelled
 from slurmcast.core.alerts import AlertBook, AlertSeverity, AlertThresholds
-from slurmcast.core.backoff import backoff_delay
+from slurmcast.core.backoff import retry_delay
 from slurmcast.core.channels import Channel
 from slurmcast.core.diff import diff_jobs, diff_nodes, needs_final_state
 from slurmcast.core.events import Event, job_payload, node_payload
@@ -97,7 +97,7 @@ class ClusterMonitor:
                 raise_if_cancelled()
                 failures += 1
                 log.warning("cannot read the poller's baseline (attempt %d): %s", failures, exc)
-                await asyncio.sleep(backoff_delay(1.0, failures, self.settings.backoff_max))
+                await asyncio.sleep(retry_delay(1.0, failures, self.settings.backoff_max))
         async with asyncio.TaskGroup() as group:
             group.create_task(self._every("jobs", self.settings.jobs_interval, self.poll_jobs))
             group.create_task(self._every("nodes", self.settings.nodes_interval, self.poll_nodes))
@@ -118,7 +118,7 @@ class ClusterMonitor:
         the previous one stopped: its first poll is diffed against what was
         last published, so nothing is reported twice or lost.
         """
-        baseline = checkpoint.decode(await self.node.broker.checkpoint())
+        baseline = checkpoint.decode(await self.node.checkpoint())
         self.jobs = baseline.jobs
         self._unresolved = dict(baseline.unresolved)
         self._reported_nodes = baseline.nodes
@@ -341,7 +341,7 @@ class ClusterMonitor:
                 self._attempted.add(name)
                 if {"jobs", "nodes"} <= self._attempted:
                     self.first_cycle.set()
-            delay = backoff_delay(interval, failures, self.settings.backoff_max)
+            delay = retry_delay(interval, failures, self.settings.backoff_max)
             await asyncio.sleep(max(0.0, delay - (time.monotonic() - started)))
 
     async def _failed(self, loop: str, message: str) -> None:
