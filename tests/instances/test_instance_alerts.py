@@ -25,7 +25,7 @@ async def alert_messages(node: Node) -> list[dict]:
     return [orjson.loads(p.wire()) for p in history.publications]
 
 
-async def test_storage_alerts_fire_once_and_resolve_once_through_the_broker():
+async def test_storage_alerts_fire_once_and_resolve_once_through_the_broker() -> None:
     node = await started_node()
     alerts = InstanceAlerts(node, "i1", shared=False, clock=lambda: NOW)
     await alerts.storage_down("disk full")
@@ -38,7 +38,7 @@ async def test_storage_alerts_fire_once_and_resolve_once_through_the_broker():
     assert "disk full" in messages[0]["data"]["message"]
 
 
-async def test_with_several_instances_each_names_its_own_condition():
+async def test_with_several_instances_each_names_its_own_condition() -> None:
     node = await started_node()
     alerts = InstanceAlerts(node, "i2", shared=True, clock=lambda: NOW)
     await alerts.storage_down("gone")
@@ -46,7 +46,7 @@ async def test_with_several_instances_each_names_its_own_condition():
     assert message["data"]["id"] == "storage_unavailable:i2"
 
 
-async def test_a_broker_alert_does_not_go_through_the_broker():
+async def test_a_broker_alert_does_not_go_through_the_broker() -> None:
     node = await started_node()
     alerts = InstanceAlerts(node, "i3", shared=True, clock=lambda: NOW)
     await alerts.broker_connection(False, "connection refused")
