@@ -23,7 +23,7 @@ async def retrying_loop() -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_a_retry_loop_ends_when_cancelled_even_if_the_library_hid_it():
+async def test_a_retry_loop_ends_when_cancelled_even_if_the_library_hid_it() -> None:
     task = asyncio.create_task(retrying_loop())
     await asyncio.sleep(0.01)
     task.cancel()
@@ -32,7 +32,7 @@ async def test_a_retry_loop_ends_when_cancelled_even_if_the_library_hid_it():
             await task
 
 
-async def test_the_premise_a_cancelled_command_can_surface_as_another_error():
+async def test_the_premise_a_cancelled_command_can_surface_as_another_error() -> None:
     task = asyncio.create_task(command_that_hides_cancellation())
     await asyncio.sleep(0.01)
     task.cancel()
@@ -52,7 +52,9 @@ async def loop_that_swallows_one_cancellation(swallowed: asyncio.Event) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_cancel_and_wait_cancels_again_a_task_that_swallowed_it(caplog):
+async def test_cancel_and_wait_cancels_again_a_task_that_swallowed_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     swallowed = asyncio.Event()
     stubborn = asyncio.create_task(loop_that_swallows_one_cancellation(swallowed), name="stubborn")
     polite = asyncio.create_task(asyncio.sleep(3600), name="polite")
@@ -71,7 +73,9 @@ async def ignores_cancellation_until(released: asyncio.Event) -> None:
             await released.wait()
 
 
-async def test_cancel_and_wait_gives_up_on_a_task_that_never_stops(caplog):
+async def test_cancel_and_wait_gives_up_on_a_task_that_never_stops(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     released = asyncio.Event()
     task = asyncio.create_task(ignores_cancellation_until(released), name="immortal")
     fine = asyncio.create_task(asyncio.sleep(0), name="fine")

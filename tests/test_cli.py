@@ -52,7 +52,7 @@ def env_for(ws_port: int, http_port: int, **extra: str) -> dict[str, str]:
     return env
 
 
-async def test_serve_shuts_down_gracefully_on_sigterm(tmp_path: Path):
+async def test_serve_shuts_down_gracefully_on_sigterm(tmp_path: Path) -> None:
     ws_port, http_port = free_port(), free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
@@ -79,7 +79,7 @@ async def test_serve_shuts_down_gracefully_on_sigterm(tmp_path: Path):
     assert "connected from 127.0.0.1" in text and "disconnected from 127.0.0.1" in text
 
 
-def test_bad_option_exits_with_clear_message():
+def test_bad_option_exits_with_clear_message() -> None:
     result = subprocess.run(
         [str(SLURMCAST), "serve", "--ws-port", "not-a-port"],
         capture_output=True,
@@ -90,7 +90,7 @@ def test_bad_option_exits_with_clear_message():
     assert "--ws-port: expected int" in result.stderr
 
 
-def test_port_in_use_exits_non_zero():
+def test_port_in_use_exits_non_zero() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -114,7 +114,7 @@ def test_port_in_use_exits_non_zero():
     assert "cannot start" in result.stderr
 
 
-def test_help_lists_every_option_with_its_environment_variable():
+def test_help_lists_every_option_with_its_environment_variable() -> None:
     result = subprocess.run(
         [str(SLURMCAST), "serve", "--help"], capture_output=True, text=True, timeout=30
     )
@@ -147,7 +147,7 @@ async def run_script(name: str, env: dict[str, str]) -> subprocess.CompletedProc
     )
 
 
-async def test_start_and_stop_scripts(tmp_path: Path):
+async def test_start_and_stop_scripts(tmp_path: Path) -> None:
     ws_port, http_port = free_port(), free_port()
     pidfile, logfile = tmp_path / "slurmcast.pid", tmp_path / "slurmcast.log"
     env = env_for(
@@ -180,7 +180,7 @@ async def test_start_and_stop_scripts(tmp_path: Path):
     assert again.returncode == 0 and "not running" in again.stdout
 
 
-def test_token_command_mints_a_verifiable_token():
+def test_token_command_mints_a_verifiable_token() -> None:
     from slurmcast.auth.jwt import JwtSettings, JwtVerifier
 
     secret = "cli-secret-0123456789abcdef0123456789"
@@ -210,7 +210,7 @@ def test_token_command_mints_a_verifiable_token():
     assert 3500 < principal.expires_at - time.time() <= 3600
 
 
-def test_token_command_refuses_without_a_secret_or_with_a_bad_ttl():
+def test_token_command_refuses_without_a_secret_or_with_a_bad_ttl() -> None:
     env = {k: v for k, v in os.environ.items() if k != "SLURMCAST_JWT_SECRET"}
     result = subprocess.run(
         [str(SLURMCAST), "token", "--sub", "alice"],
@@ -249,7 +249,9 @@ def test_token_command_refuses_without_a_secret_or_with_a_bad_ttl():
         ),
     ],
 )
-def test_slurmrestd_configuration_errors_exit_with_clear_messages(args: list[str], words: str):
+def test_slurmrestd_configuration_errors_exit_with_clear_messages(
+    args: list[str], words: str
+) -> None:
     result = subprocess.run(
         [
             str(SLURMCAST),
@@ -279,7 +281,7 @@ def test_slurmrestd_configuration_errors_exit_with_clear_messages(args: list[str
         ('history_size = "jobs=\\u00b2"\n', "history_size: expected entries like jobs=1000"),
     ],
 )
-def test_a_config_file_with_a_bad_value_exits_with_one_line(tmp_path: Path, config, words):
+def test_a_config_file_with_a_bad_value_exits_with_one_line(tmp_path: Path, config, words) -> None:
     path = tmp_path / "slurmcast.toml"
     path.write_text(config)
     # The ports from the environment would win over the file's ws_port.
@@ -298,7 +300,7 @@ def test_a_config_file_with_a_bad_value_exits_with_one_line(tmp_path: Path, conf
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1"])
-def test_a_bad_leeway_in_the_environment_exits_with_one_line(value):
+def test_a_bad_leeway_in_the_environment_exits_with_one_line(value) -> None:
     result = subprocess.run(
         [str(SLURMCAST), "serve"],
         capture_output=True,
@@ -312,7 +314,7 @@ def test_a_bad_leeway_in_the_environment_exits_with_one_line(value):
 
 
 @pytest.mark.parametrize("ttl", ["nan", "inf", "infs", "-infd", "99999d"])
-def test_token_command_refuses_a_ttl_that_is_not_a_finite_duration(ttl):
+def test_token_command_refuses_a_ttl_that_is_not_a_finite_duration(ttl) -> None:
     env = dict(os.environ, SLURMCAST_JWT_SECRET="x" * 40)
     result = subprocess.run(
         [str(SLURMCAST), "token", "--sub", "alice", f"--ttl={ttl}"],

@@ -7,7 +7,7 @@ from slurmcast.config import Settings, load_settings
 from slurmcast.errors import ConfigError
 
 
-def test_defaults():
+def test_defaults() -> None:
     settings = load_settings({}, {}, None)
     assert settings == Settings()
     assert (settings.ws_port, settings.http_port, settings.source) == (5011, 5012, "simulator")
@@ -18,7 +18,7 @@ def test_defaults():
     )
 
 
-def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path):
+def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None:
     config = tmp_path / "slurmcast.toml"
     config.write_text('ws_port = 7000\nhttp_port = 7001\njobs_interval = 2.5\nhost = "127.0.0.1"\n')
     env = {"SLURMCAST_WS_PORT": "8000", "SLURMCAST_HTTP_PORT": "8001"}
@@ -30,7 +30,7 @@ def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path):
     assert settings.metrics_interval == 15.0  # default
 
 
-def test_config_path_from_environment(tmp_path: Path):
+def test_config_path_from_environment(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text("sim_seed = 7\n")
     assert load_settings({}, {"SLURMCAST_CONFIG": str(config)}).sim_seed == 7
@@ -44,11 +44,11 @@ def test_config_path_from_environment(tmp_path: Path):
         ({"MOCK_MODE": "false", "SLURMCAST_SOURCE": "simulator"}, "simulator"),
     ],
 )
-def test_mock_mode_alias(env, source):
+def test_mock_mode_alias(env, source) -> None:
     assert load_settings({}, env).source == source
 
 
-def test_flag_beats_mock_mode():
+def test_flag_beats_mock_mode() -> None:
     assert load_settings({"source": "simulator"}, {"MOCK_MODE": "false"}).source == "simulator"
 
 
@@ -64,17 +64,17 @@ def test_flag_beats_mock_mode():
         ({"sim_nodes": "4"}, {}, "must be at least 8"),
     ],
 )
-def test_bad_values_name_their_origin(flags, env, message):
+def test_bad_values_name_their_origin(flags, env, message) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(flags, env)
     assert message in info.value.message
 
 
-def test_log_level_is_case_insensitive():
+def test_log_level_is_case_insensitive() -> None:
     assert load_settings({"log_level": "debug"}, {}).log_level == "DEBUG"
 
 
-def test_bad_config_files(tmp_path: Path):
+def test_bad_config_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings({}, {}, tmp_path / "missing.toml")
     broken = tmp_path / "broken.toml"
@@ -101,7 +101,7 @@ def flag(name: str) -> str:
 
 @pytest.mark.parametrize("name", FLOAT_OPTIONS)
 @pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "Infinity", "1e400"])
-def test_float_options_refuse_nan_and_infinity_from_flags_and_environment(name, value):
+def test_float_options_refuse_nan_and_infinity_from_flags_and_environment(name, value) -> None:
     with pytest.raises(ConfigError) as from_flag:
         load_settings({name: value}, {})
     assert from_flag.value.message.startswith(f"{flag(name)}: ")
@@ -113,7 +113,7 @@ def test_float_options_refuse_nan_and_infinity_from_flags_and_environment(name, 
 
 @pytest.mark.parametrize("name", FLOAT_OPTIONS)
 @pytest.mark.parametrize("literal", ["nan", "inf", "-inf", "+inf"])
-def test_float_options_refuse_nan_and_infinity_from_the_file(tmp_path: Path, name, literal):
+def test_float_options_refuse_nan_and_infinity_from_the_file(tmp_path: Path, name, literal) -> None:
     config = tmp_path / "c.toml"
     config.write_text(f"{name} = {literal}\n")
     with pytest.raises(ConfigError) as info:
@@ -122,7 +122,7 @@ def test_float_options_refuse_nan_and_infinity_from_the_file(tmp_path: Path, nam
 
 
 @pytest.mark.parametrize("name", FLOAT_OPTIONS)
-def test_float_options_refuse_negative_values_and_values_past_their_maximum(name):
+def test_float_options_refuse_negative_values_and_values_past_their_maximum(name) -> None:
     spec = next(s for s in fields(Settings) if s.name == name)
     # Every float option is a duration, a rate, a count or a percentage: none may be negative.
     with pytest.raises(ConfigError, match=r"must be (greater than 0|at least 0)"):
@@ -134,7 +134,7 @@ def test_float_options_refuse_negative_values_and_values_past_their_maximum(name
     assert getattr(load_settings({name: str(maximum)}, {}), name) == maximum
 
 
-def test_a_nan_leeway_cannot_switch_off_token_expiry():
+def test_a_nan_leeway_cannot_switch_off_token_expiry() -> None:
     for value in ("nan", "inf", "1e18", "301"):
         with pytest.raises(ConfigError, match="SLURMCAST_JWT_LEEWAY"):
             load_settings({}, {"SLURMCAST_JWT_LEEWAY": value})
@@ -161,7 +161,9 @@ def test_a_nan_leeway_cannot_switch_off_token_expiry():
         ('history_size = "jobs=99999999999999999999"', "history_size: jobs must be at most"),
     ],
 )
-def test_config_values_of_the_wrong_type_are_configuration_errors(tmp_path: Path, line, message):
+def test_config_values_of_the_wrong_type_are_configuration_errors(
+    tmp_path: Path, line, message
+) -> None:
     config = tmp_path / "c.toml"
     config.write_text(line + "\n")
     with pytest.raises(ConfigError) as info:
@@ -170,7 +172,7 @@ def test_config_values_of_the_wrong_type_are_configuration_errors(tmp_path: Path
     assert message in info.value.message
 
 
-def test_integral_floats_and_numeric_text_still_convert(tmp_path: Path):
+def test_integral_floats_and_numeric_text_still_convert(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text("ws_port = 6000.0\njobs_interval = 2\n")
     settings = load_settings({"http_port": "6001"}, {"SLURMCAST_NODES_INTERVAL": "2.5"}, config)
@@ -180,7 +182,7 @@ def test_integral_floats_and_numeric_text_still_convert(tmp_path: Path):
 
 
 @pytest.mark.parametrize("name", NUMERIC_OPTIONS)
-def test_every_numeric_option_refuses_a_list_from_the_file(tmp_path: Path, name):
+def test_every_numeric_option_refuses_a_list_from_the_file(tmp_path: Path, name) -> None:
     config = tmp_path / "c.toml"
     config.write_text(f"{name} = [1]\n")
     with pytest.raises(ConfigError, match=rf"{name}: expected (int|float), got \[1\]"):
@@ -191,7 +193,7 @@ INT_OPTIONS = [spec.name for spec in fields(Settings) if type(spec.default) is i
 
 
 @pytest.mark.parametrize("name", INT_OPTIONS)
-def test_integer_options_refuse_non_integers_from_every_origin(tmp_path: Path, name):
+def test_integer_options_refuse_non_integers_from_every_origin(tmp_path: Path, name) -> None:
     for value in ("nan", "inf", "1e400", "1.5", "0x10"):
         with pytest.raises(ConfigError, match=rf"^{flag(name)}: expected int"):
             load_settings({name: value}, {})

@@ -30,7 +30,7 @@ def refused(verifier: JwtVerifier, token: str) -> AuthError:
     return info.value
 
 
-def test_valid_hs256_token_gives_principal():
+def test_valid_hs256_token_gives_principal() -> None:
     verifier = JwtVerifier(JwtSettings(secret=SECRET))
     principal = verifier(hs256("alice", roles=["admin"], channels=["jobs", "user:alice"]))
     assert principal.user == "alice" and principal.is_admin
@@ -38,7 +38,7 @@ def test_valid_hs256_token_gives_principal():
     assert principal.expires_at is not None and principal.expires_at > time.time()
 
 
-def test_rs256_es256_from_public_key_and_jwks(keys):
+def test_rs256_es256_from_public_key_and_jwks(keys) -> None:
     rsa_pair, ec_pair, jwks = keys
     for pair in (rsa_pair, ec_pair):
         verifier = JwtVerifier(JwtSettings(public_key_file=str(pair.public_pem_file)))
@@ -70,7 +70,7 @@ def test_rs256_es256_from_public_key_and_jwks(keys):
         (lambda: hs256(channels=["weather"]), ErrorCode.INVALID_TOKEN, "channels"),
     ],
 )
-def test_bad_tokens_are_refused_with_a_reason(make, code, words):
+def test_bad_tokens_are_refused_with_a_reason(make, code, words) -> None:
     error = refused(JwtVerifier(JwtSettings(secret=SECRET)), make())
     assert error.code is code
     assert words in error.message
@@ -85,13 +85,13 @@ def _unsigned(claims: dict) -> str:
     return f"{_part({'alg': 'none', 'typ': 'JWT'})}.{_part(claims)}."
 
 
-def test_alg_none_is_refused():
+def test_alg_none_is_refused() -> None:
     token = _unsigned({"sub": "root", "roles": ["admin"], "exp": int(time.time()) + 60})
     error = refused(JwtVerifier(JwtSettings(secret=SECRET)), token)
     assert "algorithm" in error.message
 
 
-def test_algorithm_confusion_is_refused(keys):
+def test_algorithm_confusion_is_refused(keys) -> None:
     rsa_pair, _, _ = keys
     # An HS256 token signed with the RSA *public* key must not pass an RS256 verifier.
     public_pem = rsa_pair.public_pem_file.read_bytes()
@@ -103,7 +103,7 @@ def test_algorithm_confusion_is_refused(keys):
     assert "algorithm" in error.message
 
 
-def test_audience_and_issuer(keys):
+def test_audience_and_issuer(keys) -> None:
     verifier = JwtVerifier(JwtSettings(secret=SECRET, audience="slurmcast", issuer="hpc-sso"))
     assert verifier(hs256(aud="slurmcast", iss="hpc-sso")).user == "alice"
     assert "audience" in refused(verifier, hs256(aud="other", iss="hpc-sso")).message
@@ -111,20 +111,20 @@ def test_audience_and_issuer(keys):
     assert "'aud'" in refused(verifier, hs256(iss="hpc-sso")).message
 
 
-def test_small_clock_skew_is_tolerated():
+def test_small_clock_skew_is_tolerated() -> None:
     verifier = JwtVerifier(JwtSettings(secret=SECRET, leeway=10))
     assert verifier(hs256(ttl=-3)).user == "alice"
     assert verifier(hs256(nbf=int(time.time()) + 3)).user == "alice"
 
 
-def test_unknown_kid_in_jwks(keys):
+def test_unknown_kid_in_jwks(keys) -> None:
     rsa_pair, _, jwks = keys
     rsa_pair_other = KeyPair(rsa_pair.private, rsa_pair.public_pem_file, "RS256", "missing")
     error = refused(JwtVerifier(JwtSettings(jwks_file=str(jwks))), rsa_pair_other.token())
     assert "not in the JWKS" in error.message
 
 
-def test_configuration_errors(tmp_path: Path):
+def test_configuration_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="needs a key"):
         JwtVerifier(JwtSettings())
     with pytest.raises(ConfigError, match="at least 32 bytes"):
@@ -137,13 +137,13 @@ def test_configuration_errors(tmp_path: Path):
         JwtVerifier(JwtSettings(jwks_file=str(bad)))
 
 
-def test_mint_round_trip():
+def test_mint_round_trip() -> None:
     token = mint_token(SECRET, "erin", roles=["admin"], ttl_s=60, now=time.time())
     principal = JwtVerifier(JwtSettings(secret=SECRET))(token)
     assert principal.user == "erin" and principal.is_admin
 
 
-def test_parse_bearer():
+def test_parse_bearer() -> None:
     assert parse_bearer("Bearer abc") == "abc"
     assert parse_bearer("bearer   abc ") == "abc"
     assert parse_bearer("Basic abc") is None
@@ -168,18 +168,18 @@ def test_parse_bearer():
     ],
     ids=repr,
 )
-def test_claims_rfc_7519_does_not_allow_are_refused(claims):
+def test_claims_rfc_7519_does_not_allow_are_refused(claims) -> None:
     error = refused(JwtVerifier(JwtSettings(secret=SECRET)), hs256(**claims))
     assert error.code is ErrorCode.INVALID_TOKEN
 
 
-def test_a_numeric_date_may_be_a_float_and_far_away():
+def test_a_numeric_date_may_be_a_float_and_far_away() -> None:
     verifier = JwtVerifier(JwtSettings(secret=SECRET))
     principal = verifier(hs256(exp=253402300799.5 - 0.5, iat=time.time() - 0.25))
     assert principal.expires_at == 253402300799.0
 
 
-def test_times_are_still_checked_with_the_leeway():
+def test_times_are_still_checked_with_the_leeway() -> None:
     verifier = JwtVerifier(JwtSettings(secret=SECRET, leeway=10))
     assert verifier(hs256(ttl=-5)).user == "alice", "within the leeway"
     assert refused(verifier, hs256(ttl=-60)).code is ErrorCode.TOKEN_EXPIRED
@@ -187,6 +187,6 @@ def test_times_are_still_checked_with_the_leeway():
 
 
 @pytest.mark.parametrize("token", ["\ud800.e30.x", "é.é.é", "a\x00b.c.d", "x" * 3 + "\n"])
-def test_tokens_that_are_not_printable_ascii_are_malformed(token):
+def test_tokens_that_are_not_printable_ascii_are_malformed(token) -> None:
     error = refused(JwtVerifier(JwtSettings(secret=SECRET)), token)
     assert error.message == "token is malformed"

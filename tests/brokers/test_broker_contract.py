@@ -139,7 +139,7 @@ def numbers(publications: list[Publication]) -> list[int]:
     return [orjson.loads(p.payload)["data"]["n"] for p in publications]
 
 
-async def test_offsets_count_up_per_channel_and_deliveries_come_in_order(make_broker):
+async def test_offsets_count_up_per_channel_and_deliveries_come_in_order(make_broker) -> None:
     async with make_broker() as subject:
         broker, handler = subject.broker, subject.handler
         first = await broker.position("jobs")
@@ -159,7 +159,7 @@ async def test_offsets_count_up_per_channel_and_deliveries_come_in_order(make_br
         assert await broker.position("jobs") == StreamPosition(5, first.epoch)
 
 
-async def test_messages_to_everyone_have_no_position(make_broker):
+async def test_messages_to_everyone_have_no_position(make_broker) -> None:
     async with make_broker() as subject:
         result = await subject.broker.publish(message("all", 1))
         assert result.publication.position is None
@@ -167,7 +167,7 @@ async def test_messages_to_everyone_have_no_position(make_broker):
         assert subject.handler.on("all")[0].position is None
 
 
-async def test_history_since_latest_and_trimming(make_broker):
+async def test_history_since_latest_and_trimming(make_broker) -> None:
     async with make_broker() as subject:
         broker = subject.broker
         for n in range(1, 6):
@@ -190,7 +190,7 @@ async def test_history_since_latest_and_trimming(make_broker):
         ).recovered
 
 
-async def test_history_forgets_messages_older_than_the_ttl(make_broker):
+async def test_history_forgets_messages_older_than_the_ttl(make_broker) -> None:
     async with make_broker(ttl=60.0) as subject:
         broker, clock = subject.broker, subject.clock
         await broker.publish(message("jobs", 1))
@@ -204,7 +204,7 @@ async def test_history_forgets_messages_older_than_the_ttl(make_broker):
         assert recover(StreamPosition(1, history.top.epoch), history, ()).recovered
 
 
-async def test_state_follows_publications_and_seeds(make_broker):
+async def test_state_follows_publications_and_seeds(make_broker) -> None:
     async with make_broker() as subject:
         broker = subject.broker
         assert await broker.snapshot("notifications") is None
@@ -226,7 +226,7 @@ async def test_state_follows_publications_and_seeds(make_broker):
         assert snap.position.offset == 2
 
 
-async def test_a_batch_positions_stores_and_delivers_everything_at_once(make_broker):
+async def test_a_batch_positions_stores_and_delivers_everything_at_once(make_broker) -> None:
     async with make_broker() as subject:
         broker, handler = subject.broker, subject.handler
         assert await broker.checkpoint() == {}
@@ -262,7 +262,7 @@ async def test_a_batch_positions_stores_and_delivers_everything_at_once(make_bro
         assert metrics.items == [{"cpu": 1}]
 
 
-async def test_history_replays_the_bytes_that_were_delivered(make_broker):
+async def test_history_replays_the_bytes_that_were_delivered(make_broker) -> None:
     async with make_broker() as subject:
         broker, handler = subject.broker, subject.handler
         await broker.publish(message("user:alice", 1))
@@ -274,7 +274,7 @@ async def test_history_replays_the_bytes_that_were_delivered(make_broker):
         assert orjson.loads(stored.wire())["offset"] == 1
 
 
-async def test_reading_a_channel_nobody_published_on_stores_nothing(make_broker):
+async def test_reading_a_channel_nobody_published_on_stores_nothing(make_broker) -> None:
     async with make_broker() as subject:
         broker = subject.broker
         for n in range(50):
@@ -291,7 +291,9 @@ async def test_reading_a_channel_nobody_published_on_stores_nothing(make_broker)
         assert await subject.stored() == set()
 
 
-async def test_a_channel_is_born_with_the_epoch_it_reported_and_recovers_from_it(make_broker):
+async def test_a_channel_is_born_with_the_epoch_it_reported_and_recovers_from_it(
+    make_broker,
+) -> None:
     async with make_broker() as subject:
         broker = subject.broker
         before = await broker.position("user:alice")
@@ -303,7 +305,7 @@ async def test_a_channel_is_born_with_the_epoch_it_reported_and_recovers_from_it
         assert await subject.stored() == {"user:alice"}
 
 
-async def test_history_after_a_position_far_beyond_the_channel_is_empty(make_broker):
+async def test_history_after_a_position_far_beyond_the_channel_is_empty(make_broker) -> None:
     async with make_broker() as subject:
         broker = subject.broker
         await broker.publish(message("jobs", 1))

@@ -49,7 +49,7 @@ async def kill_subscriptions(instance: str, url: str = REDIS_URL) -> int:
         await admin.aclose()
 
 
-async def test_every_instance_receives_every_publication_in_order():
+async def test_every_instance_receives_every_publication_in_order() -> None:
     async with shared_prefix() as prefix, brokers(prefix, 3) as trio:
         (a, _), (b, on_b), (_c, on_c) = trio
         for n in range(1, 21):
@@ -60,7 +60,7 @@ async def test_every_instance_receives_every_publication_in_order():
             assert [p.offset for p in handler.received] == list(range(1, 21))
 
 
-async def test_a_dropped_subscription_is_filled_from_history():
+async def test_a_dropped_subscription_is_filled_from_history() -> None:
     async with shared_prefix() as prefix, brokers(prefix, 2) as pair:
         (a, _), (_b, on_b) = pair
         await a.publish(message("jobs", 1), confirm=False)
@@ -73,7 +73,7 @@ async def test_a_dropped_subscription_is_filled_from_history():
         assert on_b.lost == []
 
 
-async def test_a_message_lost_without_a_disconnect_is_found_by_the_audit():
+async def test_a_message_lost_without_a_disconnect_is_found_by_the_audit() -> None:
     async with shared_prefix() as prefix, brokers(prefix, 1, audit_interval=0.2) as single:
         ((broker, handler),) = single
         await broker.publish(message("jobs", 1))
@@ -94,7 +94,7 @@ async def test_a_message_lost_without_a_disconnect_is_found_by_the_audit():
         assert broker.gaps_filled == 1
 
 
-async def test_a_gap_history_no_longer_holds_means_the_stream_is_lost():
+async def test_a_gap_history_no_longer_holds_means_the_stream_is_lost() -> None:
     sizes = lambda channel: 2  # noqa: E731
     async with shared_prefix() as prefix, brokers(prefix, 2, history_size=sizes) as pair:
         (a, _), (b, on_b) = pair
@@ -116,7 +116,7 @@ async def test_a_gap_history_no_longer_holds_means_the_stream_is_lost():
             await late.close()
 
 
-async def test_a_new_epoch_tells_local_subscribers_to_recover():
+async def test_a_new_epoch_tells_local_subscribers_to_recover() -> None:
     async with shared_prefix() as prefix, brokers(prefix, 2) as pair:
         (a, _), (_b, on_b) = pair
         first = (await a.publish(message("jobs", 1), confirm=False)).publication.position
@@ -132,7 +132,7 @@ async def test_a_new_epoch_tells_local_subscribers_to_recover():
         assert on_b.received[-1].position == second
 
 
-async def test_a_fenced_batch_changes_nothing():
+async def test_a_fenced_batch_changes_nothing() -> None:
     async with shared_prefix() as prefix, brokers(prefix, 1) as single:
         ((broker, _handler),) = single
         holder = RedisLease(broker.redis, f"{prefix}:lease", 30)
@@ -146,7 +146,7 @@ async def test_a_fenced_batch_changes_nothing():
         assert done.offset == 1
 
 
-async def test_redis_outage_refuses_publishes_then_recovers_with_a_new_epoch():
+async def test_redis_outage_refuses_publishes_then_recovers_with_a_new_epoch() -> None:
     async with PrivateRedis() as redis_server:
         events: list[bool] = []
         changed = asyncio.Event()
@@ -187,7 +187,9 @@ async def test_redis_outage_refuses_publishes_then_recovers_with_a_new_epoch():
             await broker.close()
 
 
-async def test_a_foreign_message_on_the_channel_is_ignored_and_delivery_goes_on(caplog):
+async def test_a_foreign_message_on_the_channel_is_ignored_and_delivery_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async with shared_prefix() as prefix, brokers(prefix, 1) as single:
         ((broker, handler),) = single
         raw = Redis.from_url(REDIS_URL)
@@ -204,7 +206,7 @@ async def test_a_foreign_message_on_the_channel_is_ignored_and_delivery_goes_on(
         assert "reader crashed" not in caplog.text and "subscription lost" not in caplog.text
 
 
-async def test_a_channel_born_under_a_tracking_instance_is_delivered_whole():
+async def test_a_channel_born_under_a_tracking_instance_is_delivered_whole() -> None:
     async with shared_prefix() as prefix, brokers(prefix, 2) as pair:
         (a, _), (b, on_b) = pair
         unborn = await b.position("user:alice")
@@ -220,7 +222,7 @@ async def test_a_channel_born_under_a_tracking_instance_is_delivered_whole():
         assert on_b.lost == []
 
 
-async def test_a_birth_missed_while_disconnected_is_filled_by_the_audit():
+async def test_a_birth_missed_while_disconnected_is_filled_by_the_audit() -> None:
     async with shared_prefix() as prefix, brokers(prefix, 2) as pair:
         (a, _), (b, on_b) = pair
         b.track("user:alice", await b.position("user:alice"))
@@ -234,7 +236,7 @@ async def test_a_birth_missed_while_disconnected_is_filled_by_the_audit():
         assert on_b.lost == []
 
 
-async def test_untracked_channels_are_forgotten():
+async def test_untracked_channels_are_forgotten() -> None:
     async with shared_prefix() as prefix, brokers(prefix, 1) as single:
         ((broker, _),) = single
         for n in range(20):
@@ -246,7 +248,7 @@ async def test_untracked_channels_are_forgotten():
         assert broker._delivered == {}
 
 
-async def test_an_empty_redis_loses_the_channels_tracked_before_their_birth():
+async def test_an_empty_redis_loses_the_channels_tracked_before_their_birth() -> None:
     async with PrivateRedis() as redis_server:
         broker = RedisBroker(redis_server.url, prefix="t", reconnect_max=0.5)
         handler = Recorder()
@@ -262,7 +264,7 @@ async def test_an_empty_redis_loses_the_channels_tracked_before_their_birth():
             await broker.close()
 
 
-async def test_same_history_reads_asked_together_share_one_redis_call():
+async def test_same_history_reads_asked_together_share_one_redis_call() -> None:
     async with shared_prefix() as prefix, brokers(prefix, 1) as [(broker, _)]:
         for n in range(1, 4):
             await broker.publish(message("jobs", n))

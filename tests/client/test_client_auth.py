@@ -70,7 +70,7 @@ async def _value(value):
     return value
 
 
-async def test_the_token_provider_is_asked_for_every_connection():
+async def test_the_token_provider_is_asked_for_every_connection() -> None:
     calls = 0
 
     async def provider() -> str:
@@ -99,7 +99,7 @@ async def test_the_token_provider_is_asked_for_every_connection():
         assert sub.resyncs == 0
 
 
-async def test_an_expiring_token_is_refreshed_without_reconnecting():
+async def test_an_expiring_token_is_refreshed_without_reconnecting() -> None:
     tokens = Tokens(lambda: hs256("alice", ttl=2), lambda: hs256("alice", ttl=3600))
     states = States()
     async with (
@@ -116,7 +116,7 @@ async def test_an_expiring_token_is_refreshed_without_reconnecting():
         assert client.state is ConnectionState.CONNECTED
 
 
-async def test_after_a_4001_close_the_client_reconnects_with_a_new_token():
+async def test_after_a_4001_close_the_client_reconnects_with_a_new_token() -> None:
     tokens = Tokens(
         lambda: hs256("alice", ttl=2),  # expires soon...
         lambda: hs256("alice", ttl=-60),  # ...the refresh is refused: the server closes 4001
@@ -138,7 +138,7 @@ async def test_after_a_4001_close_the_client_reconnects_with_a_new_token():
         assert received[1]["offset"] == received[0]["offset"] + 1 and sub.resyncs == 0
 
 
-async def test_an_expired_static_token_fails_clearly():
+async def test_an_expired_static_token_fails_clearly() -> None:
     async with (
         running_server(**JWT, refresh_grace=0.3) as app,
         SlurmcastClient(url(app), token=hs256("alice", ttl=2), **FAST_BACKOFF) as client,
@@ -154,7 +154,7 @@ async def test_an_expired_static_token_fails_clearly():
             await client.ping()
 
 
-async def test_a_bad_token_fails_at_once_and_a_provider_is_asked_only_once_more():
+async def test_a_bad_token_fails_at_once_and_a_provider_is_asked_only_once_more() -> None:
     async with running_server(**JWT) as app:
         states = States()
         client = SlurmcastClient(url(app), token="garbage", on_state=states)
@@ -173,7 +173,7 @@ async def test_a_bad_token_fails_at_once_and_a_provider_is_asked_only_once_more(
         await client.close()
 
 
-async def test_a_token_refused_on_reconnection_ends_in_the_failed_state():
+async def test_a_token_refused_on_reconnection_ends_in_the_failed_state() -> None:
     bad = "not-the-servers-secret-0123456789abcdef"
     tokens = Tokens(lambda: hs256("alice"), lambda: hs256("alice", secret=bad))
     states = States()

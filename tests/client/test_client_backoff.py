@@ -10,7 +10,7 @@ from slurmcast.client import backoff_ceiling, backoff_delay
 from slurmcast.client.backoff import RESTART_ATTEMPTS, RESTART_MAXIMUM
 
 
-def test_ceiling_doubles_from_initial_and_stops_at_the_cap():
+def test_ceiling_doubles_from_initial_and_stops_at_the_cap() -> None:
     ceilings = [backoff_ceiling(n, initial=0.5, maximum=30.0) for n in range(10)]
     assert ceilings == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 30.0]
     assert backoff_ceiling(10_000, initial=0.5, maximum=30.0) == 30.0
@@ -18,7 +18,7 @@ def test_ceiling_doubles_from_initial_and_stops_at_the_cap():
         backoff_ceiling(-1, initial=0.5, maximum=30.0)
 
 
-def test_delays_are_full_jitter_within_bounds_and_reproducible():
+def test_delays_are_full_jitter_within_bounds_and_reproducible() -> None:
     rng = random.Random(42)
     delays = [
         [backoff_delay(n, initial=0.5, maximum=30.0, rng=rng) for _ in range(200)]
@@ -36,7 +36,7 @@ def test_delays_are_full_jitter_within_bounds_and_reproducible():
     assert [backoff_delay(0, initial=0.5, maximum=30.0, rng=again) for _ in range(200)] == delays[0]
 
 
-def test_a_restarting_server_is_retried_within_the_restart_maximum_for_a_while():
+def test_a_restarting_server_is_retried_within_the_restart_maximum_for_a_while() -> None:
     ceilings = [
         backoff_ceiling(n, initial=0.5, maximum=30.0, restart_maximum=RESTART_MAXIMUM)
         for n in range(RESTART_ATTEMPTS + 3)

@@ -43,7 +43,7 @@ async def app():
         yield app
 
 
-async def test_async_iteration_delivers_messages_in_order_with_positions(app):
+async def test_async_iteration_delivers_messages_in_order_with_positions(app) -> None:
     async with SlurmcastClient(url(app)) as client:
         assert client.state is ConnectionState.CONNECTED
         sub = await client.subscribe("jobs")
@@ -57,7 +57,7 @@ async def test_async_iteration_delivers_messages_in_order_with_positions(app):
     assert client.state is ConnectionState.CLOSED
 
 
-async def test_callbacks_sync_and_async_are_called_in_order(app):
+async def test_callbacks_sync_and_async_are_called_in_order(app) -> None:
     plain: list[int] = []
     awaited: list[int] = []
     done = asyncio.Event()
@@ -88,7 +88,9 @@ async def _value(value):
     return value
 
 
-async def test_a_callback_that_raises_is_logged_and_delivery_continues(app, caplog):
+async def test_a_callback_that_raises_is_logged_and_delivery_continues(
+    app, caplog: pytest.LogCaptureFixture
+) -> None:
     seen: list[int] = []
     done = asyncio.Event()
 
@@ -111,7 +113,7 @@ async def test_a_callback_that_raises_is_logged_and_delivery_continues(app, capl
     assert "dashboard bug" in caplog.text
 
 
-async def test_filter_is_applied_by_the_server(app):
+async def test_filter_is_applied_by_the_server(app) -> None:
     async with SlurmcastClient(url(app)) as client:
         sub = await client.subscribe("jobs", filter={"user": ["alice", "carol"]})
         await job_update(app, "1", "bob")
@@ -126,7 +128,9 @@ async def _polled(app) -> bool:
     return app.monitor.jobs is not None and app.monitor.nodes is not None
 
 
-async def test_snapshot_is_one_message_joined_from_every_part(app, monkeypatch):
+async def test_snapshot_is_one_message_joined_from_every_part(
+    app, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Small parts, so the cluster's nodes arrive in several snapshot frames.
     monkeypatch.setattr("slurmcast.core.session.SNAPSHOT_CHUNK", 3)
     await eventually(lambda: _polled(app), bool)
@@ -145,7 +149,7 @@ async def test_snapshot_is_one_message_joined_from_every_part(app, monkeypatch):
         assert delta["offset"] == snapshot["position"]["offset"] + 1
 
 
-async def test_history_ping_and_mark_read(app):
+async def test_history_ping_and_mark_read(app) -> None:
     await publish(app, 5)
     async with SlurmcastClient(url(app)) as client:
         page = await client.history("jobs", limit=3)
@@ -167,7 +171,7 @@ async def test_history_ping_and_mark_read(app):
         assert await client.ping() >= 0
 
 
-async def test_mark_read_marks_a_stored_notification(app):
+async def test_mark_read_marks_a_stored_notification(app) -> None:
     status, body = await http_json(
         app,
         "POST",
@@ -180,7 +184,7 @@ async def test_mark_read_marks_a_stored_notification(app):
         assert await client.mark_read([notification_id]) == [notification_id]
 
 
-async def test_refused_subscriptions_raise_typed_errors_and_leave_nothing_behind(app):
+async def test_refused_subscriptions_raise_typed_errors_and_leave_nothing_behind(app) -> None:
     async with SlurmcastClient(url(app)) as client:
         with pytest.raises(ClientError) as info:
             await client.subscribe("gpus")
@@ -199,7 +203,7 @@ async def test_refused_subscriptions_raise_typed_errors_and_leave_nothing_behind
         assert (await take(sub, 1))[0]["data"] == {"seq": 0}
 
 
-async def test_unsubscribe_ends_the_iteration(app):
+async def test_unsubscribe_ends_the_iteration(app) -> None:
     async with SlurmcastClient(url(app)) as client:
         sub = await client.subscribe("jobs")
         await publish(app, 2)
@@ -216,7 +220,7 @@ async def test_unsubscribe_ends_the_iteration(app):
         assert (await take(again, 1))[0]["data"] == {"seq": 2}
 
 
-async def test_messages_for_every_client_arrive_on_the_all_pseudo_channel(app):
+async def test_messages_for_every_client_arrive_on_the_all_pseudo_channel(app) -> None:
     async with SlurmcastClient(url(app)) as client:
         everyone = await client.subscribe("all")
         status, _ = await http_json(app, "POST", "/broadcast", {"message": {"text": "hi all"}})
@@ -226,7 +230,7 @@ async def test_messages_for_every_client_arrive_on_the_all_pseudo_channel(app):
         assert message["data"] == {"text": "hi all"} and "offset" not in message
 
 
-async def test_close_ends_iterations_and_refuses_later_calls(app):
+async def test_close_ends_iterations_and_refuses_later_calls(app) -> None:
     client = SlurmcastClient(url(app))
     await client.connect()
     sub = await client.subscribe("jobs")
@@ -237,7 +241,9 @@ async def test_close_ends_iterations_and_refuses_later_calls(app):
     await client.close()  # idempotent
 
 
-async def test_closing_at_once_after_connecting_logs_no_error(app, caplog):
+async def test_closing_at_once_after_connecting_logs_no_error(
+    app, caplog: pytest.LogCaptureFixture
+) -> None:
     # The reader task may not have run yet when close() comes.
     with caplog.at_level(logging.ERROR, logger="slurmcast.client"):
         for _ in range(3):
@@ -247,7 +253,7 @@ async def test_closing_at_once_after_connecting_logs_no_error(app, caplog):
     assert caplog.records == []
 
 
-async def test_calls_before_connect_and_an_unreachable_server():
+async def test_calls_before_connect_and_an_unreachable_server() -> None:
     client = SlurmcastClient("ws://127.0.0.1:9/")
     with pytest.raises(ClientError) as info:
         await client.ping()
@@ -263,7 +269,7 @@ async def test_calls_before_connect_and_an_unreachable_server():
         SlurmcastClient("http://example.org/")
 
 
-async def test_rate_limited_subscriptions_are_retried_and_requests_refused_with_a_type():
+async def test_rate_limited_subscriptions_are_retried_and_requests_refused_with_a_type() -> None:
     # 10 messages a second, bursts of 2: the third subscribe in a row is refused.
     async with (
         running_server(**QUIET, rate_limit=600.0, rate_burst=2) as app,

@@ -189,12 +189,12 @@ def node(**fields) -> dict:
         ),
     ],
 )
-def test_channel_messages(channel, kind, data, line):
+def test_channel_messages(channel, kind, data, line) -> None:
     message = {"channel": channel, "type": kind, "timestamp": TS, "data": data}
     assert format_line(message) == line
 
 
-def test_synthetic_messages():
+def test_synthetic_messages() -> None:
     position = {"offset": 1040, "epoch": "a1b2c3d4"}
     snapshot = {"type": "snapshot", "channel": "jobs", "position": position, "data": [{}, {}]}
     assert format_line(snapshot) == "-- jobs snapshot: 2 items at 1040:a1b2c3d4"
@@ -204,5 +204,5 @@ def test_synthetic_messages():
     assert format_line(resync) == "-- nodes resync: history lost; state reset from 1040:a1b2c3d4"
 
 
-def test_missing_fields_print_as_question_marks():
+def test_missing_fields_print_as_question_marks() -> None:
     assert format_line({"type": "job_update", "data": {}}) == "? ? job_update ? ? ? ?"

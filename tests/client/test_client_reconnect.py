@@ -42,7 +42,7 @@ async def steady_stream(app, total: int) -> None:
             await asyncio.sleep(0.001)  # pacing, so that drops land mid-stream
 
 
-async def test_dropped_sockets_during_a_stream_lose_and_duplicate_nothing(wire_format):
+async def test_dropped_sockets_during_a_stream_lose_and_duplicate_nothing(wire_format) -> None:
     total = 1500
     async with running_server(**QUIET, history_size="jobs=5000") as app:
         connects = 0

@@ -27,7 +27,7 @@ def part(number: int, parts: int, items: list, offset: int = 10, epoch: str = "e
     }
 
 
-def test_first_request_then_resubscription_from_the_last_position():
+def test_first_request_then_resubscription_from_the_last_position() -> None:
     stream = ChannelStream("jobs", snapshot=True, filter={"user": "alice"})
     assert stream.subscribe_request(1) == {
         "type": "subscribe",
@@ -42,7 +42,7 @@ def test_first_request_then_resubscription_from_the_last_position():
     assert stream.subscribe_request(2)["since"] == {"offset": 11, "epoch": "e1"}
 
 
-def test_duplicates_and_stale_offsets_are_dropped_new_epochs_are_not():
+def test_duplicates_and_stale_offsets_are_dropped_new_epochs_are_not() -> None:
     stream = ChannelStream("jobs")
     assert stream.on_subscribed({"position": {"offset": 5, "epoch": "e1"}}) == []
     delivered = []
@@ -57,7 +57,7 @@ def test_duplicates_and_stale_offsets_are_dropped_new_epochs_are_not():
     assert stream.on_publication({"channel": "jobs", "timestamp": "t", "type": "x"})
 
 
-def test_recovered_keeps_the_position_so_the_replay_is_delivered():
+def test_recovered_keeps_the_position_so_the_replay_is_delivered() -> None:
     stream = ChannelStream("jobs", snapshot=True, since=Position(7, "e1"))
     assert stream.subscribe_request(3)["since"] == {"offset": 7, "epoch": "e1"}
     reply = {"position": {"offset": 9, "epoch": "e1"}, "recovered": True}
@@ -69,7 +69,7 @@ def test_recovered_keeps_the_position_so_the_replay_is_delivered():
     assert stream.resyncs == 0
 
 
-def test_not_recovered_means_a_resync_marker_then_the_fresh_snapshot_then_deltas():
+def test_not_recovered_means_a_resync_marker_then_the_fresh_snapshot_then_deltas() -> None:
     stream = ChannelStream("jobs", snapshot=True, since=Position(7, "old"))
     reply = {"position": {"offset": 40, "epoch": "new"}, "recovered": False}
     assert stream.on_subscribed(reply) == [
@@ -89,7 +89,7 @@ def test_not_recovered_means_a_resync_marker_then_the_fresh_snapshot_then_deltas
     assert [m["offset"] for m in stream.on_publication(message(41, epoch="new"))] == [41]
 
 
-def test_not_recovered_without_snapshots_is_a_marker_only():
+def test_not_recovered_without_snapshots_is_a_marker_only() -> None:
     stream = ChannelStream("jobs", since=Position(7, "old"))
     reply = {"position": {"offset": 40, "epoch": "new"}, "recovered": False}
     assert [m["type"] for m in stream.on_subscribed(reply)] == ["resync"]
@@ -97,7 +97,7 @@ def test_not_recovered_without_snapshots_is_a_marker_only():
     assert "snapshot" not in stream.subscribe_request(4)
 
 
-def test_a_new_connection_discards_a_half_received_snapshot():
+def test_a_new_connection_discards_a_half_received_snapshot() -> None:
     stream = ChannelStream("jobs", snapshot=True)
     stream.subscribe_request(1)
     stream.on_subscribed({"position": {"offset": 10, "epoch": "e1"}})
@@ -108,7 +108,7 @@ def test_a_new_connection_discards_a_half_received_snapshot():
     assert snapshot["data"] == [{"job_id": "fresh"}]
 
 
-def test_publications_are_told_from_replies():
+def test_publications_are_told_from_replies() -> None:
     assert is_publication(message(1))
     assert not is_publication(part(1, 1, []))
     assert not is_publication({"type": "subscribed", "channel": "jobs"})

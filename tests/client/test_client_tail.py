@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from support.server import WAIT, http_json, running_server
 from support.tokens import SECRET, hs256
 
@@ -119,7 +121,7 @@ async def broadcast(app, text: str, channel: str | None = "jobs") -> None:
     assert status == 200, reply
 
 
-async def test_json_lines_for_jq():
+async def test_json_lines_for_jq() -> None:
     async with (
         running_server(**QUIET) as app,
         Tail.run("jobs", "--json", "--url", url(app)) as tail,
@@ -137,7 +139,9 @@ async def test_json_lines_for_jq():
         assert await tail.interrupt() == 0
 
 
-async def test_msgpack_without_compression_prints_the_same_lines(caplog):
+async def test_msgpack_without_compression_prints_the_same_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with caplog.at_level(logging.INFO, logger="slurmcast.ws"):
         async with (
             running_server(**QUIET) as app,
@@ -156,7 +160,7 @@ async def test_msgpack_without_compression_prints_the_same_lines(caplog):
     assert connected.endswith("(msgpack)"), connected
 
 
-async def test_readable_lines():
+async def test_readable_lines() -> None:
     async with running_server(**QUIET) as app, Tail.run("jobs", "--url", url(app)) as tail:
         await tail.stderr_until("following jobs")
         await broadcast(app, "maintenance at 18:00")
@@ -171,7 +175,7 @@ async def test_readable_lines():
         assert await tail.interrupt() == 0
 
 
-async def test_snapshot_first_then_deltas():
+async def test_snapshot_first_then_deltas() -> None:
     async with (
         running_server(**QUIET) as app,
         Tail.run("nodes", "--snapshot", "--url", url(app)) as tail,
@@ -183,7 +187,7 @@ async def test_snapshot_first_then_deltas():
         assert await tail.interrupt() == 0
 
 
-async def test_filters_repeated_fields_mean_any_of():
+async def test_filters_repeated_fields_mean_any_of() -> None:
     async with (
         running_server(**QUIET) as app,
         Tail.run(
@@ -208,7 +212,7 @@ async def test_filters_repeated_fields_mean_any_of():
         assert await tail.interrupt() == 0
 
 
-async def test_since_replays_first_with_or_without_the_epoch():
+async def test_since_replays_first_with_or_without_the_epoch() -> None:
     async with running_server(**QUIET) as app:
         for seq in range(5):
             await app.node.publish("jobs", "broadcast", {"seq": seq}, datetime.now(UTC))
@@ -233,7 +237,7 @@ async def test_since_replays_first_with_or_without_the_epoch():
             assert await tail.interrupt() == 0
 
 
-async def test_unreachable_server_exits_non_zero_with_a_clear_message():
+async def test_unreachable_server_exits_non_zero_with_a_clear_message() -> None:
     port = free_port()  # nothing listens there
     async with Tail.run("jobs", "--url", f"ws://127.0.0.1:{port}/") as tail:
         status, stderr = await tail.status()
@@ -241,7 +245,7 @@ async def test_unreachable_server_exits_non_zero_with_a_clear_message():
     assert f"cannot connect to ws://127.0.0.1:{port}/" in stderr and "Traceback" not in stderr
 
 
-async def test_tokens_a_refused_one_exits_non_zero():
+async def test_tokens_a_refused_one_exits_non_zero() -> None:
     jwt = {"auth": "jwt", "jwt_secret": SECRET, **QUIET}
     async with running_server(**jwt) as app:
         async with Tail.run("jobs", "--url", url(app), "--token", "garbage") as tail:
@@ -256,7 +260,7 @@ async def test_tokens_a_refused_one_exits_non_zero():
             assert await tail.interrupt() == 0
 
 
-async def test_bad_arguments_exit_2():
+async def test_bad_arguments_exit_2() -> None:
     for args, words in [
         (["jobs", "--filter", "user"], "--filter: expected FIELD=VALUE"),
         (["jobs", "--since", "soon"], "--since: expected OFFSET"),

@@ -92,11 +92,11 @@ async def _polled(app: Any) -> bool:
     return app.monitor.jobs is not None and app.monitor.nodes is not None
 
 
-def test_the_subprotocol_is_the_servers():
+def test_the_subprotocol_is_the_servers() -> None:
     assert MSGPACK_SUBPROTOCOL == SERVER_MSGPACK_SUBPROTOCOL
 
 
-def test_frames_decode_by_the_negotiated_format():
+def test_frames_decode_by_the_negotiated_format() -> None:
     request = {"type": "ping", "id": 3, "data": AWKWARD}
     packed = encode(request, "msgpack")
     assert isinstance(packed, bytes) and decode(packed, "msgpack") == request
@@ -112,7 +112,7 @@ def test_frames_decode_by_the_negotiated_format():
         decode(packed, "json")
 
 
-async def test_msgpack_is_negotiated_and_used_both_ways(app, frames):
+async def test_msgpack_is_negotiated_and_used_both_ways(app, frames) -> None:
     async with SlurmcastClient(url(app), wire_format="msgpack") as client:
         ws = client._ws
         assert ws is not None and ws.subprotocol == MSGPACK_SUBPROTOCOL
@@ -129,7 +129,7 @@ async def test_msgpack_is_negotiated_and_used_both_ways(app, frames):
     assert frames.received and set(frames.received) == {"binary"}
 
 
-async def test_a_msgpack_and_a_json_client_get_the_same_messages(app):
+async def test_a_msgpack_and_a_json_client_get_the_same_messages(app) -> None:
     await eventually(lambda: _polled(app), bool)
     async with (
         SlurmcastClient(url(app)) as json_client,
@@ -162,7 +162,7 @@ async def test_a_msgpack_and_a_json_client_get_the_same_messages(app):
         assert len(json_page.publications) == 3 and msgpack_page == json_page
 
 
-async def test_msgpack_requests_are_answered_and_refused_like_json_ones(app, frames):
+async def test_msgpack_requests_are_answered_and_refused_like_json_ones(app, frames) -> None:
     for seq in range(5):
         await app.node.publish("jobs", "broadcast", {"seq": seq}, datetime.now(UTC))
     async with SlurmcastClient(url(app), wire_format="msgpack") as client:
@@ -186,7 +186,7 @@ async def test_msgpack_requests_are_answered_and_refused_like_json_ones(app, fra
     assert set(frames.sent) == {"binary"} and set(frames.received) == {"binary"}
 
 
-async def test_msgpack_authentication_and_refresh():
+async def test_msgpack_authentication_and_refresh() -> None:
     jwt = {"auth": "jwt", "jwt_secret": SECRET, "jwt_leeway": 0.0, **QUIET}
     tokens = iter([hs256("alice", ttl=2), hs256("alice", ttl=3600)])
     async with running_server(**jwt, refresh_grace=30) as app:
@@ -207,7 +207,9 @@ async def test_msgpack_authentication_and_refresh():
         await refused.close()
 
 
-async def test_a_server_that_does_not_agree_to_msgpack_gets_json(monkeypatch, frames, caplog):
+async def test_a_server_that_does_not_agree_to_msgpack_gets_json(
+    monkeypatch: pytest.MonkeyPatch, frames, caplog: pytest.LogCaptureFixture
+) -> None:
     # What an older server does: it ignores the offered subprotocol.
     monkeypatch.setattr(
         "slurmcast.transport.ws_server._select_subprotocol", lambda protocol, offered: None
@@ -236,7 +238,9 @@ def _deflate(client: SlurmcastClient) -> Iterator[PerMessageDeflate]:
         yield extension
 
 
-async def test_compression_is_negotiated_without_context_takeover_and_can_be_turned_off(app):
+async def test_compression_is_negotiated_without_context_takeover_and_can_be_turned_off(
+    app,
+) -> None:
     big = {"text": "job 42 finished on node001 " * 100}
     async with (
         SlurmcastClient(url(app)) as deflating,
@@ -256,7 +260,7 @@ async def test_compression_is_negotiated_without_context_takeover_and_can_be_tur
         assert received[1] == received[0] and received[2] == received[0]
 
 
-async def test_a_server_without_compression_serves_a_client_that_offers_it():
+async def test_a_server_without_compression_serves_a_client_that_offers_it() -> None:
     async with (
         running_server(**QUIET, compression="none") as app,
         SlurmcastClient(url(app), wire_format="msgpack") as client,
@@ -268,6 +272,6 @@ async def test_a_server_without_compression_serves_a_client_that_offers_it():
         assert client.state is ConnectionState.CONNECTED
 
 
-def test_an_unknown_wire_format_is_refused():
+def test_an_unknown_wire_format_is_refused() -> None:
     with pytest.raises(ValueError, match="wire_format must be one of json, msgpack"):
         SlurmcastClient("ws://127.0.0.1:5011/", wire_format="xml")  # type: ignore[arg-type]

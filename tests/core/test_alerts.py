@@ -15,7 +15,7 @@ def statuses(alerts):
     return [(a.id, a.status.value) for a in alerts]
 
 
-def test_cpu_alert_fires_once_and_resolves_with_hysteresis():
+def test_cpu_alert_fires_once_and_resolves_with_hysteresis() -> None:
     book = AlertBook(AlertThresholds(cpu_usage=90, hysteresis=5))
     assert book.on_metrics(sample(80), T0) == []
     (fired,) = book.on_metrics(sample(93.1), T0)
@@ -31,12 +31,12 @@ def test_cpu_alert_fires_once_and_resolves_with_hysteresis():
     assert book.on_metrics(sample(80), T0) == []
 
 
-def test_disabled_rule_never_fires():
+def test_disabled_rule_never_fires() -> None:
     book = AlertBook(AlertThresholds(cpu_usage=None, memory_usage=None))
     assert book.on_metrics(sample(100, 100), T0) == []
 
 
-def test_node_alerts_fire_escalate_and_resolve():
+def test_node_alerts_fire_escalate_and_resolve() -> None:
     book = AlertBook()
     assert book.on_nodes(by_name(node()), T0) == []
     (drain,) = book.on_nodes(by_name(node(state=NodeState.DRAINING, reason="disk")), T0)
@@ -49,7 +49,7 @@ def test_node_alerts_fire_escalate_and_resolve():
     assert back.status.value == "resolved" and back.id == "node_unavailable:node001"
 
 
-def test_not_responding_node_alerts_and_removed_node_resolves():
+def test_not_responding_node_alerts_and_removed_node_resolves() -> None:
     book = AlertBook()
     alerts = book.on_nodes(by_name(node(flags=frozenset({NOT_RESPONDING}))), T0)
     assert statuses(alerts) == [("node_unavailable:node001", "firing")]
@@ -57,7 +57,7 @@ def test_not_responding_node_alerts_and_removed_node_resolves():
     assert statuses(book.on_nodes({}, T0)) == [("node_unavailable:node001", "resolved")]
 
 
-def test_generic_condition():
+def test_generic_condition() -> None:
     book = AlertBook()
     assert len(book.set("x", "x", AlertSeverity.WARNING, "m", {}, T0)) == 1
     assert book.set("x", "x", AlertSeverity.WARNING, "m", {}, T0) == []

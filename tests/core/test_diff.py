@@ -21,7 +21,7 @@ def events_of(prev, curr, finals=None, carry=frozenset()):
     return events
 
 
-def test_new_pending_job_is_submitted_only():
+def test_new_pending_job_is_submitted_only() -> None:
     events = events_of({}, by_id(job("1")))
     assert events == [JobSubmitted(job("1"))]
     data = events[0].data()
@@ -31,7 +31,7 @@ def test_new_pending_job_is_submitted_only():
     assert data["resources"] == {"cpus": 4, "memory": "8GB", "memory_mb": 8192, "gpus": 0}
 
 
-def test_new_job_first_seen_running_gets_submitted_then_update_from_pending():
+def test_new_job_first_seen_running_gets_submitted_then_update_from_pending() -> None:
     running = job("1", R, nodes=("node001", "node002"), start_time=T0)
     submitted, update = events_of({}, by_id(running))
     assert isinstance(submitted, JobSubmitted) and update == JobStateChanged(running, P)
@@ -42,14 +42,14 @@ def test_new_job_first_seen_running_gets_submitted_then_update_from_pending():
     assert update.data()["nodes"] == ["node001", "node002"]
 
 
-def test_new_job_first_seen_finished_reports_its_final_state():
+def test_new_job_first_seen_finished_reports_its_final_state() -> None:
     done = finished("1", JobState.COMPLETED, exit_code=0)
     submitted, update = events_of({}, by_id(done))
     assert submitted.data()["status"] == "PENDING"
     assert update.data()["status"] == "COMPLETED" and update.data()["exit_code"] == 0
 
 
-def test_state_change_and_no_change():
+def test_state_change_and_no_change() -> None:
     prev = by_id(job("1"), job("2"))
     curr = by_id(job("1", R), job("2"))
     events, baseline = diff_jobs(prev, curr)
@@ -59,14 +59,14 @@ def test_state_change_and_no_change():
     assert baseline == curr
 
 
-def test_finished_in_listing_carries_exit_code():
+def test_finished_in_listing_carries_exit_code() -> None:
     done = finished("1", JobState.FAILED, exit_code=3)
     (event,) = events_of(by_id(job("1", R)), by_id(done))
     assert event.data()["exit_code"] == 3 and event.data()["status"] == "FAILED"
     assert event.data()["end_time"] == "2026-01-01T14:30:00Z"
 
 
-def test_needs_final_state_lists_vanished_and_finishing_jobs():
+def test_needs_final_state_lists_vanished_and_finishing_jobs() -> None:
     prev = by_id(job("1", R), job("2", JobState.COMPLETED), job("3", R), job("4", R), job("5", R))
     curr = by_id(job("3", CG), finished("4", JobState.FAILED), job("5", R), job("6", CG))
     wanted = needs_final_state(prev, curr)
@@ -76,7 +76,7 @@ def test_needs_final_state_lists_vanished_and_finishing_jobs():
     assert needs_final_state(by_id(finished("4", JobState.FAILED)), curr).keys() == {"3", "6"}
 
 
-def test_vanished_job_resolved_from_finals():
+def test_vanished_job_resolved_from_finals() -> None:
     prev = by_id(job("1", R), job("2", JobState.COMPLETED))
     final = finished("1", JobState.TIMEOUT)
     events, baseline = diff_jobs(prev, {}, {"1": final})
@@ -84,7 +84,7 @@ def test_vanished_job_resolved_from_finals():
     assert baseline == {}
 
 
-def test_accounting_final_beats_the_listing_and_is_reported_once():
+def test_accounting_final_beats_the_listing_and_is_reported_once() -> None:
     # squeue shows COMPLETING while the epilog runs; accounting already knows FAILED.
     prev = by_id(job("1", R))
     final = finished("1", JobState.FAILED, exit_code=3)
@@ -99,19 +99,19 @@ def test_accounting_final_beats_the_listing_and_is_reported_once():
     assert diff_jobs(baseline, {}) == ([], {})
 
 
-def test_requeue_after_finish_is_reported():
+def test_requeue_after_finish_is_reported() -> None:
     failed = finished("1", JobState.NODE_FAIL)
     (event,) = events_of(by_id(failed), by_id(job("1", P, reason="BeginTime")))
     assert event.data()["previous_status"] == "NODE_FAIL" and event.data()["status"] == "PENDING"
 
 
-def test_non_terminal_final_is_not_used():
+def test_non_terminal_final_is_not_used() -> None:
     # Accounting lags: it still says RUNNING for a job squeue shows COMPLETING.
     events = events_of(by_id(job("1", R)), by_id(job("1", CG)), {"1": job("1", R)})
     assert [e.data()["status"] for e in events] == ["COMPLETING"]
 
 
-def test_vanished_job_without_final_is_carried_then_unconfirmed():
+def test_vanished_job_without_final_is_carried_then_unconfirmed() -> None:
     prev = by_id(job("1", R))
     events, baseline = diff_jobs(prev, {}, {}, carry=frozenset({"1"}))
     assert events == [] and baseline == prev
@@ -121,11 +121,11 @@ def test_vanished_job_without_final_is_carried_then_unconfirmed():
     assert data["status"] == "RUNNING" and data["final_state_confirmed"] is False
 
 
-def test_terminal_job_leaving_listing_is_silent():
+def test_terminal_job_leaving_listing_is_silent() -> None:
     assert events_of(by_id(finished("1", JobState.COMPLETED)), {}) == []
 
 
-def test_diff_is_linear_sized_output_for_large_queue():
+def test_diff_is_linear_sized_output_for_large_queue() -> None:
     prev = {str(i): job(str(i)) for i in range(20000)}
     curr = dict(prev)
     curr["5"] = job("5", R)
@@ -134,7 +134,7 @@ def test_diff_is_linear_sized_output_for_large_queue():
     assert [type(e) for e in events] == [JobStateChanged, JobSubmitted]
 
 
-def test_node_state_change_added_removed():
+def test_node_state_change_added_removed() -> None:
     reported = by_name(node("node001"), node("node002"))
     curr = by_name(node("node001", NodeState.DRAINED, reason="disk"), node("node003"))
     events, baseline = diff_nodes(reported, curr, 20.0)
@@ -148,13 +148,13 @@ def test_node_state_change_added_removed():
     assert set(baseline) == {"node001", "node003"}
 
 
-def test_not_responding_flag_is_a_state_change():
+def test_not_responding_flag_is_a_state_change() -> None:
     events, _ = diff_nodes(by_name(node()), by_name(node(flags=frozenset({NOT_RESPONDING}))), 20.0)
     assert len(events) == 1 and isinstance(events[0], NodeStateChanged)
     assert events[0].data()["flags"] == ["NOT_RESPONDING"]
 
 
-def test_resource_change_threshold_is_strict_and_uses_last_reported():
+def test_resource_change_threshold_is_strict_and_uses_last_reported() -> None:
     base = by_name(node("n", NodeState.MIXED, cpus_allocated=32))  # 50 %
     # +12.5 points: below the threshold, nothing reported, baseline kept.
     events, baseline = diff_nodes(base, by_name(node("n", NodeState.MIXED, cpus_allocated=40)), 20)
@@ -169,14 +169,14 @@ def test_resource_change_threshold_is_strict_and_uses_last_reported():
     assert baseline["n"].cpus_allocated == 48
 
 
-def test_state_change_does_not_double_report_resources():
+def test_state_change_does_not_double_report_resources() -> None:
     events, _ = diff_nodes(
         by_name(node("n")), by_name(node("n", NodeState.ALLOCATED, cpus_allocated=64)), 20
     )
     assert [type(e) for e in events] == [NodeStateChanged]
 
 
-def test_pending_job_waiting_for_another_reason_is_a_job_update():
+def test_pending_job_waiting_for_another_reason_is_a_job_update() -> None:
     prev = by_id(job("1", P, reason="Priority"))
     curr = by_id(job("1", P, reason="Resources"))
     (event,) = events_of(prev, curr)
@@ -191,7 +191,7 @@ def test_pending_job_waiting_for_another_reason_is_a_job_update():
     assert events_of(by_id(job("1", R)), by_id(job("1", R, reason="Prolog"))) == []
 
 
-def test_ending_job_keeps_the_gpus_it_was_seen_running_with():
+def test_ending_job_keeps_the_gpus_it_was_seen_running_with() -> None:
     # Slurm empties gres_detail once a job ends; the count seen while running is exact.
     prev = by_id(job("1", R, gpus=2, nodes=("gpu01",)))
     curr = by_id(finished("1", JobState.COMPLETED, gpus=0))

@@ -8,7 +8,7 @@ from slurmcast.core.snapshot import JobState, JobUsage
 from support.builders import T0, finished, job
 
 
-def test_cpu_and_memory_efficiency_like_seff():
+def test_cpu_and_memory_efficiency_like_seff() -> None:
     # The 22.05 capture: two busy loops on 2 CPUs for 20 s; 415 MiB peak of 1000M.
     burn = finished(
         "1",
@@ -25,7 +25,7 @@ def test_cpu_and_memory_efficiency_like_seff():
     assert result.as_dict()["memory_peak_mb"] == 415
 
 
-def test_usage_figures_win_over_the_listing():
+def test_usage_figures_win_over_the_listing() -> None:
     record = finished(
         "2",
         JobState.COMPLETED,
@@ -41,14 +41,14 @@ def test_usage_figures_win_over_the_listing():
     assert result.reason is not None and "memory use not recorded" in result.reason
 
 
-def test_no_accounting_record_gives_nulls_and_says_why():
+def test_no_accounting_record_gives_nulls_and_says_why() -> None:
     result = job_efficiency(finished("3", JobState.FAILED, minutes=2, gpus=2))
     assert result.cpu_efficiency is None and result.memory_efficiency is None
     assert (result.elapsed_s, result.cpus, result.gpus) == (120, 4, 2)
     assert result.reason == "accounting has no record of this job"
 
 
-def test_job_that_never_ran():
+def test_job_that_never_ran() -> None:
     never = job(
         "4", JobState.CANCELLED, end_time=T0 + timedelta(minutes=1), usage=JobUsage(elapsed_s=0)
     )
@@ -56,7 +56,7 @@ def test_job_that_never_ran():
     assert result.cpu_efficiency is None and result.reason == "the job never ran"
 
 
-def test_job_that_ran_less_than_a_second():
+def test_job_that_ran_less_than_a_second() -> None:
     quick = finished(
         "5", JobState.COMPLETED, minutes=0, usage=JobUsage(elapsed_s=0, cpus=1, cpu_time_s=0.0)
     )
@@ -65,7 +65,7 @@ def test_job_that_ran_less_than_a_second():
     assert result.reason == "the job ran for less than a second"
 
 
-def test_no_cpu_time_or_memory_request():
+def test_no_cpu_time_or_memory_request() -> None:
     record = finished(
         "6",
         JobState.COMPLETED,

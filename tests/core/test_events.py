@@ -8,7 +8,7 @@ from slurmcast.core.snapshot import JobState, JobUsage
 from support.builders import T0, finished, job
 
 
-def test_pending_job_says_why_it_waits_and_when_it_should_start():
+def test_pending_job_says_why_it_waits_and_when_it_should_start() -> None:
     waiting = job(
         "7",
         account="physics",
@@ -27,7 +27,7 @@ def test_pending_job_says_why_it_waits_and_when_it_should_start():
     assert "efficiency" not in data
 
 
-def test_finished_job_carries_efficiency_and_no_stale_waiting_text():
+def test_finished_job_carries_efficiency_and_no_stale_waiting_text() -> None:
     usage = JobUsage(elapsed_s=600, cpus=2, cpu_time_s=60.0)
     done = finished("8", JobState.CANCELLED, minutes=10, reason="Priority", usage=usage)
     data = JobStateChanged(done, JobState.RUNNING).data()
@@ -37,6 +37,6 @@ def test_finished_job_carries_efficiency_and_no_stale_waiting_text():
     assert job_payload(failed)["reason_text"] == "The job ended with a non-zero exit code."
 
 
-def test_running_job_has_no_reason_text_and_no_expected_start():
+def test_running_job_has_no_reason_text_and_no_expected_start() -> None:
     data = job_payload(job("10", JobState.RUNNING, start_time=T0))
     assert data["reason_text"] is None and data["expected_start_time"] is None

@@ -13,7 +13,7 @@ JOB = {
 }
 
 
-def test_equality_membership_and_case():
+def test_equality_membership_and_case() -> None:
     tags = tags_for("jobs", JOB)
     assert tags["node"] == ("node001", "node002")
     assert parse_filter("jobs", {"user": "alice"}).matches(tags)
@@ -27,17 +27,17 @@ def test_equality_membership_and_case():
     assert not parse_filter("jobs", {"user": "Alice"}).matches(tags)
 
 
-def test_every_condition_must_hold_and_missing_fields_do_not_match():
+def test_every_condition_must_hold_and_missing_fields_do_not_match() -> None:
     tags = tags_for("jobs", {**JOB, "nodes": []})
     assert not parse_filter("jobs", {"user": "alice", "status": "PENDING"}).matches(tags)
     assert not parse_filter("jobs", {"name": "x"}).matches(tags_for("jobs", {"user": "alice"}))
 
 
-def test_messages_without_tags_pass_every_filter():
+def test_messages_without_tags_pass_every_filter() -> None:
     assert parse_filter("jobs", {"user": "bob"}).matches({})
 
 
-def test_per_channel_fields():
+def test_per_channel_fields() -> None:
     note = {
         "type": "job_failed",
         "severity": "error",
@@ -74,13 +74,13 @@ def test_per_channel_fields():
         ("metrics", {"node": "x"}, "no filterable fields"),
     ],
 )
-def test_invalid_filters_say_what_is_wrong(channel, value, words):
+def test_invalid_filters_say_what_is_wrong(channel, value, words) -> None:
     with pytest.raises(ProtocolError) as info:
         parse_filter(channel, value)
     assert info.value.code is ErrorCode.INVALID_FILTER and words in info.value.message
 
 
-def test_account_filter_matches_the_job_payload():
+def test_account_filter_matches_the_job_payload() -> None:
     from slurmcast.core.events import job_payload
 
     from support.builders import job

@@ -4,7 +4,7 @@ from slurmcast.core.snapshot import NOT_RESPONDING, JobState, NodeState
 from support.builders import by_id, by_name, finished, job, node
 
 
-def test_cluster_and_node_usage():
+def test_cluster_and_node_usage() -> None:
     nodes = by_name(
         node("a", NodeState.MIXED, cpus_allocated=32, memory_allocated_mb=65536),
         node("b", NodeState.IDLE, gpus_total=4),
@@ -36,6 +36,6 @@ def test_cluster_and_node_usage():
     assert sample.event_type == "metrics_update"
 
 
-def test_empty_cluster_is_zero_not_an_error():
+def test_empty_cluster_is_zero_not_an_error() -> None:
     cluster = cluster_metrics({}, {}).data()["cluster"]
     assert cluster["cpu_usage"] == 0.0 and cluster["total_nodes"] == 0

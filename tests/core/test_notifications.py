@@ -14,7 +14,7 @@ def make(events):
     return notifications_for(events, T0, lambda: next(ids))
 
 
-def test_submission_notification():
+def test_submission_notification() -> None:
     (note,) = make([JobSubmitted(job("7"))])
     data = note.data()
     assert data["id"] == "n0" and data["type"] == "job_submitted"
@@ -35,7 +35,7 @@ def test_submission_notification():
         (JobState.TIMEOUT, "job_timeout", "warning"),
     ],
 )
-def test_finish_notifications(state, kind, severity):
+def test_finish_notifications(state, kind, severity) -> None:
     done = finished("9", state, minutes=150, exit_code=3 if state is JobState.FAILED else 0)
     (note,) = make([JobStateChanged(done, JobState.RUNNING)])
     data = note.data()
@@ -47,18 +47,18 @@ def test_finish_notifications(state, kind, severity):
         assert "exit code 3" in data["message"]
 
 
-def test_no_notification_for_non_final_or_unconfirmed_changes():
+def test_no_notification_for_non_final_or_unconfirmed_changes() -> None:
     running = job("1", JobState.RUNNING)
     assert make([JobStateChanged(running, JobState.PENDING)]) == []
     assert make([JobStateChanged(running, JobState.RUNNING, confirmed=False)]) == []
 
 
-def test_cancelled_while_pending_has_no_duration():
+def test_cancelled_while_pending_has_no_duration() -> None:
     (note,) = make([JobStateChanged(job("1", JobState.CANCELLED), JobState.PENDING)])
     assert note.data()["data"]["duration"] is None
 
 
-def test_finish_notifications_carry_efficiency():
+def test_finish_notifications_carry_efficiency() -> None:
     usage = JobUsage(
         elapsed_s=9000, cpus=4, cpu_time_s=18000.0, memory_requested_mb=8192, memory_peak_mb=2048
     )

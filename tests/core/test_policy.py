@@ -5,20 +5,20 @@ ROOT = Principal("root", frozenset({"admin"}))
 SECURE = AccessPolicy(auth_enabled=True)
 
 
-def test_without_auth_everyone_reads_everything_and_nobody_broadcasts():
+def test_without_auth_everyone_reads_everything_and_nobody_broadcasts() -> None:
     open_policy = AccessPolicy(auth_enabled=False)
     assert open_policy.subscribe_denial(ANONYMOUS, "user:bob") is None
     assert open_policy.may_see(ANONYMOUS, "jobs", "bob")
     assert not open_policy.may_broadcast(ANONYMOUS)
 
 
-def test_private_channels_belong_to_their_user_and_admins():
+def test_private_channels_belong_to_their_user_and_admins() -> None:
     assert SECURE.subscribe_denial(ALICE, "user:alice") is None
     assert SECURE.subscribe_denial(ALICE, "user:bob") == "channel user:bob is private to user bob"
     assert SECURE.subscribe_denial(ROOT, "user:bob") is None
 
 
-def test_channel_allow_list_claim():
+def test_channel_allow_list_claim() -> None:
     limited = Principal("alice", frozenset(), channels=frozenset({"nodes"}))
     assert SECURE.subscribe_denial(limited, "nodes") is None
     assert "does not allow channel jobs" in (SECURE.subscribe_denial(limited, "jobs") or "")
@@ -26,7 +26,7 @@ def test_channel_allow_list_claim():
     assert SECURE.subscribe_denial(limited, "user:alice") is None
 
 
-def test_jobs_visibility():
+def test_jobs_visibility() -> None:
     assert SECURE.may_see(ALICE, "jobs", "alice")
     assert not SECURE.may_see(ALICE, "jobs", "bob")
     assert not SECURE.may_see(ALICE, "notifications", "bob")
@@ -37,18 +37,18 @@ def test_jobs_visibility():
     assert everyone.may_see(ALICE, "jobs", "bob")
 
 
-def test_broadcast_is_for_admins():
+def test_broadcast_is_for_admins() -> None:
     assert SECURE.may_broadcast(ROOT)
     assert not SECURE.may_broadcast(ALICE)
 
 
-def test_parse_roles():
+def test_parse_roles() -> None:
     assert parse_roles(["admin", 3, "ops"]) == frozenset({"admin", "ops"})
     assert parse_roles("admin") == frozenset({"admin"})
     assert parse_roles(None) == frozenset()
 
 
-def test_the_channels_claim_restricts_admins_too():
+def test_the_channels_claim_restricts_admins_too() -> None:
     limited_root = Principal("root", frozenset({"admin"}), channels=frozenset({"nodes"}))
     assert SECURE.subscribe_denial(limited_root, "nodes") is None
     assert "does not allow channel jobs" in (SECURE.subscribe_denial(limited_root, "jobs") or "")
@@ -62,7 +62,7 @@ def test_the_channels_claim_restricts_admins_too():
     assert SECURE.broadcast_denial(ROOT, "all") is None
 
 
-def test_broadcast_denials_say_why():
+def test_broadcast_denials_say_why() -> None:
     assert "reserved for admins" in (SECURE.broadcast_denial(ALICE, "alerts") or "")
     open_policy = AccessPolicy(auth_enabled=False)
     assert "POST /broadcast" in (open_policy.broadcast_denial(ANONYMOUS, "alerts") or "")

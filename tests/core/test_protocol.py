@@ -15,20 +15,20 @@ def code_of(value) -> ErrorCode:
     return info.value.code
 
 
-def test_subscribe_single_and_multiple():
+def test_subscribe_single_and_multiple() -> None:
     assert parse({"type": "subscribe", "channel": "jobs"}) == protocol.Subscribe((Channel.JOBS,))
     request = parse({"type": "subscribe", "channels": ["jobs", "nodes", "jobs"], "id": 7})
     assert request == protocol.Subscribe((Channel.JOBS, Channel.NODES), 7)
 
 
-def test_unsubscribe_both_forms():
+def test_unsubscribe_both_forms() -> None:
     assert parse({"type": "unsubscribe", "channel": "alerts", "id": "a"}) == protocol.Unsubscribe(
         (Channel.ALERTS,), "a"
     )
     assert parse({"type": "unsubscribe", "channels": ["metrics"]}).channels == (Channel.METRICS,)
 
 
-def test_ping_and_broadcast():
+def test_ping_and_broadcast() -> None:
     assert parse({"type": "ping", "id": 1}) == protocol.Ping(1)
     request = parse({"type": "broadcast", "channel": "all", "message": {"x": 1}})
     assert request == protocol.Broadcast("all", {"x": 1})
@@ -58,11 +58,11 @@ def test_ping_and_broadcast():
         ({"type": "broadcast", "channel": "jobs", "message": "hi"}, ErrorCode.INVALID_FIELD),
     ],
 )
-def test_each_bad_request_has_its_own_code(value, code):
+def test_each_bad_request_has_its_own_code(value, code) -> None:
     assert code_of(value) is code
 
 
-def test_error_keeps_request_id_when_readable():
+def test_error_keeps_request_id_when_readable() -> None:
     with pytest.raises(ProtocolError) as info:
         parse({"type": "subscribe", "channel": "nope", "id": "req-9"})
     assert info.value.request_id == "req-9"
@@ -72,17 +72,17 @@ def test_error_keeps_request_id_when_readable():
     assert "jobs" in reply["message"]
 
 
-def test_decode_frame_rejects_non_json():
+def test_decode_frame_rejects_non_json() -> None:
     with pytest.raises(ProtocolError) as info:
         protocol.decode_frame("{not json")
     assert info.value.code is ErrorCode.INVALID_JSON
 
 
-def test_too_many_channels():
+def test_too_many_channels() -> None:
     assert code_of({"type": "subscribe", "channels": ["jobs"] * 33}) is ErrorCode.INVALID_FIELD
 
 
-def test_replies_echo_id_only_when_given():
+def test_replies_echo_id_only_when_given() -> None:
     assert protocol.pong(None) == {"type": "pong"}
     assert protocol.pong(3) == {"type": "pong", "id": 3}
     assert protocol.subscribed(Channel.JOBS, None) == {
@@ -118,13 +118,13 @@ ODD_FRAMES = {
 
 
 @pytest.mark.parametrize("frame", ODD_FRAMES.values(), ids=ODD_FRAMES.keys())
-def test_values_no_encoder_can_write_back_are_refused_with_a_code(frame):
+def test_values_no_encoder_can_write_back_are_refused_with_a_code(frame) -> None:
     with pytest.raises(ProtocolError) as info:
         parse(protocol.decode_frame(frame))
     assert info.value.code in {ErrorCode.INVALID_JSON, ErrorCode.INVALID_FIELD}
 
 
-def test_the_largest_ids_and_offsets_still_accepted():
+def test_the_largest_ids_and_offsets_still_accepted() -> None:
     assert parse({"type": "ping", "id": 2**53 - 1}).request_id == 2**53 - 1
     assert parse({"type": "ping", "id": -(2**53 - 1)}).request_id == -(2**53 - 1)
     since = {"offset": 2**53 - 1, "epoch": "e"}
@@ -133,7 +133,7 @@ def test_the_largest_ids_and_offsets_still_accepted():
     assert parse({"type": "broadcast", "channel": "alerts", "message": deep}).message == deep
 
 
-def test_integers_beyond_64_bits_decode_as_floats_that_encode_again():
+def test_integers_beyond_64_bits_decode_as_floats_that_encode_again() -> None:
     value = protocol.decode_frame(
         '{"type": "broadcast", "channel": "alerts", "message": '
         '{"n": 123456789012345678901234567890}}'
@@ -145,7 +145,7 @@ def test_integers_beyond_64_bits_decode_as_floats_that_encode_again():
     assert orjson.loads(orjson.dumps(request.message))["n"] == request.message["n"]
 
 
-def test_json_depth():
+def test_json_depth() -> None:
     assert protocol.json_depth(1) == 0
     assert protocol.json_depth({}) == 1
     assert protocol.json_depth({"a": [1, {"b": []}]}) == 4

@@ -115,18 +115,18 @@ def assert_sentence(text, code):
 
 
 @pytest.mark.parametrize("code", EVERY_CODE)
-def test_every_code_has_its_own_sentence(code):
+def test_every_code_has_its_own_sentence(code) -> None:
     assert_sentence(explain(code, **FULL), code)
 
 
 @pytest.mark.parametrize("code", EVERY_CODE)
-def test_every_code_reads_well_without_specifics(code):
+def test_every_code_reads_well_without_specifics(code) -> None:
     text = explain(code)
     assert_sentence(text, code)
     assert "None" not in text
 
 
-def test_summaries_are_the_sentences_without_specifics():
+def test_summaries_are_the_sentences_without_specifics() -> None:
     assert "Priority" in REASON_SUMMARIES and "QOSMaxJobsPerUserLimit" not in REASON_SUMMARIES
     for code, summary in REASON_SUMMARIES.items():
         assert_sentence(summary, code)
@@ -136,7 +136,7 @@ def test_summaries_are_the_sentences_without_specifics():
     )
 
 
-def test_summaries_are_for_slurm_codes_and_the_rest_are_limits():
+def test_summaries_are_for_slurm_codes_and_the_rest_are_limits() -> None:
     assert set(REASON_SUMMARIES) <= set(EVERY_CODE)
     # Every code without a summary is a limit of the grammar.
     for code in set(EVERY_CODE) - set(REASON_SUMMARIES):
@@ -144,12 +144,12 @@ def test_summaries_are_for_slurm_codes_and_the_rest_are_limits():
 
 
 @pytest.mark.parametrize("code", ["", "None", "none", " None "])
-def test_no_reason(code):
+def test_no_reason(code) -> None:
     assert explain(code) is None
     assert explain_reason(job("7")) is None
 
 
-def test_unknown_code_falls_back_to_itself():
+def test_unknown_code_falls_back_to_itself() -> None:
     assert explain("SomethingNew") == "SomethingNew"
     assert explain("QOSMaxFlopsPerJob") == "QOSMaxFlopsPerJob"
 
@@ -157,12 +157,12 @@ def test_unknown_code_falls_back_to_itself():
 @pytest.mark.parametrize(
     "code", ["qosmaxjobsperuserlimit", "QOSMAXJOBSPERUSERLIMIT", "QosMaxJobsPerUserLimit"]
 )
-def test_grammar_codes_match_without_case(code):
+def test_grammar_codes_match_without_case(code) -> None:
     assert explain(code, qos="normal") == explain("QOSMaxJobsPerUserLimit", qos="normal")
 
 
 @pytest.mark.parametrize("code", ["jobhelduser", "JOBHELDUSER", "Launch Failed Requeued Held"])
-def test_fixed_codes_match_without_case(code):
+def test_fixed_codes_match_without_case(code) -> None:
     assert "`scontrol release 7`" in explain(code)
 
 
@@ -221,7 +221,7 @@ def test_fixed_codes_match_without_case(code):
         ),
     ],
 )
-def test_limit_grammar_sentences(code, expected):
+def test_limit_grammar_sentences(code, expected) -> None:
     assert explain(code, qos="normal", account="physics", time_limit_min=120) == expected
 
 
@@ -239,11 +239,11 @@ def test_limit_grammar_sentences(code, expected):
         ("MaxCpuPerAccount", "MaxCpuPerAcct"),
     ],
 )
-def test_older_spellings_read_the_same(current, older):
+def test_older_spellings_read_the_same(current, older) -> None:
     assert explain(older, **FULL) == explain(current, **FULL)
 
 
-def test_qos_limit_without_qos_name():
+def test_qos_limit_without_qos_name() -> None:
     text = explain("QOSMaxJobsPerUserLimit")
     assert text == (
         "You already have as many running jobs as the QOS allows per user; "
@@ -252,12 +252,12 @@ def test_qos_limit_without_qos_name():
     assert explain("AssocGrpCPUMinutesLimit").startswith("The account has used up")
 
 
-def test_unprefixed_limits_are_the_qos_s():
+def test_unprefixed_limits_are_the_qos_s() -> None:
     assert "QOS normal allows per account" in explain("MaxNodePerAccount", **FULL)
     assert "QOS normal allows per user" in explain("MaxMemoryRunMinsPerUser", **FULL)
 
 
-def test_per_node_and_submit_limits():
+def test_per_node_and_submit_limits() -> None:
     assert explain("AssocMaxGRESPerNode", account="physics") == (
         "The job asks for more GPUs or other GRES per node than account physics allows; "
         "it will not start unless the request is reduced."
@@ -268,7 +268,7 @@ def test_per_node_and_submit_limits():
     )
 
 
-def test_partition_appears():
+def test_partition_appears() -> None:
     for code in (
         "Priority",
         "Resources",
@@ -282,7 +282,7 @@ def test_partition_appears():
     assert explain("PartitionDown", partition="gpu").startswith("Partition gpu is down;")
 
 
-def test_qos_and_account_appear():
+def test_qos_and_account_appear() -> None:
     assert "QOS normal" in explain("QOSJobLimit", qos="normal")
     assert "QOS normal" in explain("InvalidQOS", qos="normal")
     for code in (
@@ -296,7 +296,7 @@ def test_qos_and_account_appear():
         assert "account physics" in explain(code, account="physics").lower(), code
 
 
-def test_dependency_is_quoted_whole():
+def test_dependency_is_quoted_whole() -> None:
     dependency = "afterany:12_*(unfulfilled),afterok:15(failed)"
     assert f'("{dependency}")' in explain("Dependency", dependency=dependency)
     text = explain("DependencyNeverSatisfied", dependency=dependency)
@@ -305,11 +305,11 @@ def test_dependency_is_quoted_whole():
 
 
 @pytest.mark.parametrize("code", ["Reservation", "ReservationDeleted", "ReservationInvalid"])
-def test_reservation_appears(code):
+def test_reservation_appears(code) -> None:
     assert "reservation maint" in explain(code, reservation="maint").lower()
 
 
-def test_reservation_deleted_says_how_to_go_on():
+def test_reservation_deleted_says_how_to_go_on() -> None:
     text = explain("ReservationDeleted", "42", reservation="maint")
     assert "on hold" in text and "administrator" in text and "`scontrol release 42`" in text
 
@@ -324,7 +324,7 @@ def test_reservation_deleted_says_how_to_go_on():
         (None, None),
     ],
 )
-def test_unavailable_nodes(detail, nodes):
+def test_unavailable_nodes(detail, nodes) -> None:
     text = explain("ReqNodeNotAvail", reason_detail=detail)
     if nodes is None:
         assert text == REASON_SUMMARIES["ReqNodeNotAvail"]
@@ -332,12 +332,12 @@ def test_unavailable_nodes(detail, nodes):
         assert nodes in text
 
 
-def test_nodes_reserved_for_maintenance_suggest_a_shorter_time_limit():
+def test_nodes_reserved_for_maintenance_suggest_a_shorter_time_limit() -> None:
     text = explain("ReqNodeNotAvail", reason_detail="ReqNodeNotAvail, Reserved for maintenance")
     assert "maintenance" in text and "shorter time limit" in text
 
 
-def test_begin_time_is_formatted_in_utc():
+def test_begin_time_is_formatted_in_utc() -> None:
     at = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
     assert explain("BeginTime", expected_start_time=at).endswith("at 2026-03-01 09:30 UTC.")
     two_hours_east = datetime(2026, 3, 1, 11, 30, tzinfo=timezone(timedelta(hours=2)))
@@ -345,7 +345,7 @@ def test_begin_time_is_formatted_in_utc():
     assert explain("BeginTime") == REASON_SUMMARIES["BeginTime"]
 
 
-def test_held_by_user_says_how_to_release():
+def test_held_by_user_says_how_to_release() -> None:
     assert explain("JobHeldUser", "4242_7") == (
         "The job is on hold at its owner's request; release it with `scontrol release 4242_7`."
     )
@@ -355,7 +355,7 @@ def test_held_by_user_says_how_to_release():
     "code",
     ["PartitionTimeLimit", "QOSMaxWallDurationPerJobLimit", "AssocMaxWallDurationPerJobLimit"],
 )
-def test_time_limit_too_long_says_to_lower_it(code):
+def test_time_limit_too_long_says_to_lower_it(code) -> None:
     text = explain(code, "9", time_limit_min=2880)
     assert "(2d)" in text and "lower it with `scontrol update JobId=9 TimeLimit=" in text
 
@@ -380,7 +380,7 @@ def test_time_limit_too_long_says_to_lower_it(code):
         ("SchedDefer", "immediately"),
     ],
 )
-def test_finished_job_reasons(code, words):
+def test_finished_job_reasons(code, words) -> None:
     text = explain(code, state=JobState.FAILED)
     assert words in text
 

@@ -2,7 +2,7 @@ from slurmcast.core.registry import SubscriptionRegistry
 from slurmcast.core.subscription import Subscription
 
 
-def test_add_remove_and_counts():
+def test_add_remove_and_counts() -> None:
     registry: SubscriptionRegistry[str] = SubscriptionRegistry()
     first = Subscription("jobs")
     assert registry.add("a", first) is True

@@ -1,4 +1,5 @@
 import orjson
+import pytest
 
 from slurmcast.core.channels import Channel
 from slurmcast.core.history import HistoryResult
@@ -23,7 +24,7 @@ def replies(actions):
     return [a.reply for a in actions if isinstance(a, SendReply)]
 
 
-def test_subscribe_many_gives_one_subscription_per_channel_with_the_id():
+def test_subscribe_many_gives_one_subscription_per_channel_with_the_id() -> None:
     session = Session()
     actions = session.receive('{"type":"subscribe","channels":["jobs","nodes"],"id":42}', 0.0)
     # The transport replies `subscribed` for each, with the position it starts at.
@@ -37,7 +38,7 @@ def test_subscribe_many_gives_one_subscription_per_channel_with_the_id():
     ]
 
 
-def test_subscribe_options_are_parsed():
+def test_subscribe_options_are_parsed() -> None:
     session = Session()
     frame = (
         '{"type":"subscribe","channel":"jobs","since":{"offset":7,"epoch":"ab"},'
@@ -50,7 +51,7 @@ def test_subscribe_options_are_parsed():
     assert wanted is not None and wanted.to_dict() == {"user": ["alice"]}
 
 
-def test_subscribe_is_idempotent_and_new_options_resubscribe():
+def test_subscribe_is_idempotent_and_new_options_resubscribe() -> None:
     session = Session()
     session.receive('{"type":"subscribe","channel":"jobs"}', 0.0)
     actions = session.receive('{"type":"subscribe","channel":"jobs"}', 0.0)
@@ -60,14 +61,14 @@ def test_subscribe_is_idempotent_and_new_options_resubscribe():
     assert isinstance(actions[0], RemoveSubscription) and isinstance(actions[1], AddSubscription)
 
 
-def test_snapshot_only_where_there_is_one():
+def test_snapshot_only_where_there_is_one() -> None:
     (reply,) = replies(
         Session().receive('{"type":"subscribe","channel":"notifications","snapshot":true}', 0.0)
     )
     assert reply["code"] == "snapshot_not_available"
 
 
-def test_history_and_mark_read_requests():
+def test_history_and_mark_read_requests() -> None:
     session = Session()
     (action,) = session.receive('{"type":"history","channel":"jobs","limit":5}', 0.0)
     assert isinstance(action, SendHistory) and action.request.limit == 5
@@ -76,7 +77,7 @@ def test_history_and_mark_read_requests():
     assert action.user is None
 
 
-def test_unsubscribe_removes_and_acks_even_when_not_subscribed():
+def test_unsubscribe_removes_and_acks_even_when_not_subscribed() -> None:
     session = Session()
     session.receive('{"type":"subscribe","channel":"jobs"}', 0.0)
     actions = session.receive('{"type":"unsubscribe","channels":["jobs","alerts"]}', 0.0)
@@ -85,13 +86,13 @@ def test_unsubscribe_removes_and_acks_even_when_not_subscribed():
     assert session.channels == set()
 
 
-def test_ping_pong():
+def test_ping_pong() -> None:
     assert replies(Session().receive('{"type":"ping","id":"p1"}', 0.0)) == [
         {"type": "pong", "id": "p1"}
     ]
 
 
-def test_bad_frames_become_error_replies():
+def test_bad_frames_become_error_replies() -> None:
     session = Session()
     cases = {
         "not json": "invalid_json",
@@ -104,12 +105,12 @@ def test_bad_frames_become_error_replies():
         assert reply["type"] == "error" and reply["code"] == code
 
 
-def test_binary_frame_is_rejected_clearly():
+def test_binary_frame_is_rejected_clearly() -> None:
     (reply,) = replies(Session().receive(b'{"type":"ping"}', 0.0))
     assert reply["code"] == "binary_not_supported"
 
 
-def test_client_broadcast_is_forbidden_without_auth():
+def test_client_broadcast_is_forbidden_without_auth() -> None:
     actions = Session().receive(
         '{"type":"broadcast","channel":"jobs","message":{"a":1},"id":5}', 0.0
     )
@@ -135,7 +136,7 @@ def jwt_session(principal: Principal) -> Session:
     return Session(AccessPolicy(auth_enabled=True), principal=principal)
 
 
-def test_a_started_subscription_sends_reply_snapshot_then_the_visible_replay():
+def test_a_started_subscription_sends_reply_snapshot_then_the_visible_replay() -> None:
     alice = Principal(user="alice", roles=frozenset({"user"}))
     session = jwt_session(alice)
     (action,) = session.receive('{"type":"subscribe","channel":"jobs","snapshot":true,"id":1}', 0)
@@ -158,7 +159,7 @@ def test_a_started_subscription_sends_reply_snapshot_then_the_visible_replay():
     assert isinstance(actions[2], SendPublication) and actions[2].publication.offset == 3
 
 
-def test_a_snapshot_is_sent_in_parts(monkeypatch):
+def test_a_snapshot_is_sent_in_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("slurmcast.core.session.SNAPSHOT_CHUNK", 2)
     session = Session()
     (action,) = session.receive('{"type":"subscribe","channel":"nodes","snapshot":true}', 0)
@@ -174,7 +175,7 @@ def test_a_snapshot_is_sent_in_parts(monkeypatch):
     ]
 
 
-def test_a_failed_subscription_is_not_kept_and_the_client_is_told():
+def test_a_failed_subscription_is_not_kept_and_the_client_is_told() -> None:
     session = Session()
     (action,) = session.receive('{"type":"subscribe","channel":"jobs","id":7}', 0)
     (error,) = replies(session.request_failed(action, ErrorCode.BROKER_UNAVAILABLE, "down"))
@@ -182,7 +183,7 @@ def test_a_failed_subscription_is_not_kept_and_the_client_is_told():
     assert session.channels == set()
 
 
-def test_a_failed_subscription_does_not_drop_the_one_that_replaced_it():
+def test_a_failed_subscription_does_not_drop_the_one_that_replaced_it() -> None:
     session = Session()
     (first,) = session.receive('{"type":"subscribe","channel":"jobs"}', 0)
     session.receive('{"type":"subscribe","channel":"jobs","filter":{"user":"bob"}}', 0)
@@ -190,7 +191,7 @@ def test_a_failed_subscription_does_not_drop_the_one_that_replaced_it():
     assert session.channels == {"jobs"}
 
 
-def test_history_answer_hides_what_the_client_may_not_see_and_says_if_complete():
+def test_history_answer_hides_what_the_client_may_not_see_and_says_if_complete() -> None:
     session = jwt_session(Principal(user="alice", roles=frozenset({"user"})))
     (action,) = session.receive(
         '{"type":"history","channel":"jobs","limit":10,"since":{"offset":2,"epoch":"e"},"id":"h"}',
@@ -208,7 +209,7 @@ def test_history_answer_hides_what_the_client_may_not_see_and_says_if_complete()
     }
 
 
-def test_broadcast_and_mark_read_answers():
+def test_broadcast_and_mark_read_answers() -> None:
     root = Principal(user="root", roles=frozenset({"admin"}))
     session = jwt_session(root)
     (action,) = session.receive('{"type":"broadcast","channel":"alerts","message":{},"id":3}', 0)

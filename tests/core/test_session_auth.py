@@ -57,7 +57,7 @@ def closes(actions):
     return [a for a in actions if isinstance(a, CloseConnection)]
 
 
-def test_nothing_is_processed_before_auth():
+def test_nothing_is_processed_before_auth() -> None:
     s = session()
     assert s.state is SessionState.AUTHENTICATING
     (reply,) = replies(send(s, {"type": "subscribe", "channel": "jobs", "id": 1}))
@@ -67,7 +67,7 @@ def test_nothing_is_processed_before_auth():
     assert s.channels == set()
 
 
-def test_first_message_auth_then_subscribe():
+def test_first_message_auth_then_subscribe() -> None:
     s = session()
     actions = send(s, {"type": "auth", "token": "alice-token", "id": "a"})
     assert Authenticated(TOKENS["alice-token"]) in actions
@@ -78,7 +78,7 @@ def test_first_message_auth_then_subscribe():
     assert subscribing(send(s, {"type": "subscribe", "channel": "jobs"})) == ["jobs"]
 
 
-def test_bad_token_closes_with_1008_and_a_reason():
+def test_bad_token_closes_with_1008_and_a_reason() -> None:
     s = session()
     actions = send(s, {"type": "auth", "token": "forged"})
     (reply,) = replies(actions)
@@ -89,13 +89,13 @@ def test_bad_token_closes_with_1008_and_a_reason():
     assert send(s, {"type": "ping"}) == []
 
 
-def test_expired_token_at_auth_says_so():
+def test_expired_token_at_auth_says_so() -> None:
     actions = send(session(), {"type": "auth", "token": "expired-token"})
     assert replies(actions)[0]["code"] == "token_expired"
     assert closes(actions)[0].code is CloseCode.POLICY_VIOLATION
 
 
-def test_auth_timeout():
+def test_auth_timeout() -> None:
     s = session(auth_timeout=5)
     assert s.deadline == T0 + 5
     assert s.on_timer(T0 + 4.9) == []
@@ -104,7 +104,7 @@ def test_auth_timeout():
     assert close.reason == "Authentication failed: no auth message within 5s"
 
 
-def test_expiry_grace_and_refresh_before_the_end():
+def test_expiry_grace_and_refresh_before_the_end() -> None:
     s = session(TOKENS["alice-token"], refresh_grace=30)
     (warning,) = replies(s.on_timer(T0 + 60))
     assert warning["code"] == "token_expired"
@@ -117,20 +117,20 @@ def test_expiry_grace_and_refresh_before_the_end():
     assert s.state is SessionState.OPEN and s.deadline == T0 + 3600
 
 
-def test_refresh_before_expiry_moves_the_deadline():
+def test_refresh_before_expiry_moves_the_deadline() -> None:
     s = session(TOKENS["alice-token"])
     send(s, {"type": "refresh", "token": "alice-later"}, T0 + 10)
     assert s.deadline == T0 + 3600 and s.on_timer(T0 + 61) == []
 
 
-def test_no_refresh_closes_with_4001():
+def test_no_refresh_closes_with_4001() -> None:
     s = session(TOKENS["alice-token"], refresh_grace=30)
     s.on_timer(T0 + 60)
     (close,) = closes(s.on_timer(T0 + 90))
     assert close.code is CloseCode.TOKEN_EXPIRED
 
 
-def test_refresh_for_another_user_or_with_a_bad_token_is_refused():
+def test_refresh_for_another_user_or_with_a_bad_token_is_refused() -> None:
     s = session(TOKENS["alice-token"])
     (reply,) = replies(send(s, {"type": "refresh", "token": "bob-token"}))
     assert reply["code"] == "forbidden"
@@ -139,14 +139,14 @@ def test_refresh_for_another_user_or_with_a_bad_token_is_refused():
     assert s.principal.user == "alice" and s.deadline == T0 + 60
 
 
-def test_refresh_to_a_narrower_token_drops_channels():
+def test_refresh_to_a_narrower_token_drops_channels() -> None:
     s = session(TOKENS["alice-later"])
     send(s, {"type": "subscribe", "channels": ["jobs", "nodes"]})
     actions = send(s, {"type": "refresh", "token": "alice-nodes-only"})
     assert RemoveSubscription("jobs") in actions and s.channels == {"nodes"}
 
 
-def test_private_channels_and_broadcast_permissions():
+def test_private_channels_and_broadcast_permissions() -> None:
     alice = session(TOKENS["alice-later"])
     (reply,) = replies(send(alice, {"type": "subscribe", "channel": "user:bob"}))
     assert reply["code"] == "forbidden" and "private" in reply["message"]
@@ -161,7 +161,7 @@ def test_private_channels_and_broadcast_permissions():
     assert subscribing(send(root, {"type": "subscribe", "channel": "user:bob"})) == ["user:bob"]
 
 
-def test_channel_limit():
+def test_channel_limit() -> None:
     s = session(TOKENS["root-token"], max_channels=2)
     send(s, {"type": "subscribe", "channels": ["jobs", "nodes"]})
     (reply,) = replies(send(s, {"type": "subscribe", "channel": "alerts"}))
@@ -171,7 +171,7 @@ def test_channel_limit():
     )
 
 
-def test_rate_limit_answers_then_closes_a_flooder():
+def test_rate_limit_answers_then_closes_a_flooder() -> None:
     s = session(TOKENS["root-token"], rate=1.0, burst=3, flood_warnings=2)
     for _ in range(3):
         assert replies(send(s, {"type": "ping"}))[0] == {"type": "pong"}
@@ -186,18 +186,18 @@ def test_rate_limit_answers_then_closes_a_flooder():
     assert close.code is CloseCode.POLICY_VIOLATION and "rate limit" in close.reason
 
 
-def test_auth_disabled_accepts_auth_messages_harmlessly():
+def test_auth_disabled_accepts_auth_messages_harmlessly() -> None:
     s = Session(AccessPolicy(auth_enabled=False), now=T0)
     (reply,) = replies(send(s, {"type": "auth", "token": "anything"}))
     assert reply["type"] == "authenticated" and reply["user"] is None
 
 
-def test_visibility_all_is_a_policy_matter_not_a_session_one():
+def test_visibility_all_is_a_policy_matter_not_a_session_one() -> None:
     s = Session(AccessPolicy(True, JobsVisibility.ALL), now=T0, principal=TOKENS["bob-token"])
     assert s.policy.may_see(s.principal, "jobs", "alice")
 
 
-def test_ping_frames_cost_a_message_and_a_flood_of_them_is_closed():
+def test_ping_frames_cost_a_message_and_a_flood_of_them_is_closed() -> None:
     s = session(TOKENS["root-token"], rate=1.0, burst=3, flood_warnings=2)
     assert [s.receive_control(T0) for _ in range(3)] == [[], [], []]
     # Over the limit: nothing to answer (websockets pongs), but counted...
@@ -207,7 +207,7 @@ def test_ping_frames_cost_a_message_and_a_flood_of_them_is_closed():
     assert s.state is SessionState.CLOSED
 
 
-def test_ping_frames_and_messages_share_one_budget():
+def test_ping_frames_and_messages_share_one_budget() -> None:
     s = session(TOKENS["root-token"], rate=1.0, burst=2)
     s.receive_control(T0)
     s.receive_control(T0)
@@ -215,7 +215,7 @@ def test_ping_frames_and_messages_share_one_budget():
     assert limited["code"] == "rate_limited"
 
 
-def test_answers_are_charged_by_their_size():
+def test_answers_are_charged_by_their_size() -> None:
     s = session(TOKENS["root-token"], rate=1.0, burst=10, reply_bytes_per_token=1000)
     assert replies(send(s, {"type": "ping"}))  # 9 tokens left
     s.charge_reply(500, T0)  # small answers cost nothing more than their request
@@ -226,13 +226,13 @@ def test_answers_are_charged_by_their_size():
     assert limited["code"] == "rate_limited" and limited["retry_after"] == 11.0
 
 
-def test_refresh_keeps_the_principal_for_the_transport_to_count_once():
+def test_refresh_keeps_the_principal_for_the_transport_to_count_once() -> None:
     s = session(TOKENS["alice-token"])
     actions = send(s, {"type": "refresh", "token": "alice-later"})
     assert Authenticated(TOKENS["alice-later"]) in actions
 
 
-def test_broadcast_respects_the_channels_claim_of_an_admin():
+def test_broadcast_respects_the_channels_claim_of_an_admin() -> None:
     limited = Principal("root", frozenset({"admin"}), channels=frozenset({"alerts"}))
     s = session(limited)
     (reply,) = replies(send(s, {"type": "broadcast", "channel": "jobs", "message": {"x": 1}}))
@@ -241,7 +241,7 @@ def test_broadcast_respects_the_channels_claim_of_an_admin():
     assert isinstance(action, PublishBroadcast)
 
 
-def test_an_admin_kept_from_notifications_marks_only_its_own_read():
+def test_an_admin_kept_from_notifications_marks_only_its_own_read() -> None:
     from slurmcast.core.session import MarkNotificationsRead
 
     everything = session(TOKENS["root-token"])

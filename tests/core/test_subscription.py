@@ -13,7 +13,7 @@ def publication(offset: int, state: str = "RUNNING") -> Publication:
     )
 
 
-def test_floor_skips_what_the_start_covered_then_lets_everything_through():
+def test_floor_skips_what_the_start_covered_then_lets_everything_through() -> None:
     subscription = Subscription("jobs", floor=5)
     assert not subscription.wants(publication(4))
     assert not subscription.wants(publication(5))
@@ -22,7 +22,7 @@ def test_floor_skips_what_the_start_covered_then_lets_everything_through():
     assert subscription.wants(publication(7))
 
 
-def test_filter_decides_for_live_publications():
+def test_filter_decides_for_live_publications() -> None:
     subscription = Subscription("jobs", filter=parse_filter("jobs", {"status": "FAILED"}))
     assert not subscription.wants(publication(1, "RUNNING"))
     assert subscription.wants(publication(2, "FAILED"))

@@ -6,7 +6,7 @@ from slurmcast.core.timefmt import format_duration, iso_z
 from slurmcast.core.units import format_memory
 
 
-def test_iso_z_is_utc_with_z():
+def test_iso_z_is_utc_with_z() -> None:
     moment = datetime(2025, 10, 10, 23, 30, 0, tzinfo=timezone(timedelta(hours=9)))
     assert iso_z(moment) == "2025-10-10T14:30:00Z"
     assert iso_z(datetime(2025, 1, 1, 0, 0, 0, 123456, tzinfo=UTC), millis=True) == (
@@ -30,7 +30,7 @@ def test_iso_z_is_utc_with_z():
         (-1, None),
     ],
 )
-def test_format_duration(seconds, text):
+def test_format_duration(seconds, text) -> None:
     assert format_duration(seconds) == text
 
 
@@ -38,5 +38,5 @@ def test_format_duration(seconds, text):
     ("mib", "text"),
     [(65536, "64GB"), (1536, "1.5GB"), (512, "512MB"), (0, "0MB"), (2 * 1024 * 1024, "2TB")],
 )
-def test_format_memory(mib, text):
+def test_format_memory(mib, text) -> None:
     assert format_memory(mib) == text

@@ -17,7 +17,7 @@ def replay(channel: str, messages, seed=()) -> list[dict]:
     return list(state.items.values())
 
 
-def test_jobs_state_keeps_the_queue():
+def test_jobs_state_keeps_the_queue() -> None:
     messages = [
         ("job_submitted", {"job_id": "2", "status": "PENDING"}),
         ("job_update", {"job_id": "2", "status": "RUNNING"}),
@@ -33,7 +33,7 @@ def test_jobs_state_keeps_the_queue():
     assert replay("jobs", [*messages, unconfirmed], seed) == []
 
 
-def test_nodes_alerts_metrics_state():
+def test_nodes_alerts_metrics_state() -> None:
     nodes = [
         ("node_added", {"node": "n1", "state": "IDLE"}),
         ("node_update", {"node": "n1", "state": "DOWN"}),
@@ -54,7 +54,7 @@ def test_nodes_alerts_metrics_state():
     assert replay("metrics", metrics) == [{"cluster": {"cpu_usage": 2}}]
 
 
-def test_channels_without_state():
+def test_channels_without_state() -> None:
     assert state_change("notifications", "job_completed", {"job_id": "1"}) is None
     assert state_change("user:bob", "job_completed", {"job_id": "1"}) is None
     assert state_change("jobs", "job_update", ["not", "an", "object"]) is None

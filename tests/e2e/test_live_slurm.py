@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slurm
 LIVE = {"source": "slurm", "jobs_interval": 0.5, "nodes_interval": 0.5, "metrics_interval": 2.0}
 
 
-async def test_jobs_and_nodes_on_real_slurm(local_slurm: Path):
+async def test_jobs_and_nodes_on_real_slurm(local_slurm: Path) -> None:
     async with running_server(**LIVE) as app, Client.connect(app) as client:
         await client.subscribe("jobs", "nodes", "notifications", "alerts")
         async with Recorder.on(client) as seen:
@@ -133,7 +133,7 @@ TOUCH_400M = (
 )
 
 
-async def test_efficiency_and_reasons_on_real_slurm(local_slurm: Path):
+async def test_efficiency_and_reasons_on_real_slurm(local_slurm: Path) -> None:
     # Accounting samples every second (--acctg-freq); the final state waits for slurmdbd.
     settings = {**LIVE, "final_state_attempts": 60}
     async with running_server(**settings) as app, Client.connect(app) as client:
@@ -189,7 +189,9 @@ async def test_efficiency_and_reasons_on_real_slurm(local_slurm: Path):
                 run("scancel", held, dependent, later, check=False)
 
 
-async def test_job_purged_between_polls_gets_exact_final_state_from_sacct(local_slurm: Path):
+async def test_job_purged_between_polls_gets_exact_final_state_from_sacct(
+    local_slurm: Path,
+) -> None:
     # Loops poll once at start; this test drives the polls itself.
     quiet = {**LIVE, "jobs_interval": 3600.0, "nodes_interval": 3600.0}
     async with running_server(**quiet) as app, Client.connect(app) as client:
@@ -223,7 +225,7 @@ async def test_job_purged_between_polls_gets_exact_final_state_from_sacct(local_
         assert app.health()["source"]["details"]["commands"]["sacct"] >= 1
 
 
-async def test_stopped_controller_degrades_alerts_and_recovers(local_slurm: Path):
+async def test_stopped_controller_degrades_alerts_and_recovers(local_slurm: Path) -> None:
     settings = {**LIVE, "backoff_max": 2.0, "slurm_timeout": 15.0, "source_timeout": 20.0}
     async with running_server(**settings) as app, Client.connect(app) as client:
         await client.subscribe("alerts")

@@ -42,7 +42,7 @@ async def polled(app: Any) -> None:
     )
 
 
-async def test_unix_socket_without_token(local_slurm: Path):
+async def test_unix_socket_without_token(local_slurm: Path) -> None:
     url = f"unix://{RESTD_SOCKET}"
     async with running_server(**RESTD, slurmrestd_url=url) as app, Client.connect(app) as client:
         await client.subscribe("jobs", "nodes", "notifications")
@@ -100,7 +100,9 @@ async def test_unix_socket_without_token(local_slurm: Path):
         assert details["requests"]["jobs"] >= app.health()["polls"]["jobs"]
 
 
-async def test_tcp_with_jwt_and_a_token_renewed_through_its_file(local_slurm: Path, tmp_path):
+async def test_tcp_with_jwt_and_a_token_renewed_through_its_file(
+    local_slurm: Path, tmp_path: Path
+) -> None:
     token_file = tmp_path / "slurmcast.jwt"
     token_file.write_text(scontrol_token(3600) + "\n")  # "SLURM_JWT=..." as scontrol prints it
     settings = {

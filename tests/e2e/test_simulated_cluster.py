@@ -56,7 +56,7 @@ def check_envelope(message: dict[str, Any], channel: str) -> dict[str, Any]:
     return message["data"]
 
 
-async def test_every_channel_delivers_documented_events():
+async def test_every_channel_delivers_documented_events() -> None:
     seen: dict[str, dict[str, Any]] = {}
     wanted = {
         "job_submitted",
@@ -114,7 +114,7 @@ async def test_every_channel_delivers_documented_events():
     assert data["status"] in {"firing", "resolved"}
 
 
-async def test_job_lifecycle_is_consistent_for_one_job():
+async def test_job_lifecycle_is_consistent_for_one_job() -> None:
     """Follow one job: submitted, then updates whose previous_status chains, to a final state."""
     final_states = {
         "COMPLETED",
@@ -154,7 +154,7 @@ async def test_job_lifecycle_is_consistent_for_one_job():
         assert notified["data"]["exit_code"] == finished["exit_code"]
 
 
-async def test_health_reports_polls_and_source():
+async def test_health_reports_polls_and_source() -> None:
     async with running_server(**FAST) as app, Client.connect(app) as client:
         await client.subscribe("metrics")
         await client.wait_for(lambda m: m["type"] == "metrics_update")

@@ -37,7 +37,7 @@ class Dashboard:
             self.nodes[data["node"]] = data
 
 
-async def test_snapshot_plus_deltas_equals_the_source_after_a_simulated_hour():
+async def test_snapshot_plus_deltas_equals_the_source_after_a_simulated_hour() -> None:
     busy = {
         "sim_speed": 900.0,
         "jobs_interval": 0.05,

@@ -27,18 +27,18 @@ async def app():
         ({"Authorization": f"Bearer {admin(ttl=-600)}"}, 401, "token_expired"),
     ],
 )
-async def test_broadcast_refused_without_admin(app, headers, status, code):
+async def test_broadcast_refused_without_admin(app, headers, status, code) -> None:
     got, reply = await http_json(app, "POST", "/broadcast", BODY, headers=headers)
     assert (got, reply["code"]) == (status, code)
 
 
 @pytest.mark.parametrize("headers", [{"X-API-Key": KEY}, {"Authorization": f"Bearer {admin()}"}])
-async def test_broadcast_allowed_for_api_key_and_admin_token(app, headers):
+async def test_broadcast_allowed_for_api_key_and_admin_token(app, headers) -> None:
     status, reply = await http_json(app, "POST", "/broadcast", BODY, headers=headers)
     assert status == 200 and reply["success"] is True
 
 
-async def test_api_key_alone_protects_an_otherwise_open_server():
+async def test_api_key_alone_protects_an_otherwise_open_server() -> None:
     async with running_server(api_key=KEY) as app:
         assert (await http_json(app, "POST", "/broadcast", BODY))[0] == 401
         assert (await http_json(app, "POST", "/broadcast", BODY, headers={"X-API-Key": KEY}))[
@@ -46,7 +46,7 @@ async def test_api_key_alone_protects_an_otherwise_open_server():
         ] == 200
 
 
-async def test_health_shows_only_counts_to_the_public(app):
+async def test_health_shows_only_counts_to_the_public(app) -> None:
     status, public = await http_json(app, "GET", "/health")
     assert status == 200
     assert set(public) == {"status", "version", "clients", "subscriptions", "uptime_s"}
@@ -54,14 +54,14 @@ async def test_health_shows_only_counts_to_the_public(app):
     assert "source" in full and "polls" in full
 
 
-async def test_body_limit_still_applies_to_admins():
+async def test_body_limit_still_applies_to_admins() -> None:
     async with running_server(api_key=KEY, http_max_body=512) as app:
         big = {"channel": "all", "message": {"x": "y" * 2048}}
         status, reply = await http_json(app, "POST", "/broadcast", big, headers={"X-API-Key": KEY})
         assert status == 413 and reply["code"] == "body_too_large"
 
 
-async def test_an_admin_tokens_channels_claim_binds_http_broadcast_too(app):
+async def test_an_admin_tokens_channels_claim_binds_http_broadcast_too(app) -> None:
     restricted = {"Authorization": f"Bearer {admin(channels=['nodes'])}"}
     status, reply = await http_json(app, "POST", "/broadcast", BODY, headers=restricted)
     assert (status, reply["code"]) == (403, "forbidden")

@@ -12,7 +12,7 @@ async def app():
         yield app
 
 
-async def test_broadcast_to_one_channel_reaches_only_its_subscribers(app):
+async def test_broadcast_to_one_channel_reaches_only_its_subscribers(app) -> None:
     async with Client.connect(app) as jobs, Client.connect(app) as nodes:
         await jobs.subscribe("jobs")
         await nodes.subscribe("nodes")
@@ -29,7 +29,7 @@ async def test_broadcast_to_one_channel_reaches_only_its_subscribers(app):
         assert await nodes.request({"type": "ping"}) == {"type": "pong"}
 
 
-async def test_broadcast_all_reaches_every_client(app):
+async def test_broadcast_all_reaches_every_client(app) -> None:
     async with Client.connect(app) as a, Client.connect(app) as b:
         await a.subscribe("alerts")
         status, body = await http_json(
@@ -41,7 +41,7 @@ async def test_broadcast_all_reaches_every_client(app):
             assert message["channel"] == "all" and message["data"] == {"m": 1}
 
 
-async def test_broadcast_defaults_to_all(app):
+async def test_broadcast_defaults_to_all(app) -> None:
     async with Client.connect(app) as a:
         status, body = await http_json(app, "POST", "/broadcast", {"message": {"m": 2}})
         assert status == 200 and body["delivered"] == 1
@@ -59,13 +59,13 @@ async def test_broadcast_defaults_to_all(app):
         ({"channel": 5, "message": {}}, None, "invalid_field"),
     ],
 )
-async def test_bad_broadcasts_get_400_with_json_error(app, body, raw, code):
+async def test_bad_broadcasts_get_400_with_json_error(app, body, raw, code) -> None:
     status, reply = await http_json(app, "POST", "/broadcast", body, raw=raw)
     assert status == 400
     assert reply["success"] is False and reply["code"] == code and reply["message"]
 
 
-async def test_body_over_limit_gets_413():
+async def test_body_over_limit_gets_413() -> None:
     async with running_server(http_max_body=1024) as app:
         status, reply = await http_json(
             app, "POST", "/broadcast", {"channel": "jobs", "message": {"x": "y" * 4096}}
@@ -73,12 +73,12 @@ async def test_body_over_limit_gets_413():
         assert status == 413 and reply["code"] == "body_too_large"
 
 
-async def test_unknown_route_is_a_json_404(app):
+async def test_unknown_route_is_a_json_404(app) -> None:
     status, reply = await http_json(app, "GET", "/nope")
     assert status == 404 and reply["success"] is False
 
 
-async def test_health_counts_follow_clients(app):
+async def test_health_counts_follow_clients(app) -> None:
     status, health = await http_json(app, "GET", "/health")
     assert status == 200
     assert health["status"] == "ok" and health["clients"] == 0

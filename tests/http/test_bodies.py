@@ -28,9 +28,9 @@ def nested(levels: int) -> Any:
         ({"a": [1, 2], "b": {"c": [[]]}}, 4, False),
     ],
 )
-def test_nesting_counts_levels_of_objects_and_arrays(value, limit, exceeds):
+def test_nesting_counts_levels_of_objects_and_arrays(value, limit, exceeds) -> None:
     assert nesting_exceeds(value, limit) is exceeds
 
 
-def test_nesting_far_past_the_stack_is_measured_without_recursion():
+def test_nesting_far_past_the_stack_is_measured_without_recursion() -> None:
     assert nesting_exceeds(nested(100_000), 32)

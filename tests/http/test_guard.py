@@ -38,25 +38,25 @@ def verify(token: str) -> Principal:
         ({"X-API-Key": ""}, Credentials(api_key="", bearer=None)),
     ],
 )
-def test_credentials_are_the_api_key_header_and_the_bearer_token(headers, expected):
+def test_credentials_are_the_api_key_header_and_the_bearer_token(headers, expected) -> None:
     assert credentials(request(**headers)) == expected
 
 
 @pytest.mark.parametrize("authorization", ["Basic dXNlcjpwdw==", "Bearer", "Bearer   ", "abc", ""])
-def test_an_authorization_header_that_is_not_bearer_offers_no_token(authorization):
+def test_an_authorization_header_that_is_not_bearer_offers_no_token(authorization) -> None:
     offered = credentials(request(Authorization=authorization))
     assert offered.bearer is None
     assert offered.token() is None
 
 
-def test_a_token_that_is_not_ascii_is_refused_when_used():
+def test_a_token_that_is_not_ascii_is_refused_when_used() -> None:
     offered = credentials(request(Authorization="Bearer t\u00f6ken"))
     with pytest.raises(HttpError) as caught:
         offered.token()
     assert (caught.value.status, caught.value.wire_code) == (401, "invalid_token")
 
 
-def test_an_open_api_takes_everyone_for_an_admin_and_a_reader():
+def test_an_open_api_takes_everyone_for_an_admin_and_a_reader() -> None:
     guard = ApiGuard("", None)
     assert not guard.protected
     assert guard.admin(request(**{"X-API-Key": "wrong"})) == ("anonymous", None)
@@ -72,7 +72,7 @@ def test_an_open_api_takes_everyone_for_an_admin_and_a_reader():
         ({"X-API-Key": KEY, "Authorization": "Bearer t\u00f6ken"}, "api-key"),
     ],
 )
-def test_an_admin_comes_with_the_api_key_or_an_admin_token(headers, who):
+def test_an_admin_comes_with_the_api_key_or_an_admin_token(headers, who) -> None:
     assert ApiGuard(KEY, verify).require_admin(request(**headers)) == who
 
 
@@ -89,7 +89,7 @@ def test_an_admin_comes_with_the_api_key_or_an_admin_token(headers, who):
         (ApiGuard("", verify), {"X-API-Key": ""}, 401, "unauthorized"),
     ],
 )
-def test_an_admin_check_refuses_anyone_else(guard, headers, status, code):
+def test_an_admin_check_refuses_anyone_else(guard, headers, status, code) -> None:
     with pytest.raises(HttpError) as caught:
         guard.admin(request(**headers))
     assert (caught.value.status, caught.value.wire_code) == (status, code)
@@ -106,7 +106,9 @@ def test_an_admin_check_refuses_anyone_else(guard, headers, status, code):
         (ApiGuard("", verify), {"X-API-Key": KEY, "Authorization": "Bearer alice-token"}, ALICE),
     ],
 )
-def test_a_reader_is_anyone_without_jwt_auth_else_the_key_or_a_token(guard, headers, principal):
+def test_a_reader_is_anyone_without_jwt_auth_else_the_key_or_a_token(
+    guard, headers, principal
+) -> None:
     assert guard.reader(request(**headers)) == principal
 
 
@@ -119,7 +121,7 @@ def test_a_reader_is_anyone_without_jwt_auth_else_the_key_or_a_token(guard, head
         ({"Authorization": "Bearer forged"}, "invalid_token"),
     ],
 )
-def test_a_reader_without_valid_credentials_is_refused(headers, code):
+def test_a_reader_without_valid_credentials_is_refused(headers, code) -> None:
     with pytest.raises(HttpError) as caught:
         ApiGuard(KEY, verify).reader(request(**headers))
     assert (caught.value.status, caught.value.wire_code) == (401, code)

@@ -73,7 +73,9 @@ def tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.exc_info and r.levelno >= logging.WARNING]
 
 
-async def test_requests_whose_headers_never_arrive_are_closed_and_others_served(caplog):
+async def test_requests_whose_headers_never_arrive_are_closed_and_others_served(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async with (
         running_server(**QUIET, http_header_timeout=0.5) as app,
         contextlib.AsyncExitStack() as stack,
@@ -93,7 +95,9 @@ async def test_requests_whose_headers_never_arrive_are_closed_and_others_served(
     assert "(1 timed out so far" in lines[0]
 
 
-async def test_a_body_that_does_not_arrive_in_time_is_cut_off(caplog):
+async def test_a_body_that_does_not_arrive_in_time_is_cut_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async with (
         running_server(**QUIET, http_body_timeout=0.5) as app,
         raw(app) as (reader, writer),
@@ -111,7 +115,7 @@ async def test_a_body_that_does_not_arrive_in_time_is_cut_off(caplog):
     assert not tracebacks(caplog)
 
 
-async def test_a_stalled_request_on_a_kept_alive_connection_is_closed():
+async def test_a_stalled_request_on_a_kept_alive_connection_is_closed() -> None:
     async with (
         running_server(**QUIET, http_header_timeout=0.5) as app,
         raw(app) as (reader, writer),
@@ -124,7 +128,7 @@ async def test_a_stalled_request_on_a_kept_alive_connection_is_closed():
         assert app.health()["http"]["timed_out"] == 1
 
 
-async def test_a_stalled_request_pipelined_behind_another_is_closed():
+async def test_a_stalled_request_pipelined_behind_another_is_closed() -> None:
     # The second request's first bytes come with the first request, before
     # the server knows where the first one ends.
     async with (
@@ -136,7 +140,7 @@ async def test_a_stalled_request_pipelined_behind_another_is_closed():
         assert sent.startswith(b"HTTP/1.1 200") and sent.count(b"HTTP/1.1") == 1
 
 
-async def test_an_idle_kept_alive_connection_is_closed_without_counting_a_timeout():
+async def test_an_idle_kept_alive_connection_is_closed_without_counting_a_timeout() -> None:
     async with (
         running_server(**QUIET, http_header_timeout=0.5) as app,
         raw(app) as (reader, writer),
@@ -148,7 +152,7 @@ async def test_an_idle_kept_alive_connection_is_closed_without_counting_a_timeou
         assert app.health()["http"]["timed_out"] == 0
 
 
-async def test_a_slow_but_steady_client_within_the_deadlines_is_served():
+async def test_a_slow_but_steady_client_within_the_deadlines_is_served() -> None:
     async with (
         running_server(**QUIET, http_header_timeout=WAIT, http_body_timeout=WAIT) as app,
         raw(app) as (reader, writer),
@@ -167,7 +171,9 @@ async def test_a_slow_but_steady_client_within_the_deadlines_is_served():
         assert app.health()["http"]["timed_out"] == 0
 
 
-async def test_connections_over_the_per_address_limit_are_refused_counted_and_logged_once(caplog):
+async def test_connections_over_the_per_address_limit_are_refused_counted_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async with (
         running_server(**QUIET, http_max_connections_per_ip=3) as app,
         contextlib.AsyncExitStack() as stack,
@@ -206,7 +212,7 @@ async def test_connections_over_the_per_address_limit_are_refused_counted_and_lo
     assert "127.0.0.1" in lines[0] and "limit of 3" in lines[0]
 
 
-async def test_health_shows_the_connection_counters_to_admins_only():
+async def test_health_shows_the_connection_counters_to_admins_only() -> None:
     async with running_server(**QUIET, api_key="k" * 20) as app:
         _, public = await http_json(app, "GET", "/health")
         assert "http" not in public
@@ -215,7 +221,7 @@ async def test_health_shows_the_connection_counters_to_admins_only():
         assert full["http"]["connections"] >= 1
 
 
-def test_the_log_throttle_logs_once_per_interval(caplog):
+def test_the_log_throttle_logs_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
     now = [100.0]
     throttle = LogThrottle(logging.getLogger("slurmcast.test"), interval=60, clock=lambda: now[0])
     for n in range(1, 6):
@@ -252,7 +258,7 @@ async def health_from_elsewhere(port: int) -> dict | None:
         return None
 
 
-async def test_the_limits_hold_in_the_real_server_process(tmp_path: Path):
+async def test_the_limits_hold_in_the_real_server_process(tmp_path: Path) -> None:
     # `slurmcast serve` runs on uvloop, whose transports are not asyncio's classes.
     port = free_port()
     env = dict(

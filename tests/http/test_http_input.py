@@ -67,7 +67,7 @@ BROADCAST = orjson.dumps({"channel": "jobs", "message": {"text": "hi"}})
         "application/json, text/plain",
     ],
 )
-async def test_a_body_not_declared_json_is_refused_with_415(content_type: str):
+async def test_a_body_not_declared_json_is_refused_with_415(content_type: str) -> None:
     async with running_server(**QUIET) as app, Client.connect(app) as subscriber:
         await subscriber.subscribe("jobs")
         headers = {"Content-Type": content_type}
@@ -79,7 +79,7 @@ async def test_a_body_not_declared_json_is_refused_with_415(content_type: str):
         assert await subscriber.request({"type": "ping"}) == {"type": "pong"}
 
 
-async def test_a_post_without_a_content_type_header_and_with_a_body_is_refused():
+async def test_a_post_without_a_content_type_header_and_with_a_body_is_refused() -> None:
     async with running_server(**QUIET) as app:
         status, reply = await raw_request(app, request("POST", "/broadcast", [], BROADCAST))
         assert (status, reply["code"]) == (415, "unsupported_media_type")
@@ -94,7 +94,7 @@ async def test_a_post_without_a_content_type_header_and_with_a_body_is_refused()
         'application/json;charset="UTF-8"',
     ],
 )
-async def test_json_bodies_are_accepted_with_or_without_a_utf8_charset(content_type: str):
+async def test_json_bodies_are_accepted_with_or_without_a_utf8_charset(content_type: str) -> None:
     async with running_server(**QUIET) as app:
         status, reply = await http_json(
             app, "POST", "/broadcast", raw=BROADCAST, headers={"Content-Type": content_type}
@@ -102,7 +102,7 @@ async def test_json_bodies_are_accepted_with_or_without_a_utf8_charset(content_t
         assert status == 200 and reply["success"] is True
 
 
-async def test_writes_without_a_body_need_no_content_type():
+async def test_writes_without_a_body_need_no_content_type() -> None:
     async with running_server(**QUIET) as app:
         status, reply = await raw_request(
             app, request("POST", "/notifications/read-all?user=alice", [])
@@ -114,7 +114,9 @@ async def test_writes_without_a_body_need_no_content_type():
 
 
 @pytest.mark.parametrize("value", [b"\xff\xfe", b"caf\xc3\xa9", b"\xed\xa0\x80"])
-async def test_an_api_key_that_is_not_ascii_is_just_wrong(caplog, value: bytes):
+async def test_an_api_key_that_is_not_ascii_is_just_wrong(
+    caplog: pytest.LogCaptureFixture, value: bytes
+) -> None:
     async with running_server(**QUIET, api_key=KEY) as app:
         key = [(b"X-API-Key", value)]
         status, reply = await raw_request(app, request("POST", "/broadcast", [*key, JSON], b"{}"))
@@ -148,7 +150,7 @@ async def test_an_authorization_header_that_is_not_ascii_gets_401(
 @pytest.mark.parametrize(
     "limit", ["1e300", "nan", "inf", "-1", "0", "99999999999999999999999", "%ff", "1" * 5000]
 )
-async def test_odd_page_sizes_get_400(limit: str):
+async def test_odd_page_sizes_get_400(limit: str) -> None:
     async with running_server(**QUIET) as app:
         status, reply = await http_json(app, "GET", f"/notifications?limit={limit}")
         assert (status, reply["code"]) == (400, "invalid_field"), reply
@@ -168,7 +170,7 @@ def cursor(text: bytes) -> str:
         "%ff%fe",
     ],
 )
-async def test_a_forged_cursor_is_a_400_not_a_storage_outage(backend: Backend, before: str):
+async def test_a_forged_cursor_is_a_400_not_a_storage_outage(backend: Backend, before: str) -> None:
     async with running_server(**QUIET, database_url=backend.url) as app:
         status, reply = await http_json(app, "GET", f"/notifications?before={before}")
         assert (status, reply["code"]) == (400, "invalid_field"), reply
@@ -186,7 +188,7 @@ async def test_marking_an_impossible_id_is_a_404_not_a_storage_outage(
 
 
 @pytest.mark.parametrize("field", ["title", "message"])
-async def test_text_with_nul_is_refused_on_every_database(backend: Backend, field: str):
+async def test_text_with_nul_is_refused_on_every_database(backend: Backend, field: str) -> None:
     async with running_server(**QUIET, database_url=backend.url) as app:
         body = {"title": "t", "message": "m", field: "a\x00b"}
         status, reply = await http_json(app, "POST", "/notifications", body)
@@ -204,14 +206,16 @@ async def test_text_with_nul_is_refused_on_every_database(backend: Backend, fiel
         (b'{"message": ' + b"[" * 300 + b"]" * 300 + b"}", "nesting_too_deep"),
     ],
 )
-async def test_bodies_json_cannot_carry_are_a_400(caplog, raw: bytes, code: str):
+async def test_bodies_json_cannot_carry_are_a_400(
+    caplog: pytest.LogCaptureFixture, raw: bytes, code: str
+) -> None:
     async with running_server(**QUIET) as app:
         status, reply = await http_json(app, "POST", "/broadcast", raw=raw)
         assert (status, reply["code"]) == (400, code), reply
     assert not tracebacks(caplog)
 
 
-async def test_a_huge_integer_is_published_as_a_number():
+async def test_a_huge_integer_is_published_as_a_number() -> None:
     async with running_server(**QUIET) as app, Client.connect(app) as subscriber:
         await subscriber.subscribe("jobs")
         raw = b'{"channel": "jobs", "message": {"n": 123456789012345678901234567890}}'
@@ -220,7 +224,7 @@ async def test_a_huge_integer_is_published_as_a_number():
         assert (await subscriber.recv())["data"]["n"] == pytest.approx(1.2345678901e29)
 
 
-async def test_a_body_that_cannot_be_decoded_is_a_400(caplog):
+async def test_a_body_that_cannot_be_decoded_is_a_400(caplog: pytest.LogCaptureFixture) -> None:
     async with running_server(**QUIET) as app:
         headers = [JSON, (b"Content-Encoding", b"gzip")]
         status, reply = await raw_request(app, request("POST", "/broadcast", headers, b"nope"))
@@ -238,7 +242,9 @@ async def test_a_body_that_cannot_be_decoded_is_a_400(caplog):
     assert not tracebacks(caplog)
 
 
-async def test_a_client_that_leaves_in_the_middle_of_its_body_leaves_no_traceback(caplog):
+async def test_a_client_that_leaves_in_the_middle_of_its_body_leaves_no_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async with running_server(**QUIET, api_key=KEY) as app:
         headers = [JSON, (b"X-API-Key", KEY.encode()), (b"Content-Length", b"100")]
         for _ in range(3):
@@ -253,7 +259,7 @@ async def test_a_client_that_leaves_in_the_middle_of_its_body_leaves_no_tracebac
     assert not tracebacks(caplog)
 
 
-async def test_an_admin_token_still_works_beside_all_this():
+async def test_an_admin_token_still_works_beside_all_this() -> None:
     async with running_server(**QUIET, auth="jwt", jwt_secret=SECRET) as app:
         token = {"Authorization": f"Bearer {admin()}"}
         status, reply = await http_json(app, "POST", "/broadcast", {"message": {}}, headers=token)
@@ -262,7 +268,9 @@ async def test_an_admin_token_still_works_beside_all_this():
 
 @pytest.mark.parametrize("path", ["/broadcast", "/health", "/no-such-route"])
 @pytest.mark.parametrize("expect", [b"\x80\xff", b"something-else"])
-async def test_an_unknown_expectation_gets_417_whatever_its_bytes(caplog, path, expect):
+async def test_an_unknown_expectation_gets_417_whatever_its_bytes(
+    caplog: pytest.LogCaptureFixture, path, expect
+) -> None:
     async with running_server(**QUIET) as app:
         headers = [JSON, (b"Expect", expect)]
         status, reply = await raw_request(app, request("POST", path, headers, b"{}"))
@@ -270,7 +278,7 @@ async def test_an_unknown_expectation_gets_417_whatever_its_bytes(caplog, path, 
     assert not tracebacks(caplog)
 
 
-async def test_expect_100_continue_still_works():
+async def test_expect_100_continue_still_works() -> None:
     async with running_server(**QUIET) as app:
         reader, writer = await asyncio.open_connection("127.0.0.1", app.http.port)
         try:

@@ -27,7 +27,7 @@ def announcement(title: str, user: str | None = None) -> dict:
     return body
 
 
-async def test_job_notifications_are_stored_as_they_are_sent(backend: Backend):
+async def test_job_notifications_are_stored_as_they_are_sent(backend: Backend) -> None:
     async with (
         running_server(**FAST, database_url=backend.url) as app,
         Client.connect(app) as client,
@@ -43,7 +43,7 @@ async def test_job_notifications_are_stored_as_they_are_sent(backend: Backend):
         assert app.health()["storage"]["available"] is True
 
 
-async def test_create_page_mark_read_and_survive_a_restart(backend: Backend):
+async def test_create_page_mark_read_and_survive_a_restart(backend: Backend) -> None:
     async with running_server(**QUIET, database_url=backend.url, api_key=KEY) as app:
         ids = []
         for n in range(5):
@@ -74,7 +74,7 @@ async def test_create_page_mark_read_and_survive_a_restart(backend: Backend):
         assert all(n["read"] for n in page["notifications"])
 
 
-async def test_users_see_and_mark_only_their_own(backend: Backend):
+async def test_users_see_and_mark_only_their_own(backend: Backend) -> None:
     secure = {**QUIET, "auth": "jwt", "jwt_secret": SECRET, "database_url": backend.url}
     alice = {"Authorization": f"Bearer {hs256('alice')}"}
     async with running_server(**secure) as app, Client.connect(app) as live:
@@ -111,7 +111,7 @@ async def test_users_see_and_mark_only_their_own(backend: Backend):
         assert for_all["notification"]["user"] is None
 
 
-async def test_bad_requests_are_clear(backend: Backend):
+async def test_bad_requests_are_clear(backend: Backend) -> None:
     async with running_server(**QUIET, database_url=backend.url, api_key=KEY) as app:
         for body, words in [
             ({"title": "x"}, "'message'"),
@@ -127,7 +127,7 @@ async def test_bad_requests_are_clear(backend: Backend):
         assert status == 400 and reply["code"] == "invalid_field"
 
 
-async def test_database_down_then_back(backend: Backend):
+async def test_database_down_then_back(backend: Backend) -> None:
     down = backend.make_down()
     async with running_server(**FAST, database_url=down.url, api_key=KEY) as app:
         await eventually(lambda: _storage(app), lambda s: s["available"] is False)
@@ -179,7 +179,7 @@ def nested(levels: int) -> dict:
     return value
 
 
-async def test_announcement_data_too_deep_or_too_large_is_refused(backend: Backend):
+async def test_announcement_data_too_deep_or_too_large_is_refused(backend: Backend) -> None:
     async with running_server(**QUIET, database_url=backend.url, api_key=KEY) as app:
         for data, code in [
             (nested(300), "nesting_too_deep"),  # orjson reads 1024 levels, writes 254
@@ -198,7 +198,7 @@ async def test_announcement_data_too_deep_or_too_large_is_refused(backend: Backe
         assert status == 200 and [n["title"] for n in page["notifications"]] == ["ok"]
 
 
-async def test_a_stored_row_that_cannot_be_sent_does_not_break_the_page(backend: Backend):
+async def test_a_stored_row_that_cannot_be_sent_does_not_break_the_page(backend: Backend) -> None:
     deep = json.dumps(nested(300))  # written by hand, or by an older version
     async with running_server(**QUIET, database_url=backend.url, api_key=KEY) as app:
         ids = []
@@ -225,7 +225,9 @@ async def test_a_stored_row_that_cannot_be_sent_does_not_break_the_page(backend:
         assert status == 200 and len(page["notifications"]) == 3
 
 
-async def test_the_storage_alert_fires_once_while_reads_work_and_writes_fail(backend: Backend):
+async def test_the_storage_alert_fires_once_while_reads_work_and_writes_fail(
+    backend: Backend,
+) -> None:
     url = slow_lock_url(backend.url)
     async with (
         running_server(**QUIET, database_url=url, api_key=KEY) as app,

@@ -54,7 +54,7 @@ async def broadcast(app: SlurmcastApp, channel: str, data: dict[str, Any]) -> tu
     return await http_json(app, "POST", "/broadcast", {"channel": channel, "message": data})
 
 
-async def test_a_client_on_one_instance_gets_what_another_publishes():
+async def test_a_client_on_one_instance_gets_what_another_publishes() -> None:
     async with (
         instances(3, **QUIET) as (a, b, c),
         Client.connect(a) as on_a,
@@ -74,7 +74,7 @@ async def test_a_client_on_one_instance_gets_what_another_publishes():
             assert message["data"] == {"text": "everyone"} and "offset" not in message
 
 
-async def test_a_client_walking_from_instance_to_instance_loses_and_repeats_nothing():
+async def test_a_client_walking_from_instance_to_instance_loses_and_repeats_nothing() -> None:
     total = 600
     rng = random.Random(11)
     async with instances(3, **QUIET, history_size="jobs=1000") as apps:
@@ -115,7 +115,7 @@ async def test_a_client_walking_from_instance_to_instance_loses_and_repeats_noth
         assert seen == list(range(total))
 
 
-async def test_history_and_snapshots_are_the_same_on_every_instance():
+async def test_history_and_snapshots_are_the_same_on_every_instance() -> None:
     async with instances(2, **QUIET) as (a, b):
         # After the poller's first poll, which sets the jobs state wholesale.
         await eventually(lambda: _value(a.monitor.polls["jobs"] + b.monitor.polls["jobs"]), bool)
@@ -152,7 +152,7 @@ def leaders(apps: list[SlurmcastApp]) -> list[str]:
     return [app.instance_id for app in apps if app.leadership.is_leader]
 
 
-async def test_one_instance_polls_and_health_describes_the_cluster():
+async def test_one_instance_polls_and_health_describes_the_cluster() -> None:
     async with instances(3, **FAST) as apps:
         await eventually(lambda: _value(leaders(apps)), lambda found: len(found) == 1)
         async with Client.connect(apps[0]) as one, Client.connect(apps[0]) as two:
@@ -176,7 +176,7 @@ async def test_one_instance_polls_and_health_describes_the_cluster():
             assert (app.monitor.polls["jobs"] > 0) == app.leadership.is_leader
 
 
-async def test_when_the_poller_stops_another_takes_over_without_repeating_a_transition():
+async def test_when_the_poller_stops_another_takes_over_without_repeating_a_transition() -> None:
     async with instances(2, **FAST) as apps, Client.connect(apps[1]) as client:
         await client.subscribe("jobs")
         first = await eventually(lambda: _value(leaders(apps)), lambda found: len(found) == 1)
@@ -218,7 +218,7 @@ def check_transitions(updates: list[dict[str, Any]]) -> None:
         last[job] = data["status"]
 
 
-async def test_redis_outage_keeps_clients_refuses_publishes_and_recovers():
+async def test_redis_outage_keeps_clients_refuses_publishes_and_recovers() -> None:
     async with (
         PrivateRedis() as redis_server,
         instances(2, url=redis_server.url, prefix="outage", **QUIET) as (a, b),
@@ -273,7 +273,7 @@ async def _health(apps: list[SlurmcastApp]) -> list[dict[str, Any]]:
     return [(await http_json(app, "GET", "/health"))[1] for app in apps]
 
 
-async def test_a_dashboard_client_rides_out_a_redis_restart():
+async def test_a_dashboard_client_rides_out_a_redis_restart() -> None:
     """The Python client on one instance: Redis restarts empty, the client resyncs
     from a fresh snapshot on its own and goes on receiving live messages."""
     async with (

@@ -39,7 +39,7 @@ def make_lease(request: pytest.FixtureRequest) -> object:
     return request.param
 
 
-async def test_a_free_lease_is_acquired_renewed_released_and_acquired_again(make_lease):
+async def test_a_free_lease_is_acquired_renewed_released_and_acquired_again(make_lease) -> None:
     async with make_lease() as lease:
         assert await lease.acquire()
         assert await lease.renew()
@@ -48,14 +48,14 @@ async def test_a_free_lease_is_acquired_renewed_released_and_acquired_again(make
         await lease.release()
 
 
-async def test_releasing_a_lease_not_held_is_harmless(make_lease):
+async def test_releasing_a_lease_not_held_is_harmless(make_lease) -> None:
     async with make_lease() as lease:
         await lease.release()
         await lease.release()
         assert await lease.acquire()
 
 
-async def test_the_token_is_stable_while_held(make_lease):
+async def test_the_token_is_stable_while_held(make_lease) -> None:
     async with make_lease() as lease:
         assert await lease.acquire()
         token = lease.token

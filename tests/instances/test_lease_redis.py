@@ -10,7 +10,7 @@ from support.redis import REDIS_URL, shared_prefix
 from support.waiting import eventually
 
 
-async def test_the_lease_has_one_holder_and_moves_when_released_or_expired():
+async def test_the_lease_has_one_holder_and_moves_when_released_or_expired() -> None:
     async with shared_prefix() as prefix:
         redis = Redis.from_url(REDIS_URL)
         try:

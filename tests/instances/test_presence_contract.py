@@ -38,18 +38,18 @@ def make_presence(request: pytest.FixtureRequest) -> object:
 COUNTS = {"clients": 3, "subscriptions": {"jobs": 2, "nodes": 1}, "leader": True}
 
 
-async def test_nothing_reported_means_no_instance(make_presence):
+async def test_nothing_reported_means_no_instance(make_presence) -> None:
     async with make_presence() as presence:
         assert await presence.instances() == {}
 
 
-async def test_an_instance_reads_back_what_it_reported(make_presence):
+async def test_an_instance_reads_back_what_it_reported(make_presence) -> None:
     async with make_presence() as presence:
         await presence.report("a", COUNTS)
         assert await presence.instances() == {"a": COUNTS}
 
 
-async def test_a_new_report_replaces_the_previous_one(make_presence):
+async def test_a_new_report_replaces_the_previous_one(make_presence) -> None:
     async with make_presence() as presence:
         await presence.report("a", COUNTS)
         await presence.report("a", {**COUNTS, "clients": 7})

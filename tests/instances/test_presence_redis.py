@@ -10,7 +10,7 @@ from support.redis import REDIS_URL, shared_prefix
 from support.waiting import eventually
 
 
-async def test_instances_see_each_other_and_a_silent_one_expires():
+async def test_instances_see_each_other_and_a_silent_one_expires() -> None:
     async with shared_prefix() as prefix:
         redis = Redis.from_url(REDIS_URL)
         try:

@@ -11,7 +11,7 @@ from slurmcast.instances.presence_report import PresenceReporter, totals
 from support.waiting import eventually
 
 
-def test_totals_sum_clients_and_subscriptions_per_channel():
+def test_totals_sum_clients_and_subscriptions_per_channel() -> None:
     reports = {
         "a": {"clients": 2, "subscriptions": {"jobs": 2, "nodes": 1}},
         "b": {"clients": 5, "subscriptions": {"jobs": 1, "alerts": 4}},
@@ -32,7 +32,7 @@ class Unreachable:
         raise ConnectionError("no route to Redis")
 
 
-async def test_the_reporter_keeps_reporting_and_totals_follow():
+async def test_the_reporter_keeps_reporting_and_totals_follow() -> None:
     clients = [1]
     reporter = PresenceReporter(
         LocalPresence(), "me", lambda: {"clients": clients[0], "subscriptions": {}}, 0.01
@@ -47,7 +47,7 @@ async def test_the_reporter_keeps_reporting_and_totals_follow():
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_an_unreachable_store_empties_the_totals_and_the_loop_goes_on():
+async def test_an_unreachable_store_empties_the_totals_and_the_loop_goes_on() -> None:
     reporter = PresenceReporter(Unreachable(), "me", lambda: {"clients": 1}, 0.01)
     reporter.totals = {"instances": 1}
     task = asyncio.create_task(reporter.run())

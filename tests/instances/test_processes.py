@@ -147,7 +147,7 @@ async def leader_of(instances: list[Instance]) -> Instance:
     return leader
 
 
-async def test_killing_the_poller_moves_polling_without_repeating_or_losing_a_transition():
+async def test_killing_the_poller_moves_polling_without_repeating_or_losing_a_transition() -> None:
     start = datetime.now(UTC).replace(microsecond=0)
     options = {
         **SIM,
@@ -203,7 +203,7 @@ async def test_killing_the_poller_moves_polling_without_repeating_or_losing_a_tr
                 assert job_id in final, f"the end of job {job_id} was never reported"
 
 
-async def test_a_client_whose_instance_is_killed_recovers_everything_on_another():
+async def test_a_client_whose_instance_is_killed_recovers_everything_on_another() -> None:
     total = 300
     quiet = {"jobs_interval": "3600", "nodes_interval": "3600", "metrics_interval": "3600"}
     async with cluster(3, **quiet) as (a, b, c):
@@ -245,7 +245,7 @@ async def test_a_client_whose_instance_is_killed_recovers_everything_on_another(
         assert seen == list(range(total))
 
 
-async def test_redis_stopped_and_started_during_a_stream():
+async def test_redis_stopped_and_started_during_a_stream() -> None:
     """Two processes on a Redis of the test's own, stopped and started (empty) mid-stream."""
     quiet = {"jobs_interval": "3600", "nodes_interval": "3600", "metrics_interval": "3600"}
     async with PrivateRedis() as redis_server, cluster(2, redis_server.url, **quiet) as (a, b):

@@ -7,7 +7,7 @@ from slurmcast.monitors import checkpoint
 T = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 
 
-def test_every_part_round_trips():
+def test_every_part_round_trips() -> None:
     job = JobRecord(
         "42",
         "train",
@@ -64,7 +64,7 @@ def test_every_part_round_trips():
     assert baseline.alerts == {alert.id: alert}
 
 
-def test_missing_parts_mean_no_baseline():
+def test_missing_parts_mean_no_baseline() -> None:
     baseline = checkpoint.decode({})
     assert baseline.jobs is None and baseline.nodes is None
     assert baseline.unresolved == {} and baseline.alerts == {}

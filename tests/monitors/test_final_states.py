@@ -41,7 +41,7 @@ async def baseline_taken(app) -> None:
     await polls_after(app, 2)
 
 
-async def test_vanished_job_gets_its_final_state_from_sacct(fake: FakeSlurm):
+async def test_vanished_job_gets_its_final_state_from_sacct(fake: FakeSlurm) -> None:
     async with slurm_server(fake) as app, Client.connect(app) as client:
         await client.subscribe("jobs", "notifications")
         await baseline_taken(app)
@@ -63,7 +63,9 @@ async def test_vanished_job_gets_its_final_state_from_sacct(fake: FakeSlurm):
         assert any("--jobs=77" in call for call in fake.calls("sacct"))
 
 
-async def test_job_seen_completing_is_reported_with_accountings_final_state(fake: FakeSlurm):
+async def test_job_seen_completing_is_reported_with_accountings_final_state(
+    fake: FakeSlurm,
+) -> None:
     async with slurm_server(fake) as app, Client.connect(app) as client:
         await client.subscribe("jobs")
         await baseline_taken(app)
@@ -81,7 +83,7 @@ async def test_job_seen_completing_is_reported_with_accountings_final_state(fake
         assert await client.request({"type": "ping"}) == {"type": "pong"}
 
 
-async def test_unresolvable_job_is_reported_unconfirmed_after_retries(fake: FakeSlurm):
+async def test_unresolvable_job_is_reported_unconfirmed_after_retries(fake: FakeSlurm) -> None:
     async with slurm_server(fake, final_state_attempts=3) as app, Client.connect(app) as client:
         await client.subscribe("jobs", "notifications")
         await baseline_taken(app)
@@ -101,7 +103,9 @@ async def test_unresolvable_job_is_reported_unconfirmed_after_retries(fake: Fake
         )
 
 
-async def test_job_listed_finished_waits_for_accounting_then_carries_its_usage(fake: FakeSlurm):
+async def test_job_listed_finished_waits_for_accounting_then_carries_its_usage(
+    fake: FakeSlurm,
+) -> None:
     async with slurm_server(fake, final_state_attempts=50) as app, Client.connect(app) as client:
         await client.subscribe("jobs", "notifications")
         await baseline_taken(app)

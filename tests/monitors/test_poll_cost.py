@@ -13,7 +13,7 @@ from support.waiting import eventually
 CLIENTS = 30
 
 
-async def test_commands_per_poll_do_not_grow_with_clients(tmp_path: Path):
+async def test_commands_per_poll_do_not_grow_with_clients(tmp_path: Path) -> None:
     fake = FakeSlurm(tmp_path)
     async with (
         running_server(
@@ -49,7 +49,7 @@ async def test_commands_per_poll_do_not_grow_with_clients(tmp_path: Path):
         assert app.health()["clients"] == CLIENTS
 
 
-async def test_slurmrestd_requests_per_poll_do_not_grow_with_clients():
+async def test_slurmrestd_requests_per_poll_do_not_grow_with_clients() -> None:
     async with (
         FakeRestd("25.11").running() as fake,
         running_server(

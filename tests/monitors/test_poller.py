@@ -82,7 +82,7 @@ def is_source_alert(status: str):
     )
 
 
-async def test_failing_source_degrades_alerts_once_and_recovers_without_losing_jobs():
+async def test_failing_source_degrades_alerts_once_and_recovers_without_losing_jobs() -> None:
     source = FlakySource(SimulatorSource(seed=5, speed=120.0))
     app = await start(source)
     submitted: list[int] = []
@@ -126,7 +126,7 @@ async def test_failing_source_degrades_alerts_once_and_recovers_without_losing_j
         await app.stop()
 
 
-async def test_hanging_source_times_out_and_degrades():
+async def test_hanging_source_times_out_and_degrades() -> None:
     source = FlakySource(SimulatorSource(seed=5, speed=1.0))
     source.mode = "hang"
     app = await start(source)

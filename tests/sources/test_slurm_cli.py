@@ -42,26 +42,28 @@ def source_for(fake: FakeSlurm, **settings) -> SlurmCliSource:
 # -- run_command, on real processes --------------------------------------------
 
 
-async def test_run_command_returns_stdout_with_utc_and_no_time_format(monkeypatch):
+async def test_run_command_returns_stdout_with_utc_and_no_time_format(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("SLURM_TIME_FORMAT", "relative")
     monkeypatch.setenv("TZ", "Asia/Seoul")
     result = await run_command(["sh", "-c", 'echo "$TZ:${SLURM_TIME_FORMAT:-unset}"'], 5)
     assert result.stdout == b"UTC:unset\n"
 
 
-async def test_failing_command_reports_status_and_stderr():
+async def test_failing_command_reports_status_and_stderr() -> None:
     with pytest.raises(SourceError) as info:
         await run_command(["sh", "-c", "echo 'Unable to contact slurm controller' >&2; exit 1"], 5)
     assert "sh exited with status 1: Unable to contact slurm controller" in info.value.message
     assert info.value.temporary
 
 
-async def test_missing_binary_is_a_clear_error():
+async def test_missing_binary_is_a_clear_error() -> None:
     with pytest.raises(SourceError, match="squeue-nonexistent: command not found"):
         await run_command(["squeue-nonexistent"], 5)
 
 
-async def test_timeout_kills_the_command(tmp_path: Path):
+async def test_timeout_kills_the_command(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     with pytest.raises(SourceError) as info:
         await run_command(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"], 0.5)
@@ -70,7 +72,7 @@ async def test_timeout_kills_the_command(tmp_path: Path):
         os.kill(int(pidfile.read_text()), 0)
 
 
-async def test_cancelled_caller_kills_the_command(tmp_path: Path):
+async def test_cancelled_caller_kills_the_command(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     task = asyncio.create_task(run_command(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"], 60))
 
@@ -85,7 +87,7 @@ async def test_cancelled_caller_kills_the_command(tmp_path: Path):
         os.kill(int(pidfile.read_text()), 0)
 
 
-def test_versions():
+def test_versions() -> None:
     assert parse_version(b"slurm-wlm 22.05.8\n") == (22, 5, 8)
     assert parse_version(b"slurm 23.11.1") == (23, 11, 1)
     assert format_version((22, 5, 8)) == "22.05.8"
@@ -96,7 +98,7 @@ def test_versions():
 # -- the source over recorded outputs -----------------------------------------
 
 
-async def test_detection_is_shown_in_describe(fake: FakeSlurm):
+async def test_detection_is_shown_in_describe(fake: FakeSlurm) -> None:
     source = source_for(fake)
     _: Source = source
     await source.start()
@@ -113,7 +115,7 @@ async def test_detection_is_shown_in_describe(fake: FakeSlurm):
     assert fake.calls("squeue") == ["--version"]
 
 
-async def test_first_listing_is_delimited_then_json_with_identical_records(fake: FakeSlurm):
+async def test_first_listing_is_delimited_then_json_with_identical_records(fake: FakeSlurm) -> None:
     source = source_for(fake)
     await source.start()
     first = await source.jobs()
@@ -127,7 +129,7 @@ async def test_first_listing_is_delimited_then_json_with_identical_records(fake:
     assert second.jobs["7"].gpus == 2
 
 
-async def test_large_queue_stays_delimited(fake: FakeSlurm):
+async def test_large_queue_stays_delimited(fake: FakeSlurm) -> None:
     source = source_for(fake, json_max_jobs=3)
     await source.start()
     await source.jobs()
@@ -136,7 +138,7 @@ async def test_large_queue_stays_delimited(fake: FakeSlurm):
     assert source.describe()["jobs_format"] == "delimited"
 
 
-async def test_nodes_from_json_and_delimited_agree(fake: FakeSlurm):
+async def test_nodes_from_json_and_delimited_agree(fake: FakeSlurm) -> None:
     json_source = source_for(fake)
     text_source = source_for(fake, output_format="delimited")
     await json_source.start()
@@ -150,7 +152,7 @@ async def test_nodes_from_json_and_delimited_agree(fake: FakeSlurm):
     assert "--json" not in fake.calls("sinfo")[-1]
 
 
-async def test_missing_json_support_falls_back_to_delimited(fake: FakeSlurm):
+async def test_missing_json_support_falls_back_to_delimited(fake: FakeSlurm) -> None:
     fake.fail("sinfo", "sinfo: error: unrecognized option '--json'")
     source = source_for(fake)
     await source.start()
@@ -162,7 +164,7 @@ async def test_missing_json_support_falls_back_to_delimited(fake: FakeSlurm):
     assert "--json" not in fake.calls("squeue") and fake.calls("sinfo")[-1] != "--json"
 
 
-async def test_controller_down_raises_with_stderr_and_detection_retries(fake: FakeSlurm):
+async def test_controller_down_raises_with_stderr_and_detection_retries(fake: FakeSlurm) -> None:
     fake.fail(
         "squeue", "slurm_load_jobs error: Unable to contact slurm controller (connect failure)"
     )
@@ -176,7 +178,7 @@ async def test_controller_down_raises_with_stderr_and_detection_retries(fake: Fa
     assert snapshot.jobs and source.describe()["problems"] == []
 
 
-async def test_unparsable_output_is_an_error_not_an_empty_cluster(fake: FakeSlurm):
+async def test_unparsable_output_is_an_error_not_an_empty_cluster(fake: FakeSlurm) -> None:
     source = source_for(fake, output_format="json")
     await source.start()
     fake.serve("squeue.json", '{"jobs": [ {"job_id": ')
@@ -187,7 +189,7 @@ async def test_unparsable_output_is_an_error_not_an_empty_cluster(fake: FakeSlur
         await source.nodes()
 
 
-async def test_hung_command_times_out(fake: FakeSlurm):
+async def test_hung_command_times_out(fake: FakeSlurm) -> None:
     source = SlurmCliSource(SlurmSettings(bin_dir=str(fake.bin), timeout=0.5))
     await source.start()
     fake.hang("squeue")
@@ -196,7 +198,7 @@ async def test_hung_command_times_out(fake: FakeSlurm):
     assert info.value.code is ErrorCode.SOURCE_TIMEOUT
 
 
-async def test_final_states_come_from_one_bounded_sacct_query(fake: FakeSlurm):
+async def test_final_states_come_from_one_bounded_sacct_query(fake: FakeSlurm) -> None:
     source = source_for(fake, output_format="delimited")
     await source.start()
     jobs = (await source.jobs()).jobs
@@ -214,7 +216,7 @@ async def test_final_states_come_from_one_bounded_sacct_query(fake: FakeSlurm):
     assert burn is not None and (burn.cpus, burn.cpu_time_s) == (2, 32.487)
 
 
-async def test_accounting_failure_is_reported_and_heals(fake: FakeSlurm):
+async def test_accounting_failure_is_reported_and_heals(fake: FakeSlurm) -> None:
     source = source_for(fake)
     await source.start()
     jobs = (await source.jobs()).jobs
@@ -228,7 +230,7 @@ async def test_accounting_failure_is_reported_and_heals(fake: FakeSlurm):
     assert source.describe()["problems"] == []
 
 
-async def test_no_accounting_configured_means_no_sacct_calls(fake: FakeSlurm):
+async def test_no_accounting_configured_means_no_sacct_calls(fake: FakeSlurm) -> None:
     config = (
         (FIXTURES / "scontrol_show_config.txt")
         .read_text()
@@ -286,7 +288,7 @@ def _recorded(release: str, api: str, what: str) -> list[dict[str, Any]]:
 UNKNOWN_SHAPE = '{"meta": {"slurm": {"release": "26.05.0"}}, "errors": [], "hosts": []}'
 
 
-async def test_unknown_json_shape_falls_back_in_auto_mode(tmp_path: Path):
+async def test_unknown_json_shape_falls_back_in_auto_mode(tmp_path: Path) -> None:
     fake = FakeSlurm.recording(tmp_path, "25.11", "v0.0.44")
     fake.serve("scontrol.json", UNKNOWN_SHAPE)
     source = source_for(fake)
@@ -300,7 +302,7 @@ async def test_unknown_json_shape_falls_back_in_auto_mode(tmp_path: Path):
     assert "'nodes'" in problem
 
 
-async def test_unknown_json_shape_is_a_clear_error_in_json_mode(tmp_path: Path):
+async def test_unknown_json_shape_is_a_clear_error_in_json_mode(tmp_path: Path) -> None:
     fake = FakeSlurm.recording(tmp_path, "25.11", "v0.0.44")
     fake.serve("scontrol.json", UNKNOWN_SHAPE)
     fake.serve("squeue.json", UNKNOWN_SHAPE)
@@ -315,7 +317,7 @@ async def test_unknown_json_shape_is_a_clear_error_in_json_mode(tmp_path: Path):
         await source.jobs()
 
 
-def test_fake_lines_parse_like_real_ones():
+def test_fake_lines_parse_like_real_ones() -> None:
     # The helpers used by monitor tests must produce what the parser accepts.
     from slurmcast.sources.slurm.jobs import parse_squeue_delimited
     from slurmcast.sources.slurm.sacct import parse_sacct

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
@@ -71,11 +72,11 @@ async def ids(store: NotificationStore, user: str | None = None, **options: Any)
     return [item["id"] for item in (await store.list(user, **options)).items]
 
 
-def test_the_store_satisfies_its_protocol(tmp_path):
+def test_the_store_satisfies_its_protocol(tmp_path: Path) -> None:
     _: NotificationStorePort = NotificationStore(f"sqlite+aiosqlite:///{tmp_path}/x.db")
 
 
-async def test_enqueued_notifications_become_readable_in_the_wire_shape(backend: Backend):
+async def test_enqueued_notifications_become_readable_in_the_wire_shape(backend: Backend) -> None:
     first, second = note("n1"), note("n2", at=T0 + timedelta(seconds=1), user=None)
     async with running(backend.url) as store:
         store.enqueue(first)
@@ -91,7 +92,7 @@ async def test_enqueued_notifications_become_readable_in_the_wire_shape(backend:
     assert (health["pending"], health["written"], health["dropped"]) == (0, 2, 0)
 
 
-async def test_times_are_aware_utc_whatever_zone_they_were_written_in(backend: Backend):
+async def test_times_are_aware_utc_whatever_zone_they_were_written_in(backend: Backend) -> None:
     paris = timezone(timedelta(hours=2))
     local = datetime(2026, 1, 1, 14, 30, 0, 123456, tzinfo=paris)  # 12:30:00.123456Z
     async with running(backend.url) as store:
@@ -113,7 +114,7 @@ async def test_times_are_aware_utc_whatever_zone_they_were_written_in(backend: B
     assert stored == local and stored.tzinfo is UTC
 
 
-async def test_the_same_id_is_stored_once_and_the_first_write_wins(backend: Backend):
+async def test_the_same_id_is_stored_once_and_the_first_write_wins(backend: Backend) -> None:
     async with running(backend.url) as store:
         original = note("dup")
         await store.add([original, note("dup", title="Again")])
@@ -124,7 +125,7 @@ async def test_the_same_id_is_stored_once_and_the_first_write_wins(backend: Back
         assert await store.get("dup") == original.data()
 
 
-async def test_pages_follow_the_cursor_across_equal_times(backend: Backend):
+async def test_pages_follow_the_cursor_across_equal_times(backend: Backend) -> None:
     # Five share one instant: only the id orders them, and no page boundary
     # may repeat or skip one.
     tied = [note(f"t{i}", at=T0) for i in range(5)]
@@ -145,7 +146,7 @@ async def test_pages_follow_the_cursor_across_equal_times(backend: Backend):
         assert caught.value.code is ErrorCode.INVALID_FIELD
 
 
-async def test_a_page_holds_at_most_the_maximum(backend: Backend):
+async def test_a_page_holds_at_most_the_maximum(backend: Backend) -> None:
     async with running(backend.url) as store:
         await store.add([note(f"n{i:04d}", at=T0 + timedelta(seconds=i)) for i in range(501)])
         page = await store.list(None, limit=10_000)
@@ -155,7 +156,7 @@ async def test_a_page_holds_at_most_the_maximum(backend: Backend):
         assert len((await store.list(None, limit=0)).items) == 1
 
 
-async def test_users_see_their_own_rows_and_announcements_only(backend: Backend):
+async def test_users_see_their_own_rows_and_announcements_only(backend: Backend) -> None:
     async with running(backend.url) as store:
         await store.add(
             [
@@ -170,7 +171,7 @@ async def test_users_see_their_own_rows_and_announcements_only(backend: Backend)
         assert await ids(store, None) == ["all", "b1", "a1"]
 
 
-async def test_unread_filter(backend: Backend):
+async def test_unread_filter(backend: Backend) -> None:
     async with running(backend.url) as store:
         await store.add([note(f"a{i}", at=T0 + timedelta(seconds=i)) for i in range(3)])
         assert await store.mark_read(["a1"], "alice") == ["a1"]
@@ -179,7 +180,7 @@ async def test_unread_filter(backend: Backend):
         assert [(i["id"], i["read"]) for i in items] == [("a2", False), ("a1", True), ("a0", False)]
 
 
-async def test_users_mark_only_their_own_rows_and_admins_any(backend: Backend):
+async def test_users_mark_only_their_own_rows_and_admins_any(backend: Backend) -> None:
     async with running(backend.url) as store:
         await store.add([note("a1"), note("a2"), note("b1", user="bob"), note("all", user=None)])
         asked = ["b1", "all", "a1", "unknown", "a1"]
@@ -191,7 +192,7 @@ async def test_users_mark_only_their_own_rows_and_admins_any(backend: Backend):
         assert await store.mark_read([], "alice") == []
 
 
-async def test_mark_all_read_covers_the_users_rows_or_all_for_an_admin(backend: Backend):
+async def test_mark_all_read_covers_the_users_rows_or_all_for_an_admin(backend: Backend) -> None:
     async with running(backend.url) as store:
         await store.add([note("a1"), note("a2"), note("b1", user="bob"), note("all", user=None)])
         assert await store.mark_all_read("alice") == 2
@@ -201,7 +202,9 @@ async def test_mark_all_read_covers_the_users_rows_or_all_for_an_admin(backend: 
         assert await ids(store, None, unread_only=True) == []
 
 
-async def test_notifications_survive_a_restart_and_close_flushes_the_queue(backend: Backend):
+async def test_notifications_survive_a_restart_and_close_flushes_the_queue(
+    backend: Backend,
+) -> None:
     async with running(backend.url) as store:
         await store.add([note("kept")])
         await store.mark_read(["kept"], "alice")
@@ -213,7 +216,9 @@ async def test_notifications_survive_a_restart_and_close_flushes_the_queue(backe
         assert await store.get("kept") == {**note("kept").data(), "read": True}
 
 
-async def test_a_row_the_database_refuses_is_dropped_alone(backend: Backend, caplog):
+async def test_a_row_the_database_refuses_is_dropped_alone(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
     async with running(backend.url) as store:
         store.enqueue(note("good1"))
         store.enqueue(note("bad", details={"not json": {1, 2}}))
@@ -226,7 +231,7 @@ async def test_a_row_the_database_refuses_is_dropped_alone(backend: Backend, cap
     assert any("'bad' dropped" in r.getMessage() for r in caplog.records)
 
 
-async def test_the_database_down_then_back(backend: Backend):
+async def test_the_database_down_then_back(backend: Backend) -> None:
     down = backend.make_down()
     calls = Calls()
     async with running(
@@ -261,7 +266,9 @@ async def test_the_database_down_then_back(backend: Backend):
         assert await ids(store) == ["n2", "n1", "n0"]
 
 
-async def test_a_full_queue_drops_and_counts_loudly(backend: Backend, caplog):
+async def test_a_full_queue_drops_and_counts_loudly(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
     down = backend.make_down()
     async with running(down.url, queue_limit=3, retry_max=0.05, close_timeout=0.2) as store:
         caplog.set_level(logging.ERROR, "slurmcast.storage")
@@ -283,7 +290,7 @@ def awaitable(function: Callable[[], T]) -> Callable[[], Awaitable[T]]:
     return call
 
 
-async def test_reading_and_marking_while_the_writer_inserts(backend: Backend):
+async def test_reading_and_marking_while_the_writer_inserts(backend: Backend) -> None:
     # SQLite allows one writer at a time: the API's updates and the writer's
     # inserts must wait for each other, not fail.
     async with running(backend.url, batch_size=50) as store:
@@ -315,7 +322,9 @@ def still_unavailable(caplog: pytest.LogCaptureFixture) -> int:
     return sum("still unavailable" in r.getMessage() for r in caplog.records)
 
 
-async def test_reads_do_not_end_an_outage_only_a_write_does(backend: Backend, caplog):
+async def test_reads_do_not_end_an_outage_only_a_write_does(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
     # Reads work and writes fail (read-only after a failover, a lock held
     # elsewhere): the outage is one outage, not one per read.
     caplog.set_level(logging.DEBUG, "slurmcast.storage")
@@ -340,7 +349,9 @@ async def test_reads_do_not_end_an_outage_only_a_write_does(backend: Backend, ca
         assert await ids(store) == ["queued", "before"]
 
 
-async def test_the_writer_checks_for_the_recovery_with_a_write(backend: Backend, caplog):
+async def test_the_writer_checks_for_the_recovery_with_a_write(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
     # An outage an API write found, with nothing queued: the writer's check
     # must not take a database that still refuses writes for one that is back.
     caplog.set_level(logging.DEBUG, "slurmcast.storage")
@@ -361,7 +372,9 @@ async def test_the_writer_checks_for_the_recovery_with_a_write(backend: Backend,
         assert await store.mark_all_read("alice") == 1
 
 
-async def test_a_value_the_database_refuses_is_the_callers_error_not_an_outage(backend: Backend):
+async def test_a_value_the_database_refuses_is_the_callers_error_not_an_outage(
+    backend: Backend,
+) -> None:
     calls = Calls()
     async with running(backend.url, on_unavailable=calls.on_unavailable) as store:
         await store.add([note("n1")])
@@ -382,7 +395,9 @@ async def test_a_value_the_database_refuses_is_the_callers_error_not_an_outage(b
         assert await store.mark_all_read(None) >= 1  # and the database works on
 
 
-async def test_a_row_whose_data_cannot_be_sent_is_listed_with_empty_data(backend: Backend, caplog):
+async def test_a_row_whose_data_cannot_be_sent_is_listed_with_empty_data(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
     deep: Any = 1
     for _ in range(300):  # orjson reads 1024 levels but writes only 254
         deep = {"a": deep}

@@ -88,7 +88,7 @@ async def test_migrate_creates_the_models_schema_and_a_second_run_changes_nothin
     assert drift == []
 
 
-async def test_downgrade_to_base_removes_the_table(backend: Backend):
+async def test_downgrade_to_base_removes_the_table(backend: Backend) -> None:
     await migrate(backend.url)
     engine = create_engine(parse_url(backend.url))
     config = alembic_config()
@@ -107,7 +107,9 @@ async def test_downgrade_to_base_removes_the_table(backend: Backend):
     await migrate(backend.url)  # and back up again
 
 
-async def test_the_alembic_tools_work_without_a_running_loop(backend: Backend, capsys):
+async def test_the_alembic_tools_work_without_a_running_loop(
+    backend: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
     # What a developer runs to write the next revision: env.py makes its own
     # engine and event loop from sqlalchemy.url (here in a worker thread,
     # since the test's loop is running).
@@ -122,7 +124,7 @@ async def test_the_alembic_tools_work_without_a_running_loop(backend: Backend, c
     assert "CREATE TABLE notifications" in capsys.readouterr().out
 
 
-async def test_a_schema_from_a_newer_version_is_reported_not_raised(backend: Backend):
+async def test_a_schema_from_a_newer_version_is_reported_not_raised(backend: Backend) -> None:
     await migrate(backend.url)
     engine = create_engine(parse_url(backend.url))
     try:

@@ -13,7 +13,9 @@ from slurmcast.storage import NotificationStore, default_url
 from slurmcast.storage.engine import parse_url
 
 
-def test_default_url_is_an_absolute_sqlite_file(tmp_path, monkeypatch):
+def test_default_url_is_an_absolute_sqlite_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert default_url("state") == f"sqlite+aiosqlite:///{tmp_path}/state/slurmcast.db"
     assert parse_url(default_url("state")).database == str(tmp_path / "state" / "slurmcast.db")
@@ -29,7 +31,7 @@ def test_default_url_is_an_absolute_sqlite_file(tmp_path, monkeypatch):
         ("postgresql+asyncpg://slurmcast@db/slurmcast", "postgresql+asyncpg"),
     ],
 )
-def test_urls_get_the_async_driver(given, driver):
+def test_urls_get_the_async_driver(given, driver) -> None:
     assert parse_url(given).drivername == driver
 
 
@@ -43,7 +45,7 @@ def test_urls_get_the_async_driver(given, driver):
         ("not a url", "not valid"),
     ],
 )
-def test_other_databases_are_refused_at_construction(given, reason):
+def test_other_databases_are_refused_at_construction(given, reason) -> None:
     with pytest.raises(ConfigError, match=reason):
         NotificationStore(given)
 
@@ -54,7 +56,7 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def test_the_password_is_never_shown(caplog):
+async def test_the_password_is_never_shown(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, "slurmcast.storage")
     secret = "s3cret-Pa55"
     port = closed_port()
@@ -78,5 +80,5 @@ async def test_the_password_is_never_shown(caplog):
     assert len(shown) > 3 and not [text for text in shown if secret in text]
 
 
-def test_a_sqlite_url_names_its_file(tmp_path: Path):
+def test_a_sqlite_url_names_its_file(tmp_path: Path) -> None:
     assert NotificationStore(default_url(tmp_path)).health()["url"] == default_url(tmp_path)

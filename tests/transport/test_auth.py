@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
@@ -34,7 +35,7 @@ async def handshake_refusal(uri: str, **kwargs) -> InvalidStatus:
     return info.value
 
 
-async def test_bearer_header_and_query_token_are_accepted(app):
+async def test_bearer_header_and_query_token_are_accepted(app) -> None:
     async with connect(url(app), additional_headers={"Authorization": f"Bearer {hs256()}"}) as ws:
         client = Client(ws)
         await client.subscribe("jobs")
@@ -51,7 +52,7 @@ async def test_bearer_header_and_query_token_are_accepted(app):
         (lambda: "garbage", "invalid_token", "malformed"),
     ],
 )
-async def test_bad_handshake_token_gets_401_with_reason(app, token, code, words):
+async def test_bad_handshake_token_gets_401_with_reason(app, token, code, words) -> None:
     refusal = await handshake_refusal(
         url(app), additional_headers={"Authorization": f"Bearer {token()}"}
     )
@@ -60,14 +61,14 @@ async def test_bad_handshake_token_gets_401_with_reason(app, token, code, words)
     assert f'"code":"{code}"' in body and words in body
 
 
-async def test_first_message_auth(app):
+async def test_first_message_auth(app) -> None:
     async with Client.connect(app) as client:
         reply = await client.request({"type": "auth", "token": hs256("carol"), "id": 1})
         assert reply["type"] == "authenticated" and reply["user"] == "carol" and reply["id"] == 1
         await client.subscribe("nodes")
 
 
-async def test_nothing_before_auth_and_bad_first_token_closes_1008(app):
+async def test_nothing_before_auth_and_bad_first_token_closes_1008(app) -> None:
     async with Client.connect(app) as client:
         reply = await client.request({"type": "subscribe", "channel": "jobs"})
         assert reply["code"] == "unauthorized"
@@ -78,7 +79,7 @@ async def test_nothing_before_auth_and_bad_first_token_closes_1008(app):
         assert info.value.rcvd.code == 1008 and "Authentication failed" in info.value.rcvd.reason
 
 
-async def test_missing_auth_message_closes_1008_after_timeout():
+async def test_missing_auth_message_closes_1008_after_timeout() -> None:
     async with running_server(**JWT, auth_timeout=0.3) as app, Client.connect(app) as client:
         with pytest.raises(ConnectionClosed) as info:
             await client.recv()
@@ -86,7 +87,7 @@ async def test_missing_auth_message_closes_1008_after_timeout():
         assert info.value.rcvd.reason == "Authentication failed: no auth message within 0.3s"
 
 
-async def test_expiry_then_refresh_keeps_the_connection():
+async def test_expiry_then_refresh_keeps_the_connection() -> None:
     async with running_server(**JWT, refresh_grace=30) as app, Client.connect(app) as client:
         await client.request({"type": "auth", "token": hs256(ttl=1)})
         await client.subscribe("jobs")
@@ -97,7 +98,7 @@ async def test_expiry_then_refresh_keeps_the_connection():
         assert await client.request({"type": "ping"}) == {"type": "pong"}
 
 
-async def test_refresh_before_expiry_moves_the_servers_deadline(app):
+async def test_refresh_before_expiry_moves_the_servers_deadline(app) -> None:
     async with Client.connect(app) as client:
         first = await client.request({"type": "auth", "token": hs256(ttl=60)})
         refreshed = await client.request({"type": "refresh", "token": hs256(ttl=3600)})
@@ -107,7 +108,7 @@ async def test_refresh_before_expiry_moves_the_servers_deadline(app):
         assert connection.session.deadline > time.time() + 3000
 
 
-async def test_expired_without_refresh_closes_4001():
+async def test_expired_without_refresh_closes_4001() -> None:
     async with running_server(**JWT, refresh_grace=0.3) as app, Client.connect(app) as client:
         await client.request({"type": "auth", "token": hs256(ttl=1)})
         assert (await client.recv())["code"] == "token_expired"
@@ -116,7 +117,7 @@ async def test_expired_without_refresh_closes_4001():
         assert info.value.rcvd.code == 4001
 
 
-async def test_private_channels(app):
+async def test_private_channels(app) -> None:
     async with Client.connect(app) as alice:
         await alice.request({"type": "auth", "token": hs256("alice")})
         reply = await alice.request({"type": "subscribe", "channel": "user:bob"})
@@ -127,7 +128,7 @@ async def test_private_channels(app):
         await root.subscribe("user:bob")
 
 
-async def test_users_see_only_their_own_jobs_admins_see_all():
+async def test_users_see_only_their_own_jobs_admins_see_all() -> None:
     fast = {**JWT, "sim_speed": 600.0, "jobs_interval": 0.05, "nodes_interval": 0.05}
     async with (
         running_server(**fast) as app,
@@ -160,7 +161,7 @@ async def test_users_see_only_their_own_jobs_admins_see_all():
         )
 
 
-async def test_everyone_sees_all_jobs_when_visibility_is_all():
+async def test_everyone_sees_all_jobs_when_visibility_is_all() -> None:
     fast = {**JWT, "sim_speed": 600.0, "jobs_interval": 0.05, "jobs_visibility": "all"}
     async with running_server(**fast) as app, Client.connect(app) as bob:
         await bob.request({"type": "auth", "token": hs256("bob")})
@@ -168,7 +169,7 @@ async def test_everyone_sees_all_jobs_when_visibility_is_all():
         await bob.wait_for(lambda m: m["type"] == "job_submitted" and m["data"]["user"] != "bob")
 
 
-async def test_client_broadcast_for_admins_only(app):
+async def test_client_broadcast_for_admins_only(app) -> None:
     async with Client.connect(app) as user, Client.connect(app) as root:
         await user.request({"type": "auth", "token": hs256("alice")})
         await root.request({"type": "auth", "token": admin()})
@@ -181,7 +182,7 @@ async def test_client_broadcast_for_admins_only(app):
         assert pushed["type"] == "broadcast" and pushed["data"] == {"text": "hi"}
 
 
-async def test_rate_limit_is_answered_then_enforced():
+async def test_rate_limit_is_answered_then_enforced() -> None:
     limits = {**JWT, "rate_limit": 60, "rate_burst": 3, "flood_warnings": 2}
     async with (
         running_server(**limits) as app,
@@ -204,7 +205,7 @@ async def test_rate_limit_is_answered_then_enforced():
         assert info.value.rcvd.code == 1008
 
 
-async def test_connection_limits():
+async def test_connection_limits() -> None:
     async with (
         running_server(**JWT, max_connections=2) as app,
         Client.connect(app),
@@ -218,7 +219,7 @@ async def test_connection_limits():
         assert (await handshake_refusal(url(app))).response.status_code == 429
 
 
-async def test_per_user_limit_at_handshake_and_at_first_message():
+async def test_per_user_limit_at_handshake_and_at_first_message() -> None:
     async with running_server(**JWT, max_connections_per_user=1) as app:
         headers = {"Authorization": f"Bearer {hs256('alice')}"}
         async with connect(url(app), additional_headers=headers) as first:
@@ -233,7 +234,7 @@ async def test_per_user_limit_at_handshake_and_at_first_message():
                 assert info.value.rcvd.code == 4029
 
 
-async def test_origin_allow_list():
+async def test_origin_allow_list() -> None:
     async with running_server(**JWT, allowed_origins="https://dash.example.org") as app:
         refusal = await handshake_refusal(url(app), origin="https://evil.example.com")
         assert refusal.response.status_code == 403
@@ -243,7 +244,9 @@ async def test_origin_allow_list():
             pass
 
 
-async def test_denials_are_logged_with_user_and_address_never_the_token(app, caplog):
+async def test_denials_are_logged_with_user_and_address_never_the_token(
+    app, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     token = hs256("alice")
     async with Client.connect(app) as client:
@@ -254,7 +257,7 @@ async def test_denials_are_logged_with_user_and_address_never_the_token(app, cap
     assert all(token not in r.getMessage() for r in caplog.records)
 
 
-async def test_rs256_and_es256_tokens_over_a_real_socket(tmp_path):
+async def test_rs256_and_es256_tokens_over_a_real_socket(tmp_path: Path) -> None:
     from support.tokens import make_keys
 
     rsa_pair, ec_pair, jwks = make_keys(tmp_path)
@@ -274,7 +277,7 @@ async def test_rs256_and_es256_tokens_over_a_real_socket(tmp_path):
         assert refusal.response.status_code == 401
 
 
-async def test_open_server_on_a_public_address_warns(caplog):
+async def test_open_server_on_a_public_address_warns(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="slurmcast")
     async with running_server(host="0.0.0.0"):
         pass

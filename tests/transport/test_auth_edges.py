@@ -41,7 +41,7 @@ async def closed_with(client: Client) -> int:
 # -- 8. refresh at the per-user limit ---------------------------------------------------
 
 
-async def test_refresh_at_the_per_user_limit_keeps_the_connection():
+async def test_refresh_at_the_per_user_limit_keeps_the_connection() -> None:
     async with (
         running_server(**JWT, max_connections_per_user=1) as app,
         Client.connect(app, additional_headers=bearer(hs256("alice"))) as alice,
@@ -59,7 +59,7 @@ async def test_refresh_at_the_per_user_limit_keeps_the_connection():
 # -- 9. messages to everyone ---------------------------------------------------------------
 
 
-async def test_broadcast_to_all_skips_connections_that_have_not_authenticated(app):
+async def test_broadcast_to_all_skips_connections_that_have_not_authenticated(app) -> None:
     async with Client.connect(app) as stranger, Client.connect(app) as alice:
         await alice.request({"type": "auth", "token": hs256("alice")})
         status, body = await http_json(
@@ -89,7 +89,7 @@ BAD_CLAIMS = {
 
 
 @pytest.mark.parametrize("claims", BAD_CLAIMS.values(), ids=BAD_CLAIMS.keys())
-async def test_malformed_claims_are_refused_at_the_handshake(app, claims):
+async def test_malformed_claims_are_refused_at_the_handshake(app, claims) -> None:
     with pytest.raises(InvalidStatus) as info:
         async with connect(url(app), additional_headers=bearer(hs256(**claims))):
             pass
@@ -98,14 +98,14 @@ async def test_malformed_claims_are_refused_at_the_handshake(app, claims):
 
 
 @pytest.mark.parametrize("claims", BAD_CLAIMS.values(), ids=BAD_CLAIMS.keys())
-async def test_malformed_claims_are_refused_in_the_first_message(app, claims):
+async def test_malformed_claims_are_refused_in_the_first_message(app, claims) -> None:
     async with Client.connect(app) as client:
         reply = await client.request({"type": "auth", "token": hs256(**claims), "id": 1})
         assert reply["type"] == "error" and reply["code"] == "invalid_token" and reply["id"] == 1
         assert await closed_with(client) == 1008
 
 
-async def test_a_far_but_valid_expiry_is_accepted(app):
+async def test_a_far_but_valid_expiry_is_accepted(app) -> None:
     async with Client.connect(app) as client:
         reply = await client.request({"type": "auth", "token": hs256(ttl=50 * 365 * 86400)})
         assert reply["type"] == "authenticated" and reply["expires_at"].startswith("20")
@@ -114,7 +114,7 @@ async def test_a_far_but_valid_expiry_is_accepted(app):
 # -- 11. the channels claim ---------------------------------------------------------------
 
 
-async def test_the_channels_claim_restricts_admins_too(app):
+async def test_the_channels_claim_restricts_admins_too(app) -> None:
     token = admin(channels=["nodes"])
     async with Client.connect(app, additional_headers=bearer(token)) as root:
         await root.subscribe("nodes")
@@ -144,7 +144,9 @@ def secret_parts(token: str) -> list[str]:
     return [claims[:16], claims[-16:], signature[:16], signature[-16:]]
 
 
-async def test_tokens_never_reach_the_log_even_at_debug(app, caplog):
+async def test_tokens_never_reach_the_log_even_at_debug(
+    app, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     tokens = [hs256("alice"), hs256("bob"), hs256("carol"), hs256(ttl=-600), hs256("dave")]
     header, query, first, expired, refresh = tokens
@@ -188,7 +190,7 @@ ODD_IDS = [
 
 
 @pytest.mark.parametrize("frame", ODD_IDS)
-async def test_odd_values_before_auth_get_a_typed_error(app, frame):
+async def test_odd_values_before_auth_get_a_typed_error(app, frame) -> None:
     async with Client.connect(app) as client:
         reply = await client.request(frame)
         assert reply["type"] == "error" and reply["code"] in {
@@ -216,14 +218,14 @@ ODD_ADMIN_REQUESTS = [
 
 
 @pytest.mark.parametrize("frame", ODD_ADMIN_REQUESTS)
-async def test_odd_values_after_auth_get_a_typed_error(app, frame):
+async def test_odd_values_after_auth_get_a_typed_error(app, frame) -> None:
     async with Client.connect(app, additional_headers=bearer(admin())) as client:
         reply = await client.request(frame)
         assert reply["type"] == "error", reply
         assert await client.request({"type": "ping", "id": 7}) == {"type": "pong", "id": 7}
 
 
-async def test_a_number_beyond_64_bits_in_a_broadcast_is_published_not_a_crash(app):
+async def test_a_number_beyond_64_bits_in_a_broadcast_is_published_not_a_crash(app) -> None:
     frame = '{"type": "broadcast", "channel": "alerts", "message": {"n": 1234567890123456789012}}'
     async with Client.connect(app, additional_headers=bearer(admin())) as root:
         await root.subscribe("alerts")
@@ -236,7 +238,7 @@ async def test_a_number_beyond_64_bits_in_a_broadcast_is_published_not_a_crash(a
 # -- 17. the account filter ----------------------------------------------------------------------
 
 
-async def test_jobs_filtered_by_account_are_only_that_accounts():
+async def test_jobs_filtered_by_account_are_only_that_accounts() -> None:
     fast = {"sim_speed": 600.0, "jobs_interval": 0.05}
     async with (
         running_server(**fast) as app,

@@ -21,12 +21,12 @@ from slurmcast.transport.encoding import (
 
 
 @pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])
-def test_plain_frames_match_websockets_own_at_every_length_boundary(size):
+def test_plain_frames_match_websockets_own_at_every_length_boundary(size) -> None:
     payload = b"x" * size
     assert server_frame(Opcode.TEXT, payload) == Frame(Opcode.TEXT, payload).serialize(mask=False)
 
 
-def test_compressed_frames_set_rsv1_and_inflate_back():
+def test_compressed_frames_set_rsv1_and_inflate_back() -> None:
     envelope = orjson.dumps({"type": "alert", "data": {"text": "node down " * 50}})
     frame = Encoding(WireFormat.JSON, 15).frame(envelope)
     assert frame[0] == 0x80 | 0x40 | Opcode.TEXT.value
@@ -36,7 +36,7 @@ def test_compressed_frames_set_rsv1_and_inflate_back():
     assert inflated == envelope
 
 
-def test_small_or_incompressible_messages_go_uncompressed():
+def test_small_or_incompressible_messages_go_uncompressed() -> None:
     small = b'{"type":"pong"}'
     assert len(small) < COMPRESS_FROM
     assert Encoding(WireFormat.JSON, 15).frame(small) == PLAIN_JSON.frame(small)
@@ -47,7 +47,7 @@ def test_small_or_incompressible_messages_go_uncompressed():
     assert len(frame) <= len(PLAIN_JSON.frame(noise))
 
 
-def test_equal_encodings_share_frames():
+def test_equal_encodings_share_frames() -> None:
     # The hub keys its per-publication frame cache on the encoding.
     assert Encoding(WireFormat.JSON, 15) == Encoding(WireFormat.JSON, 15)
     distinct = {
@@ -60,14 +60,14 @@ def test_equal_encodings_share_frames():
     assert len(distinct) == 4
 
 
-def test_msgpack_frames_hold_the_same_message():
+def test_msgpack_frames_hold_the_same_message() -> None:
     envelope = orjson.dumps({"type": "job_update", "data": {"job_id": "7", "nodes": ["a"]}})
     frame = Encoding(WireFormat.MSGPACK).frame(envelope)
     assert frame[0] == 0x80 | Opcode.BINARY.value
     assert msgpack.unpackb(frame[2:]) == orjson.loads(envelope)
 
 
-def test_replies_report_their_size_before_compression():
+def test_replies_report_their_size_before_compression() -> None:
     reply = {"type": "history", "publications": [orjson.Fragment(b'{"n":1}')] * 100}
     frame, size = Encoding(WireFormat.JSON, 15).reply(reply)
     assert size == len(orjson.dumps(reply)) and len(frame) < size
@@ -77,7 +77,7 @@ def test_replies_report_their_size_before_compression():
     }
 
 
-def test_msgpack_requests_become_the_json_the_session_reads():
+def test_msgpack_requests_become_the_json_the_session_reads() -> None:
     assert (
         decode_msgpack_request(msgpack.packb({"type": "ping", "id": 1}))
         == b'{"type":"ping","id":1}'

@@ -92,7 +92,7 @@ def server_connections(app) -> Callable[[], Awaitable[int]]:
 # -- 1. handshakes -------------------------------------------------------------------
 
 
-async def test_refused_and_abandoned_handshakes_leave_nothing_behind():
+async def test_refused_and_abandoned_handshakes_leave_nothing_behind() -> None:
     async with running_server(**JWT, allowed_origins="https://dash.example.org") as app:
         port, token = app.ws.port, hs256("alice")
         no_upgrade = [f"GET /?token={token} HTTP/1.1", "Host: 127.0.0.1"]
@@ -111,7 +111,7 @@ async def test_refused_and_abandoned_handshakes_leave_nothing_behind():
             assert await client.request({"type": "ping"}) == {"type": "pong"}
 
 
-async def test_half_open_handshakes_count_toward_the_per_address_limit():
+async def test_half_open_handshakes_count_toward_the_per_address_limit() -> None:
     async with running_server(max_connections_per_ip=2) as app:
         silent = [socket.create_connection(("127.0.0.1", app.ws.port)) for _ in range(2)]
         try:
@@ -157,7 +157,7 @@ def cut_at_once(sock: socket.socket) -> bool:
         return True
 
 
-async def test_sockets_far_over_the_per_address_limit_are_cut_at_accept():
+async def test_sockets_far_over_the_per_address_limit_are_cut_at_accept() -> None:
     async with patient_server(max_connections_per_ip=2) as app:
         port = app.ws.port
         sockets = [socket.create_connection(("127.0.0.1", port), WAIT) for _ in range(4)]
@@ -190,7 +190,7 @@ async def redis_user_keys(app) -> list[bytes]:
 
 
 @pytest.mark.parametrize("broker", ["memory", "redis"])
-async def test_subscribing_to_unused_user_channels_keeps_nothing(broker):
+async def test_subscribing_to_unused_user_channels_keeps_nothing(broker) -> None:
     if broker == "redis":
         await require_redis()
     async with running_server(broker=broker, **UNLIMITED) as app, Client.connect(app) as client:
@@ -225,7 +225,7 @@ def flood_pings(client: RawClient, count: int, payload: bytes = b"") -> int:
     return count
 
 
-async def test_ping_frames_count_toward_the_rate_limit():
+async def test_ping_frames_count_toward_the_rate_limit() -> None:
     limits = {"rate_limit": 60, "rate_burst": 3, "flood_warnings": 2}
     async with running_server(**limits) as app:
         client = await asyncio.to_thread(RawClient, app.ws.port)
@@ -249,7 +249,9 @@ async def closed_as_slow(caplog) -> None:
     await eventually(slow_consumers, bool)
 
 
-async def test_unread_pongs_count_toward_the_slow_consumer_limit(caplog):
+async def test_unread_pongs_count_toward_the_slow_consumer_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.WARNING, logger="slurmcast.ws")
     settings = {
         **UNLIMITED,
@@ -284,7 +286,7 @@ async def fill_history(app, channel: str, count: int, size: int) -> None:
         assert status == 200
 
 
-async def test_history_requests_are_charged_by_the_size_of_their_answer():
+async def test_history_requests_are_charged_by_the_size_of_their_answer() -> None:
     async with running_server(history_size="jobs=1000", rate_limit=60, rate_burst=10) as app:
         await fill_history(app, "jobs", 40, 16 * 1024)  # 640 KiB of history
         async with Client.connect(app, max_size=None) as client:
@@ -299,7 +301,9 @@ async def test_history_requests_are_charged_by_the_size_of_their_answer():
         assert limited and len(served) <= 2, [a["type"] for a in answers]
 
 
-async def test_unread_replies_count_toward_the_slow_consumer_limit(caplog):
+async def test_unread_replies_count_toward_the_slow_consumer_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.WARNING, logger="slurmcast.ws")
     settings = {
         **UNLIMITED,

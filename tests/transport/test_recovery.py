@@ -19,7 +19,7 @@ async def publish(app, count: int, channel: str = "jobs", start: int = 0) -> Non
         await app.node.publish(channel, "broadcast", {"seq": seq}, datetime.now(UTC))
 
 
-async def test_every_message_carries_its_position(app_quiet):
+async def test_every_message_carries_its_position(app_quiet) -> None:
     async with Client.connect(app_quiet) as client:
         reply = await client.request({"type": "subscribe", "channel": "jobs"})
         start = reply["position"]["offset"]
@@ -42,7 +42,7 @@ async def app_quiet(request):
         yield app
 
 
-async def test_history_request(app_quiet):
+async def test_history_request(app_quiet) -> None:
     await publish(app_quiet, 5)
     async with Client.connect(app_quiet) as client:
         reply = await client.request({"type": "history", "channel": "jobs", "limit": 3, "id": 1})
@@ -61,7 +61,7 @@ async def test_history_request(app_quiet):
         assert bad["code"] == "invalid_field"
 
 
-async def test_reconnect_recovers_what_was_missed_then_goes_live(app_quiet):
+async def test_reconnect_recovers_what_was_missed_then_goes_live(app_quiet) -> None:
     async with Client.connect(app_quiet) as client:
         reply = await client.request({"type": "subscribe", "channel": "jobs"})
         await publish(app_quiet, 2)
@@ -83,7 +83,7 @@ BROKERS = pytest.mark.parametrize("broker", ["memory", "redis"])
 
 
 @BROKERS
-async def test_changed_epoch_or_overflowed_history_is_not_recovered(broker):
+async def test_changed_epoch_or_overflowed_history_is_not_recovered(broker) -> None:
     async with (
         running_server(**QUIET, broker=broker, history_size="jobs=5") as app,
         Client.connect(app) as client,
@@ -112,7 +112,7 @@ async def test_changed_epoch_or_overflowed_history_is_not_recovered(broker):
         assert (await client.recv())["offset"] == 21
 
 
-async def test_restart_changes_the_epoch():
+async def test_restart_changes_the_epoch() -> None:
     async with running_server(**QUIET) as app, Client.connect(app) as client:
         reply = await client.request({"type": "subscribe", "channel": "jobs"})
         old = reply["position"]["epoch"]
@@ -124,7 +124,7 @@ async def test_restart_changes_the_epoch():
 
 
 @BROKERS
-async def test_flaky_client_sees_every_offset_exactly_once_in_order(broker):
+async def test_flaky_client_sees_every_offset_exactly_once_in_order(broker) -> None:
     """A steady stream; the client drops at random moments, even mid-recovery."""
     total = 1500
     rng = random.Random(7)

@@ -3,6 +3,8 @@
 import asyncio
 import logging
 
+import pytest
+
 from support.rawws import RawClient
 from support.server import Client, http_json, running_server
 from support.waiting import eventually
@@ -11,7 +13,9 @@ MESSAGES = 40
 PAYLOAD = "x" * (256 * 1024)
 
 
-async def test_stalled_client_is_closed_with_4008_and_others_get_everything(caplog):
+async def test_stalled_client_is_closed_with_4008_and_others_get_everything(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.WARNING, logger="slurmcast.ws")
     async with running_server(client_buffer_limit=64 * 1024, slow_client_grace=30.0) as app:
         stalled = await asyncio.to_thread(RawClient, app.ws.port, rcvbuf=4096)
@@ -51,7 +55,7 @@ async def test_stalled_client_is_closed_with_4008_and_others_get_everything(capl
             stalled.close()
 
 
-async def test_dead_connection_is_dropped_by_keepalive():
+async def test_dead_connection_is_dropped_by_keepalive() -> None:
     async with running_server(ping_interval=0.2, ping_timeout=0.2) as app:
         silent = await asyncio.to_thread(RawClient, app.ws.port)
         try:
@@ -66,7 +70,7 @@ async def test_dead_connection_is_dropped_by_keepalive():
             silent.close()
 
 
-async def test_live_client_survives_keepalive():
+async def test_live_client_survives_keepalive() -> None:
     async with (
         running_server(ping_interval=0.1, ping_timeout=5) as app,
         Client.connect(app, ping_interval=None) as client,

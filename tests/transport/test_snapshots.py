@@ -32,7 +32,7 @@ async def read_snapshot(client: Client) -> tuple[dict, list[dict]]:
 
 
 @BROKERS
-async def test_snapshot_on_subscribe_shows_the_whole_cluster(broker):
+async def test_snapshot_on_subscribe_shows_the_whole_cluster(broker) -> None:
     async with running_server(**QUIET, broker=broker) as app, Client.connect(app) as client:
         await eventually(lambda: _polled(app), bool)
         reply = await client.request({"type": "subscribe", "channel": "jobs", "snapshot": True})
@@ -51,7 +51,7 @@ async def _polled(app) -> bool:
 
 
 @BROKERS
-async def test_snapshot_over_http_with_a_filter(broker):
+async def test_snapshot_over_http_with_a_filter(broker) -> None:
     async with running_server(**QUIET, broker=broker) as app:
         await eventually(lambda: _polled(app), bool)
         status, body = await http_json(app, "GET", "/snapshot/jobs")
@@ -71,7 +71,7 @@ async def test_snapshot_over_http_with_a_filter(broker):
 
 
 @BROKERS
-async def test_filters_apply_live_in_snapshots_and_in_recovery(broker):
+async def test_filters_apply_live_in_snapshots_and_in_recovery(broker) -> None:
     async with running_server(**QUIET, broker=broker) as app:
         await eventually(lambda: _polled(app), bool)
         async with Client.connect(app) as client:
@@ -102,7 +102,7 @@ async def test_filters_apply_live_in_snapshots_and_in_recovery(broker):
             assert await client.request({"type": "ping"}) == {"type": "pong"}
 
 
-async def test_invalid_filter_is_a_clear_error():
+async def test_invalid_filter_is_a_clear_error() -> None:
     async with running_server(**QUIET) as app, Client.connect(app) as client:
         reply = await client.request({"type": "subscribe", "channel": "jobs", "filter": {"gpu": 1}})
         assert (
@@ -114,7 +114,7 @@ async def test_invalid_filter_is_a_clear_error():
         assert reply["code"] == "invalid_filter"
 
 
-async def test_a_users_filter_narrows_but_never_widens():
+async def test_a_users_filter_narrows_but_never_widens() -> None:
     fast = {"auth": "jwt", "jwt_secret": SECRET, "sim_speed": 600.0, "jobs_interval": 0.05}
     async with (
         running_server(**fast) as app,
@@ -145,7 +145,7 @@ async def test_a_users_filter_narrows_but_never_widens():
 
 
 @BROKERS
-async def test_alerts_and_metrics_snapshots_follow_their_messages(broker):
+async def test_alerts_and_metrics_snapshots_follow_their_messages(broker) -> None:
     async with running_server(**QUIET, broker=broker) as app, Client.connect(app) as client:
         now = datetime.now(UTC)
         for alert_id, status in (("a", "firing"), ("b", "firing"), ("a", "resolved")):

@@ -20,7 +20,7 @@ class Owner:
             self.done.set()
 
 
-async def test_deadlines_fire_in_order_and_replaced_or_cleared_ones_do_not():
+async def test_deadlines_fire_in_order_and_replaced_or_cleared_ones_do_not() -> None:
     loop = asyncio.get_running_loop()
     deadlines = Deadlines(loop)
     fired: list[tuple[str, str]] = []
@@ -39,7 +39,7 @@ async def test_deadlines_fire_in_order_and_replaced_or_cleared_ones_do_not():
     deadlines.close()
 
 
-async def test_forgotten_deadlines_do_not_keep_their_owners():
+async def test_forgotten_deadlines_do_not_keep_their_owners() -> None:
     deadlines = Deadlines(asyncio.get_running_loop())
     far = asyncio.get_running_loop().time() + 3600
     keeper = Owner("keeper", [])
@@ -56,7 +56,7 @@ async def test_forgotten_deadlines_do_not_keep_their_owners():
     deadlines.close()
 
 
-async def test_a_burst_is_flushed_once_per_connection_after_the_iteration():
+async def test_a_burst_is_flushed_once_per_connection_after_the_iteration() -> None:
     flushes: list[str] = []
     flushed = asyncio.Event()
 
@@ -77,7 +77,7 @@ async def test_a_burst_is_flushed_once_per_connection_after_the_iteration():
     assert flushes == ["a", "b"]
 
 
-async def test_a_long_flush_lets_the_loop_run_between_slices():
+async def test_a_long_flush_lets_the_loop_run_between_slices() -> None:
     loop = asyncio.get_running_loop()
     order: list[object] = []
     finished = asyncio.Event()

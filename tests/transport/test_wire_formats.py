@@ -59,7 +59,7 @@ async def msgpack_recv(client: Client) -> dict[str, Any]:
     return value
 
 
-async def test_deflate_and_plain_clients_on_the_same_channel_get_the_same_messages():
+async def test_deflate_and_plain_clients_on_the_same_channel_get_the_same_messages() -> None:
     async with (
         running_server() as app,
         Client.connect(app) as deflating,
@@ -75,7 +75,7 @@ async def test_deflate_and_plain_clients_on_the_same_channel_get_the_same_messag
         assert got[0]["data"] == BIG
 
 
-async def test_what_goes_on_the_wire_with_and_without_deflate():
+async def test_what_goes_on_the_wire_with_and_without_deflate() -> None:
     async with running_server() as app:
         deflating = await asyncio.to_thread(RawClient, app.ws.port, headers=DEFLATE_OFFER)
         plain = await asyncio.to_thread(RawClient, app.ws.port)
@@ -100,7 +100,7 @@ async def test_what_goes_on_the_wire_with_and_without_deflate():
             plain.close()
 
 
-async def test_the_client_s_window_size_is_respected():
+async def test_the_client_s_window_size_is_respected() -> None:
     # Repeats 2 KB apart: a 15-bit window would reach back to them, a 10-bit
     # (1 KB) one must not, or this client could not inflate the message.
     block = base64.b64encode(os.urandom(1500)).decode()
@@ -120,7 +120,7 @@ async def test_the_client_s_window_size_is_respected():
             client.close()
 
 
-async def test_history_replies_are_compressed_too():
+async def test_history_replies_are_compressed_too() -> None:
     async with running_server() as app:
         for n in range(20):
             await broadcast(app, "alerts", {"n": n, **BIG})
@@ -135,13 +135,13 @@ async def test_history_replies_are_compressed_too():
             client.close()
 
 
-async def test_compression_can_be_turned_off_on_the_server():
+async def test_compression_can_be_turned_off_on_the_server() -> None:
     async with running_server(compression="none") as app, Client.connect(app) as client:
         assert client.ws.protocol.extensions == []
         assert await client.request({"type": "ping"}) == {"type": "pong"}
 
 
-async def test_a_msgpack_client_gets_the_same_messages_as_binary_frames():
+async def test_a_msgpack_client_gets_the_same_messages_as_binary_frames() -> None:
     async with (
         running_server() as app,
         Client.connect(app, subprotocols=[MSGPACK]) as packed,
@@ -158,7 +158,7 @@ async def test_a_msgpack_client_gets_the_same_messages_as_binary_frames():
         assert await msgpack_recv(packed) == await text.recv()
 
 
-async def test_msgpack_history_and_json_text_requests_from_a_msgpack_client():
+async def test_msgpack_history_and_json_text_requests_from_a_msgpack_client() -> None:
     async with running_server() as app:
         for n in range(3):
             await broadcast(app, "alerts", {"n": n})
@@ -183,7 +183,7 @@ async def test_msgpack_history_and_json_text_requests_from_a_msgpack_client():
         (msgpack.packb([1, 2, 3]), "not_an_object"),  # msgpack, but not a request
     ],
 )
-async def test_bad_msgpack_gets_an_error_and_the_connection_keeps_serving(frame, code):
+async def test_bad_msgpack_gets_an_error_and_the_connection_keeps_serving(frame, code) -> None:
     async with running_server() as app, Client.connect(app, subprotocols=[MSGPACK]) as packed:
         await packed.send(frame)
         reply = await msgpack_recv(packed)
@@ -192,7 +192,7 @@ async def test_bad_msgpack_gets_an_error_and_the_connection_keeps_serving(frame,
         assert await msgpack_recv(packed) == {"type": "pong", "id": 3}
 
 
-async def test_msgpack_and_deflate_together():
+async def test_msgpack_and_deflate_together() -> None:
     offer = {**DEFLATE_OFFER, "Sec-WebSocket-Protocol": MSGPACK}
     async with running_server() as app:
         client = await asyncio.to_thread(RawClient, app.ws.port, headers=offer)
@@ -209,7 +209,7 @@ async def test_msgpack_and_deflate_together():
             client.close()
 
 
-async def test_an_unknown_subprotocol_is_ignored_and_json_is_spoken():
+async def test_an_unknown_subprotocol_is_ignored_and_json_is_spoken() -> None:
     async with running_server() as app, Client.connect(app, subprotocols=["chat"]) as client:
         assert client.ws.subprotocol is None
         assert await client.request({"type": "ping"}) == {"type": "pong"}

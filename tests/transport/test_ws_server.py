@@ -12,7 +12,7 @@ async def app():
         yield app
 
 
-async def test_subscribe_unsubscribe_single_and_multiple(app):
+async def test_subscribe_unsubscribe_single_and_multiple(app) -> None:
     async with Client.connect(app) as client:
         reply = await client.request({"type": "subscribe", "channel": "jobs"})
         position = reply.pop("position")
@@ -45,7 +45,7 @@ async def test_subscribe_unsubscribe_single_and_multiple(app):
         assert sum(health["subscriptions"].values()) == 0
 
 
-async def test_ping_pong_with_and_without_id(app):
+async def test_ping_pong_with_and_without_id(app) -> None:
     async with Client.connect(app) as client:
         assert await client.request({"type": "ping"}) == {"type": "pong"}
         assert await client.request({"type": "ping", "id": 123}) == {"type": "pong", "id": 123}
@@ -69,7 +69,7 @@ BAD_FRAMES = [
 
 
 @pytest.mark.parametrize(("frame", "code"), BAD_FRAMES)
-async def test_bad_input_gets_error_and_connection_stays_open(app, frame, code):
+async def test_bad_input_gets_error_and_connection_stays_open(app, frame, code) -> None:
     async with Client.connect(app) as client, Client.connect(app) as bystander:
         await bystander.subscribe("jobs")
         reply = await client.request(frame)
@@ -86,13 +86,13 @@ async def test_bad_input_gets_error_and_connection_stays_open(app, frame, code):
         assert message["data"] == {"n": 1}
 
 
-async def test_error_reply_echoes_id(app):
+async def test_error_reply_echoes_id(app) -> None:
     async with Client.connect(app) as client:
         reply = await client.request({"type": "subscribe", "channel": "nope", "id": "x1"})
         assert reply["id"] == "x1" and reply["code"] == "unknown_channel"
 
 
-async def test_oversized_frame_closes_only_that_connection_with_1009():
+async def test_oversized_frame_closes_only_that_connection_with_1009() -> None:
     async with (
         running_server(max_message_size=1024) as app,
         Client.connect(app) as big,
@@ -105,7 +105,7 @@ async def test_oversized_frame_closes_only_that_connection_with_1009():
         assert await other.request({"type": "ping"}) == {"type": "pong"}
 
 
-async def test_graceful_stop_closes_clients_with_1001():
+async def test_graceful_stop_closes_clients_with_1001() -> None:
     async with running_server() as app, Client.connect(app) as client:
         await client.subscribe("jobs")
         await app.stop()

@@ -54,7 +54,7 @@ def recorded(release: str, api: str, what: str) -> set[str]:
 
 
 @pytest.mark.parametrize("release", RELEASES)
-async def test_auto_speaks_the_newest_version_and_reads_jobs_and_nodes(release: str):
+async def test_auto_speaks_the_newest_version_and_reads_jobs_and_nodes(release: str) -> None:
     async with FakeRestd(release).running() as fake, started(source_for(fake)) as source:
         _: Source = source
         newest = fake.apis[-1]
@@ -68,7 +68,7 @@ async def test_auto_speaks_the_newest_version_and_reads_jobs_and_nodes(release: 
 
 
 @pytest.mark.parametrize(("release", "api"), SERVED, ids=[f"{r}-{a}" for r, a in SERVED])
-async def test_every_recorded_api_version(release: str, api: str):
+async def test_every_recorded_api_version(release: str, api: str) -> None:
     async with FakeRestd(release).running() as fake, started(source_for(fake, api=api)) as source:
         jobs = await source.jobs()
         assert set(jobs.jobs) == recorded(release, api, "jobs")
@@ -78,7 +78,7 @@ async def test_every_recorded_api_version(release: str, api: str):
         assert all(job.exit_code is not None for job in finished)
 
 
-async def test_a_version_the_server_lacks_stops_the_start_naming_what_it_serves():
+async def test_a_version_the_server_lacks_stops_the_start_naming_what_it_serves() -> None:
     async with FakeRestd("22.05").running() as fake:
         source = source_for(fake, api="v0.0.42")
         with pytest.raises(ConfigError) as info:
@@ -87,12 +87,12 @@ async def test_a_version_the_server_lacks_stops_the_start_naming_what_it_serves(
     assert "v0.0.42" in info.value.message and "v0.0.36, v0.0.37, v0.0.38" in info.value.message
 
 
-async def test_unknown_version_name_is_a_configuration_error():
+async def test_unknown_version_name_is_a_configuration_error() -> None:
     with pytest.raises(ConfigError, match=r"v0\.0\.36 to v0\.0\.44"):
         SlurmRestSource(RestSettings(url="http://127.0.0.1:1"), api="v9")
 
 
-async def test_without_an_openapi_description_each_version_is_pinged():
+async def test_without_an_openapi_description_each_version_is_pinged() -> None:
     async with (
         FakeRestd("25.11", serve_openapi=False).running() as fake,
         started(source_for(fake)) as source,
@@ -103,7 +103,7 @@ async def test_without_an_openapi_description_each_version_is_pinged():
         assert not fake.seen("/slurm/v0.0.43/ping")  # the newest answered first
 
 
-async def test_an_unchanged_cluster_is_answered_not_modified():
+async def test_an_unchanged_cluster_is_answered_not_modified() -> None:
     async with FakeRestd("25.11").running() as fake, started(source_for(fake)) as source:
         first = await source.jobs()
         await source.nodes()
@@ -118,7 +118,7 @@ async def test_an_unchanged_cluster_is_answered_not_modified():
         assert (await source.jobs()).jobs == {}
 
 
-async def test_a_server_failing_conditional_requests_is_asked_plainly():
+async def test_a_server_failing_conditional_requests_is_asked_plainly() -> None:
     async with (
         FakeRestd("22.05", broken_conditional={"nodes"}).running() as fake,
         started(source_for(fake)) as source,
@@ -135,7 +135,7 @@ async def test_a_server_failing_conditional_requests_is_asked_plainly():
         assert "update_time" in fake.seen("/slurm/v0.0.38/jobs")[-1].query
 
 
-async def test_final_states_in_one_encoded_request_with_usage():
+async def test_final_states_in_one_encoded_request_with_usage() -> None:
     async with FakeRestd("25.11").running() as fake, started(source_for(fake)) as source:
         jobs = (await source.jobs()).jobs
         asked = {job_id: jobs[job_id] for job_id in ("5737", "5739", "5749") if job_id in jobs}
@@ -151,7 +151,7 @@ async def test_final_states_in_one_encoded_request_with_usage():
         assert source.accounting_answers
 
 
-async def test_2205_accounting_exit_code_is_corrected_from_the_listing():
+async def test_2205_accounting_exit_code_is_corrected_from_the_listing() -> None:
     # dbv0.0.38 says return_code 0 for job 2, which exited 3; squeue saw 768 (exit 3).
     async with FakeRestd("22.05").running() as fake, started(source_for(fake)) as source:
         jobs = (await source.jobs()).jobs
@@ -163,7 +163,7 @@ async def test_2205_accounting_exit_code_is_corrected_from_the_listing():
         assert request.query["start_time"].startswith("now-")
 
 
-async def test_refused_token_says_so_and_how_to_renew(tmp_path: Path):
+async def test_refused_token_says_so_and_how_to_renew(tmp_path: Path) -> None:
     token_file = tmp_path / "slurm.jwt"
     token_file.write_text("SLURM_JWT=" + token(3600) + "\n")
     async with FakeRestd("25.11", token="another-token").running() as fake:
@@ -183,7 +183,7 @@ async def test_refused_token_says_so_and_how_to_renew(tmp_path: Path):
             assert source.describe()["auth"]["token"] == f"file {token_file}"
 
 
-async def test_expired_token_answered_with_2205s_http_500_is_named_expired():
+async def test_expired_token_answered_with_2205s_http_500_is_named_expired() -> None:
     expired = token(-60)
     async with (
         FakeRestd("22.05", token="fresh", refusal_status=500).running() as fake,
@@ -195,7 +195,7 @@ async def test_expired_token_answered_with_2205s_http_500_is_named_expired():
         assert source.describe()["auth"]["token"] == "environment"
 
 
-async def test_errors_in_a_reply_are_reported_never_parsed_as_data():
+async def test_errors_in_a_reply_are_reported_never_parsed_as_data() -> None:
     async with FakeRestd("25.11").running() as fake, started(source_for(fake)) as source:
         await source.jobs()
         failing = {
@@ -210,7 +210,7 @@ async def test_errors_in_a_reply_are_reported_never_parsed_as_data():
             await source.nodes()
 
 
-async def test_accounting_failure_is_reported_and_heals():
+async def test_accounting_failure_is_reported_and_heals() -> None:
     async with FakeRestd("25.11").running() as fake, started(source_for(fake)) as source:
         jobs = (await source.jobs()).jobs
         fake.fail_with = (502, b"Bad Gateway")
@@ -223,7 +223,7 @@ async def test_accounting_failure_is_reported_and_heals():
         assert source.describe()["problems"] == []
 
 
-async def test_unreachable_and_silent_servers():
+async def test_unreachable_and_silent_servers() -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
@@ -253,7 +253,7 @@ async def test_unreachable_and_silent_servers():
             await writer.wait_closed()
 
 
-async def test_unix_socket(tmp_path: Path):
+async def test_unix_socket(tmp_path: Path) -> None:
     path = tmp_path / "slurmrestd.socket"
     async with FakeRestd("24.11").running(unix_socket=path) as fake:
         source = SlurmRestSource(RestSettings(url=f"unix://{path}"))
@@ -271,6 +271,6 @@ async def test_unix_socket(tmp_path: Path):
         ("http://user:secret@host:6820", "not in the URL"),
     ],
 )
-def test_bad_urls(url: str, words: str):
+def test_bad_urls(url: str, words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         SlurmRestSource(RestSettings(url=url))
