@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from slurmcast.core.channels import Channel, channel_user
+from slurmcast.core.policy import AccessPolicy, Principal
 from slurmcast.core.publication import Tags, TagValue
+from slurmcast.core.views import Snapshot
 from slurmcast.errors import ErrorCode, ProtocolError
 
 #: Filterable fields per channel (private ``user:`` channels carry notifications).
@@ -139,3 +141,22 @@ def _copy(tags: dict[str, TagValue], source: Mapping[str, Any], names: tuple[str
         value = source.get(name)
         if isinstance(value, str | int) and not isinstance(value, bool):
             tags[name] = str(value)
+
+
+def visible_items(
+    snapshot: Snapshot, principal: Principal, policy: AccessPolicy, wanted: Filter | None
+) -> list[dict[str, Any]]:
+    """The items of a snapshot ``principal`` may see and ``wanted`` matches: what
+    both the WebSocket snapshot and ``GET /snapshot`` serve."""
+    channel = snapshot.channel
+    return [
+        item
+        for item in snapshot.items
+        if policy.may_see(principal, channel, _owner(item))
+        and (wanted is None or wanted.matches(tags_for(channel, item)))
+    ]
+
+
+def _owner(item: dict[str, Any]) -> str | None:
+    user = item.get("user")
+    return user if isinstance(user, str) else None

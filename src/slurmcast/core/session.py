@@ -30,7 +30,7 @@ from enum import Enum
 from typing import Any
 
 from slurmcast.core import protocol
-from slurmcast.core.filters import Filter, tags_for
+from slurmcast.core.filters import Filter, visible_items
 from slurmcast.core.history import HistoryResult, recover
 from slurmcast.core.policy import ANONYMOUS, AccessPolicy, Principal
 from slurmcast.core.position import StreamPosition
@@ -293,13 +293,8 @@ class Session:
         return [SendReply(protocol.marked_read(ids, action.request_id))]
 
     def _snapshot_parts(self, snapshot: Snapshot, wanted: Filter | None) -> list[Action]:
-        principal, policy, channel = self.principal, self.policy, snapshot.channel
-        items = [
-            item
-            for item in snapshot.items
-            if policy.may_see(principal, channel, _owner(item))
-            and (wanted is None or wanted.matches(tags_for(channel, item)))
-        ]
+        channel = snapshot.channel
+        items = visible_items(snapshot, self.principal, self.policy, wanted)
         chunks = [items[i : i + SNAPSHOT_CHUNK] for i in range(0, len(items), SNAPSHOT_CHUNK)]
         parts = max(len(chunks), 1)
         return [
@@ -609,8 +604,3 @@ def _authenticated(principal: Principal, request_id: protocol.RequestId | None) 
     if request_id is not None:
         reply["id"] = request_id
     return reply
-
-
-def _owner(item: dict[str, Any]) -> str | None:
-    user = item.get("user")
-    return user if isinstance(user, str) else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from slurmcast.core.channels import parse_channel
-from slurmcast.core.filters import parse_filter, tags_for
+from slurmcast.core.filters import parse_filter, visible_items
 from slurmcast.core.views import SNAPSHOT_CHANNELS
 from slurmcast.errors import ErrorCode, ProtocolError
 from slurmcast.http.context import GUARD_KEY, NODE_KEY, POLICY_KEY
@@ -39,10 +39,5 @@ async def snapshot(request: web.Request) -> web.Response:
         raise HttpError(403, ErrorCode.FORBIDDEN, denial)
     state = await request.app[NODE_KEY].snapshot(channel)
     assert state is not None
-    items = [
-        item
-        for item in state.items
-        if policy.may_see(principal, channel, item.get("user"))
-        and state_filter.matches(tags_for(channel, item))
-    ]
+    items = visible_items(state, principal, policy, state_filter)
     return json_response({"channel": channel, "position": state.position.to_dict(), "data": items})
