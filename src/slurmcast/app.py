@@ -21,7 +21,7 @@ from slurmcast import __version__
 from slurmcast.auth.jwt import JwtSettings, JwtVerifier
 from slurmcast.brokers.memory import MemoryBroker, sizes_from
 from slurmcast.cancellation import cancel_and_wait
-from slurmcast.config import DEFAULT_HISTORY_SIZE, Settings, parse_sizes
+from slurmcast.config import DEFAULT_HISTORY_SIZE, Settings, parse_sim_start, parse_sizes
 from slurmcast.core.alerts import AlertThresholds
 from slurmcast.core.policy import AccessPolicy, JobsVisibility, Principal
 from slurmcast.core.session import SessionLimits
@@ -58,22 +58,12 @@ def build_source(settings: Settings) -> Source:
     if settings.source == "simulator":
         from slurmcast.sources.simulator import SimulatorSource
 
-        start = None
-        if settings.sim_start:
-            try:
-                start = datetime.fromisoformat(settings.sim_start.replace("Z", "+00:00"))
-            except ValueError:
-                raise ConfigError(
-                    f"sim_start: expected an ISO-8601 time, got {settings.sim_start!r}"
-                ) from None
-            if start.tzinfo is None:
-                start = start.replace(tzinfo=UTC)
         return SimulatorSource(
             seed=settings.sim_seed,
             speed=settings.sim_speed,
             nodes=settings.sim_nodes,
             node_events_per_day=settings.sim_node_events,
-            start=start,
+            start=parse_sim_start(settings.sim_start),
         )
     if settings.source == "slurm":
         from slurmcast.sources.slurm_cli import SlurmCliSource, SlurmSettings

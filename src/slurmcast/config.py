@@ -19,6 +19,7 @@ import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -345,6 +346,21 @@ def parse_sizes(spec: str) -> dict[str, int]:
             )
         sizes[name] = size
     return sizes
+
+
+def parse_sim_start(value: str) -> datetime | None:
+    """``--sim-start``: an ISO-8601 time (UTC unless it says otherwise), or None if empty.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    if not value:
+        return None
+    try:
+        start = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"sim_start: expected an ISO-8601 time, got {value!r}") from None
+    return start if start.tzinfo is not None else start.replace(tzinfo=UTC)
 
 
 def env_name(name: str) -> str:
