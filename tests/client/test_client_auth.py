@@ -5,14 +5,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypedDict, TypeVar
 
 import pytest
 
+from slurmcast.app import SlurmcastApp
 from slurmcast.client import AuthenticationFailed, ConnectionState, SlurmcastClient
 
 from support.server import WAIT, running_server
 from support.tokens import SECRET, hs256
 from support.waiting import eventually
+
+T = TypeVar("T")
+
+
+class Backoff(TypedDict):
+    """Backoff keyword arguments of ``SlurmcastClient``."""
+
+    backoff_initial: float
+    backoff_max: float
+
 
 # No leeway: a token's expiry is its `exp`, to the second.
 JWT = {
@@ -23,7 +35,7 @@ JWT = {
     "nodes_interval": 3600.0,
     "metrics_interval": 3600.0,
 }
-FAST_BACKOFF = {"backoff_initial": 0.02, "backoff_max": 0.2}
+FAST_BACKOFF: Backoff = {"backoff_initial": 0.02, "backoff_max": 0.2}
 
 
 class Tokens:
@@ -57,16 +69,16 @@ class States:
                 await self._changed.wait()
 
 
-def url(app) -> str:
+def url(app: SlurmcastApp) -> str:
     return f"ws://127.0.0.1:{app.ws.port}/"
 
 
-async def job_of(app, user: str, job_id: str) -> None:
+async def job_of(app: SlurmcastApp, user: str, job_id: str) -> None:
     data = {"job_id": job_id, "user": user, "status": "RUNNING"}
     await app.node.publish("jobs", "job_update", data, datetime.now(UTC), user)
 
 
-async def _value(value):
+async def _value(value: T) -> T:
     return value
 
 
@@ -88,6 +100,7 @@ async def test_the_token_provider_is_asked_for_every_connection() -> None:
         assert client.user == "alice" and calls == 1
         sub = await client.subscribe("jobs")
         await job_of(app, "alice", "1")
+        assert client._ws is not None
         await client._ws.close()
         await states.reach(ConnectionState.CONNECTED, 2)
         assert calls == 2
@@ -182,6 +195,7 @@ async def test_a_token_refused_on_reconnection_ends_in_the_failed_state() -> Non
         SlurmcastClient(url(app), token_provider=tokens, on_state=states, **FAST_BACKOFF) as client,
     ):
         sub = await client.subscribe("jobs")
+        assert client._ws is not None
         await client._ws.close()
         await states.reach(ConnectionState.FAILED)
         assert tokens.calls == 3  # the first connection, then the refused token twice

@@ -25,5 +25,5 @@ from slurmcast.client.closes import Reaction, reaction_to_close
         (4029, "too many connections for user alice", Reaction.BACK_OFF),
     ],
 )
-def test_reaction_to_close(code, reason, reaction) -> None:
+def test_reaction_to_close(code: int | None, reason: str, reaction: Reaction) -> None:
     assert reaction_to_close(code, reason) is reaction

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
 
 import pytest
 
+from slurmcast.app import SlurmcastApp
 from slurmcast.client import (
     ClientClosed,
     ClientError,
@@ -20,30 +23,32 @@ from slurmcast.client import (
 from support.server import WAIT, http_json, running_server
 from support.waiting import eventually, take
 
+T = TypeVar("T")
+
 QUIET = {"jobs_interval": 3600.0, "nodes_interval": 3600.0, "metrics_interval": 3600.0}
 
 
-def url(app) -> str:
+def url(app: SlurmcastApp) -> str:
     return f"ws://127.0.0.1:{app.ws.port}/"
 
 
-async def publish(app, count: int, channel: str = "jobs", start: int = 0) -> None:
+async def publish(app: SlurmcastApp, count: int, channel: str = "jobs", start: int = 0) -> None:
     for seq in range(start, start + count):
         await app.node.publish(channel, "broadcast", {"seq": seq}, datetime.now(UTC))
 
 
-async def job_update(app, job_id: str, user: str, status: str = "RUNNING") -> None:
+async def job_update(app: SlurmcastApp, job_id: str, user: str, status: str = "RUNNING") -> None:
     data = {"job_id": job_id, "user": user, "status": status, "partition": "cpu"}
     await app.node.publish("jobs", "job_update", data, datetime.now(UTC), user)
 
 
 @pytest.fixture
-async def app():
+async def app() -> AsyncIterator[SlurmcastApp]:
     async with running_server(**QUIET) as app:
         yield app
 
 
-async def test_async_iteration_delivers_messages_in_order_with_positions(app) -> None:
+async def test_async_iteration_delivers_messages_in_order_with_positions(app: SlurmcastApp) -> None:
     async with SlurmcastClient(url(app)) as client:
         assert client.state is ConnectionState.CONNECTED
         sub = await client.subscribe("jobs")
@@ -54,18 +59,19 @@ async def test_async_iteration_delivers_messages_in_order_with_positions(app) ->
         assert [m["data"]["seq"] for m in messages] == [0, 1, 2]
         assert [m["offset"] - start.offset for m in messages] == [1, 2, 3]
         assert sub.position == Position(start.offset + 3, start.epoch)
-    assert client.state is ConnectionState.CLOSED
+    # cast: leaving the block changed the state; mypy keeps the narrowing from inside.
+    assert cast(ConnectionState, client.state) is ConnectionState.CLOSED
 
 
-async def test_callbacks_sync_and_async_are_called_in_order(app) -> None:
+async def test_callbacks_sync_and_async_are_called_in_order(app: SlurmcastApp) -> None:
     plain: list[int] = []
     awaited: list[int] = []
     done = asyncio.Event()
 
-    def on_jobs(message: dict) -> None:
+    def on_jobs(message: dict[str, Any]) -> None:
         plain.append(message["data"]["seq"])
 
-    async def on_alerts(message: dict) -> None:
+    async def on_alerts(message: dict[str, Any]) -> None:
         await asyncio.sleep(0)
         awaited.append(message["data"]["seq"])
         if len(awaited) == 3:
@@ -84,17 +90,17 @@ async def test_callbacks_sync_and_async_are_called_in_order(app) -> None:
             await anext(jobs)
 
 
-async def _value(value):
+async def _value(value: T) -> T:
     return value
 
 
 async def test_a_callback_that_raises_is_logged_and_delivery_continues(
-    app, caplog: pytest.LogCaptureFixture
+    app: SlurmcastApp, caplog: pytest.LogCaptureFixture
 ) -> None:
     seen: list[int] = []
     done = asyncio.Event()
 
-    def fragile(message: dict) -> None:
+    def fragile(message: dict[str, Any]) -> None:
         seq = message["data"]["seq"]
         if seq == 1:
             raise RuntimeError("dashboard bug")
@@ -113,7 +119,7 @@ async def test_a_callback_that_raises_is_logged_and_delivery_continues(
     assert "dashboard bug" in caplog.text
 
 
-async def test_filter_is_applied_by_the_server(app) -> None:
+async def test_filter_is_applied_by_the_server(app: SlurmcastApp) -> None:
     async with SlurmcastClient(url(app)) as client:
         sub = await client.subscribe("jobs", filter={"user": ["alice", "carol"]})
         await job_update(app, "1", "bob")
@@ -124,12 +130,12 @@ async def test_filter_is_applied_by_the_server(app) -> None:
         assert [m["data"]["job_id"] for m in messages] == ["2", "4"]
 
 
-async def _polled(app) -> bool:
+async def _polled(app: SlurmcastApp) -> bool:
     return app.monitor.jobs is not None and app.monitor.nodes is not None
 
 
 async def test_snapshot_is_one_message_joined_from_every_part(
-    app, monkeypatch: pytest.MonkeyPatch
+    app: SlurmcastApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Small parts, so the cluster's nodes arrive in several snapshot frames.
     monkeypatch.setattr("slurmcast.core.session.SNAPSHOT_CHUNK", 3)
@@ -139,6 +145,7 @@ async def test_snapshot_is_one_message_joined_from_every_part(
         (snapshot,) = await take(sub, 1)
         assert set(snapshot) == {"type", "channel", "position", "data"}
         assert snapshot["type"] == "snapshot" and snapshot["channel"] == "nodes"
+        assert app.monitor.nodes is not None
         assert len(app.monitor.nodes.nodes) > 3
         assert {n["node"] for n in snapshot["data"]} == set(app.monitor.nodes.nodes)
         assert Position.from_dict(snapshot["position"]) == sub.position
@@ -149,7 +156,7 @@ async def test_snapshot_is_one_message_joined_from_every_part(
         assert delta["offset"] == snapshot["position"]["offset"] + 1
 
 
-async def test_history_ping_and_mark_read(app) -> None:
+async def test_history_ping_and_mark_read(app: SlurmcastApp) -> None:
     await publish(app, 5)
     async with SlurmcastClient(url(app)) as client:
         page = await client.history("jobs", limit=3)
@@ -171,7 +178,7 @@ async def test_history_ping_and_mark_read(app) -> None:
         assert await client.ping() >= 0
 
 
-async def test_mark_read_marks_a_stored_notification(app) -> None:
+async def test_mark_read_marks_a_stored_notification(app: SlurmcastApp) -> None:
     status, body = await http_json(
         app,
         "POST",
@@ -184,7 +191,9 @@ async def test_mark_read_marks_a_stored_notification(app) -> None:
         assert await client.mark_read([notification_id]) == [notification_id]
 
 
-async def test_refused_subscriptions_raise_typed_errors_and_leave_nothing_behind(app) -> None:
+async def test_refused_subscriptions_raise_typed_errors_and_leave_nothing_behind(
+    app: SlurmcastApp,
+) -> None:
     async with SlurmcastClient(url(app)) as client:
         with pytest.raises(ClientError) as info:
             await client.subscribe("gpus")
@@ -203,7 +212,7 @@ async def test_refused_subscriptions_raise_typed_errors_and_leave_nothing_behind
         assert (await take(sub, 1))[0]["data"] == {"seq": 0}
 
 
-async def test_unsubscribe_ends_the_iteration(app) -> None:
+async def test_unsubscribe_ends_the_iteration(app: SlurmcastApp) -> None:
     async with SlurmcastClient(url(app)) as client:
         sub = await client.subscribe("jobs")
         await publish(app, 2)
@@ -220,7 +229,9 @@ async def test_unsubscribe_ends_the_iteration(app) -> None:
         assert (await take(again, 1))[0]["data"] == {"seq": 2}
 
 
-async def test_messages_for_every_client_arrive_on_the_all_pseudo_channel(app) -> None:
+async def test_messages_for_every_client_arrive_on_the_all_pseudo_channel(
+    app: SlurmcastApp,
+) -> None:
     async with SlurmcastClient(url(app)) as client:
         everyone = await client.subscribe("all")
         status, _ = await http_json(app, "POST", "/broadcast", {"message": {"text": "hi all"}})
@@ -230,7 +241,7 @@ async def test_messages_for_every_client_arrive_on_the_all_pseudo_channel(app) -
         assert message["data"] == {"text": "hi all"} and "offset" not in message
 
 
-async def test_close_ends_iterations_and_refuses_later_calls(app) -> None:
+async def test_close_ends_iterations_and_refuses_later_calls(app: SlurmcastApp) -> None:
     client = SlurmcastClient(url(app))
     await client.connect()
     sub = await client.subscribe("jobs")
@@ -242,14 +253,15 @@ async def test_close_ends_iterations_and_refuses_later_calls(app) -> None:
 
 
 async def test_closing_at_once_after_connecting_logs_no_error(
-    app, caplog: pytest.LogCaptureFixture
+    app: SlurmcastApp, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The reader task may not have run yet when close() comes.
     with caplog.at_level(logging.ERROR, logger="slurmcast.client"):
         for _ in range(3):
             async with SlurmcastClient(url(app)) as client:
                 assert client.state is ConnectionState.CONNECTED
-            assert client.state is ConnectionState.CLOSED
+            # cast: leaving the block changed the state; mypy keeps the narrowing from inside.
+            assert cast(ConnectionState, client.state) is ConnectionState.CLOSED
     assert caplog.records == []
 
 

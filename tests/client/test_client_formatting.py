@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from slurmcast.client.formatting import format_line
@@ -9,8 +11,8 @@ from slurmcast.client.formatting import format_line
 TS = "2026-11-28T04:19:06.880Z"
 
 
-def job(**fields) -> dict:
-    data = {
+def job(**fields: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
         "job_id": "1251",
         "name": "md_sim",
         "user": "carol",
@@ -23,8 +25,8 @@ def job(**fields) -> dict:
     return data
 
 
-def node(**fields) -> dict:
-    data = {
+def node(**fields: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
         "node": "node001",
         "state": "MIXED",
         "previous_state": "ALLOCATED",
@@ -189,7 +191,7 @@ def node(**fields) -> dict:
         ),
     ],
 )
-def test_channel_messages(channel, kind, data, line) -> None:
+def test_channel_messages(channel: str, kind: str, data: dict[str, Any], line: str) -> None:
     message = {"channel": channel, "type": kind, "timestamp": TS, "data": data}
     assert format_line(message) == line
 

@@ -9,16 +9,26 @@ import asyncio
 import random
 import socket
 from datetime import UTC, datetime
+from typing import TypedDict
 
 import pytest
 
+from slurmcast.app import SlurmcastApp
 from slurmcast.client import ConnectionState, Position, SlurmcastClient, WireFormat
 from slurmcast.client.wire import MSGPACK_SUBPROTOCOL
 
 from support.server import WAIT, running_server
 
+
+class Backoff(TypedDict):
+    """Backoff keyword arguments of ``SlurmcastClient``."""
+
+    backoff_initial: float
+    backoff_max: float
+
+
 QUIET = {"jobs_interval": 3600.0, "nodes_interval": 3600.0, "metrics_interval": 3600.0}
-FAST_BACKOFF = {"backoff_initial": 0.02, "backoff_max": 0.2}
+FAST_BACKOFF: Backoff = {"backoff_initial": 0.02, "backoff_max": 0.2}
 #: The subprotocol each wire format's connections must have, every one of them.
 SUBPROTOCOL = {"json": None, "msgpack": MSGPACK_SUBPROTOCOL}
 
@@ -35,14 +45,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def steady_stream(app, total: int) -> None:
+async def steady_stream(app: SlurmcastApp, total: int) -> None:
     for seq in range(total):
         await app.node.publish("jobs", "broadcast", {"seq": seq}, datetime.now(UTC))
         if seq % 20 == 0:
             await asyncio.sleep(0.001)  # pacing, so that drops land mid-stream
 
 
-async def test_dropped_sockets_during_a_stream_lose_and_duplicate_nothing(wire_format) -> None:
+async def test_dropped_sockets_during_a_stream_lose_and_duplicate_nothing(
+    wire_format: WireFormat,
+) -> None:
     total = 1500
     async with running_server(**QUIET, history_size="jobs=5000") as app:
         connects = 0
@@ -112,8 +124,8 @@ async def test_dropped_sockets_during_a_stream_lose_and_duplicate_nothing(wire_f
 
 
 async def test_a_restarted_server_means_resync_then_a_fresh_snapshot_then_live_messages(
-    wire_format,
-):
+    wire_format: WireFormat,
+) -> None:
     ws_port, http_port = free_port(), free_port()
     ports = {"ws_port": ws_port, "http_port": http_port}
     states: list[ConnectionState] = []
@@ -133,6 +145,7 @@ async def test_a_restarted_server_means_resync_then_a_fresh_snapshot_then_live_m
                 snapshot = await anext(messages)
                 assert snapshot["type"] == "snapshot"
                 old = Position.from_dict(snapshot["position"])
+                assert old is not None
                 await first.node.publish("jobs", "broadcast", {"n": 1}, datetime.now(UTC))
                 live = await anext(messages)
                 assert live["data"] == {"n": 1} and live["offset"] == old.offset + 1
@@ -147,6 +160,7 @@ async def test_a_restarted_server_means_resync_then_a_fresh_snapshot_then_live_m
                 fresh = await anext(messages)
                 assert fresh["type"] == "snapshot"
                 new = Position.from_dict(fresh["position"])
+                assert new is not None
                 assert new.epoch != old.epoch and resync["position"] == fresh["position"]
                 assert isinstance(fresh["data"], list)
                 await second.node.publish("jobs", "broadcast", {"n": 2}, datetime.now(UTC))

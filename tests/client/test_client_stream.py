@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from slurmcast.client.stream import ChannelStream, Position, is_publication
 
 
-def message(offset: int, epoch: str = "e1", **data) -> dict:
+def message(offset: int, epoch: str = "e1", **data: Any) -> dict[str, Any]:
     return {
         "channel": "jobs",
         "type": "job_update",
@@ -16,7 +18,9 @@ def message(offset: int, epoch: str = "e1", **data) -> dict:
     }
 
 
-def part(number: int, parts: int, items: list, offset: int = 10, epoch: str = "e1") -> dict:
+def part(
+    number: int, parts: int, items: list[dict[str, Any]], offset: int = 10, epoch: str = "e1"
+) -> dict[str, Any]:
     return {
         "type": "snapshot",
         "channel": "jobs",

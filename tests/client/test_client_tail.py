@@ -14,8 +14,11 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from slurmcast.app import SlurmcastApp
 
 from support.server import WAIT, http_json, running_server
 from support.tokens import SECRET, hs256
@@ -68,8 +71,9 @@ class Tail:
         assert raw, f"stdout ended; stderr: {self.errors}"
         return raw.decode().rstrip("\n")
 
-    async def json(self) -> dict:
-        return json.loads(await self.line())
+    async def json(self) -> dict[str, Any]:
+        message: dict[str, Any] = json.loads(await self.line())
+        return message
 
     async def stderr_until(self, text: str) -> str:
         """Read stderr until a line containing ``text``."""
@@ -95,11 +99,13 @@ class Tail:
         return self.process.returncode or 0, "\n".join([*self.errors, err.decode()])
 
 
-def url(app) -> str:
+def url(app: SlurmcastApp) -> str:
     return f"ws://127.0.0.1:{app.ws.port}/"
 
 
-async def job_update(app, job_id: str, user: str, status: str, exit_code: int | None = None):
+async def job_update(
+    app: SlurmcastApp, job_id: str, user: str, status: str, exit_code: int | None = None
+) -> None:
     data = {
         "job_id": job_id,
         "name": "md_sim",
@@ -113,8 +119,8 @@ async def job_update(app, job_id: str, user: str, status: str, exit_code: int | 
     await app.node.publish("jobs", "job_update", data, datetime.now(UTC), user)
 
 
-async def broadcast(app, text: str, channel: str | None = "jobs") -> None:
-    body: dict = {"message": {"text": text}}
+async def broadcast(app: SlurmcastApp, text: str, channel: str | None = "jobs") -> None:
+    body: dict[str, Any] = {"message": {"text": text}}
     if channel is not None:
         body["channel"] = channel
     status, reply = await http_json(app, "POST", "/broadcast", body)

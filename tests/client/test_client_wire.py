@@ -9,21 +9,23 @@ kept speaking JSON would fail these tests.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 
 import slurmcast.client.connection as connection_module
 import slurmcast.client.opening as opening_module
+from slurmcast.app import SlurmcastApp
 from slurmcast.client import (
     AuthenticationFailed,
     ClientError,
     ConnectionState,
     Position,
     SlurmcastClient,
+    WireFormat,
 )
 from slurmcast.client.wire import MSGPACK_SUBPROTOCOL, UndecodableFrame, decode, encode
 from slurmcast.transport.encoding import MSGPACK_SUBPROTOCOL as SERVER_MSGPACK_SUBPROTOCOL
@@ -31,6 +33,8 @@ from slurmcast.transport.encoding import MSGPACK_SUBPROTOCOL as SERVER_MSGPACK_S
 from support.server import http_json, running_server
 from support.tokens import SECRET, hs256
 from support.waiting import eventually, take
+
+T = TypeVar("T")
 
 QUIET = {"jobs_interval": 3600.0, "nodes_interval": 3600.0, "metrics_interval": 3600.0}
 #: Values JSON and msgpack could disagree on if the client decoded carelessly.
@@ -45,11 +49,11 @@ AWKWARD = {
 }
 
 
-def url(app: Any) -> str:
+def url(app: SlurmcastApp) -> str:
     return f"ws://127.0.0.1:{app.ws.port}/"
 
 
-async def _value(value: Any) -> Any:
+async def _value(value: T) -> T:
     return value
 
 
@@ -67,12 +71,12 @@ class Frames:
     def kind(data: str | bytes) -> str:
         return "text" if isinstance(data, str) else "binary"
 
-    def _encode(self, message: dict[str, Any], wire_format: Any) -> str | bytes:
+    def _encode(self, message: dict[str, Any], wire_format: WireFormat) -> str | bytes:
         data = encode(message, wire_format)
         self.sent.append(self.kind(data))
         return data
 
-    def _decode(self, frame: str | bytes, wire_format: Any) -> Any:
+    def _decode(self, frame: str | bytes, wire_format: WireFormat) -> Any:
         self.received.append(self.kind(frame))
         return decode(frame, wire_format)
 
@@ -83,12 +87,12 @@ def frames(monkeypatch: pytest.MonkeyPatch) -> Frames:
 
 
 @pytest.fixture
-async def app() -> Any:
+async def app() -> AsyncIterator[SlurmcastApp]:
     async with running_server(**QUIET) as app:
         yield app
 
 
-async def _polled(app: Any) -> bool:
+async def _polled(app: SlurmcastApp) -> bool:
     return app.monitor.jobs is not None and app.monitor.nodes is not None
 
 
@@ -112,7 +116,7 @@ def test_frames_decode_by_the_negotiated_format() -> None:
         decode(packed, "json")
 
 
-async def test_msgpack_is_negotiated_and_used_both_ways(app, frames) -> None:
+async def test_msgpack_is_negotiated_and_used_both_ways(app: SlurmcastApp, frames: Frames) -> None:
     async with SlurmcastClient(url(app), wire_format="msgpack") as client:
         ws = client._ws
         assert ws is not None and ws.subprotocol == MSGPACK_SUBPROTOCOL
@@ -129,7 +133,7 @@ async def test_msgpack_is_negotiated_and_used_both_ways(app, frames) -> None:
     assert frames.received and set(frames.received) == {"binary"}
 
 
-async def test_a_msgpack_and_a_json_client_get_the_same_messages(app) -> None:
+async def test_a_msgpack_and_a_json_client_get_the_same_messages(app: SlurmcastApp) -> None:
     await eventually(lambda: _polled(app), bool)
     async with (
         SlurmcastClient(url(app)) as json_client,
@@ -162,7 +166,9 @@ async def test_a_msgpack_and_a_json_client_get_the_same_messages(app) -> None:
         assert len(json_page.publications) == 3 and msgpack_page == json_page
 
 
-async def test_msgpack_requests_are_answered_and_refused_like_json_ones(app, frames) -> None:
+async def test_msgpack_requests_are_answered_and_refused_like_json_ones(
+    app: SlurmcastApp, frames: Frames
+) -> None:
     for seq in range(5):
         await app.node.publish("jobs", "broadcast", {"seq": seq}, datetime.now(UTC))
     async with SlurmcastClient(url(app), wire_format="msgpack") as client:
@@ -208,7 +214,7 @@ async def test_msgpack_authentication_and_refresh() -> None:
 
 
 async def test_a_server_that_does_not_agree_to_msgpack_gets_json(
-    monkeypatch: pytest.MonkeyPatch, frames, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, frames: Frames, caplog: pytest.LogCaptureFixture
 ) -> None:
     # What an older server does: it ignores the offered subprotocol.
     monkeypatch.setattr(
@@ -239,7 +245,7 @@ def _deflate(client: SlurmcastClient) -> Iterator[PerMessageDeflate]:
 
 
 async def test_compression_is_negotiated_without_context_takeover_and_can_be_turned_off(
-    app,
+    app: SlurmcastApp,
 ) -> None:
     big = {"text": "job 42 finished on node001 " * 100}
     async with (

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 from sqlalchemy.engine import make_url
 
 ADMIN_DSN = os.environ.get(
@@ -131,7 +131,9 @@ async def writes_refused(url: str) -> AsyncIterator[None]:
         finally:
             lock.close()
         return
-    dsn = ADMIN_DSN.rpartition("/")[0] + "/" + make_url(url).database
+    database = make_url(url).database
+    assert database is not None
+    dsn = ADMIN_DSN.rpartition("/")[0] + "/" + database
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute(

@@ -130,7 +130,9 @@ class FakeRestd:
         self._record(request)
         if not self.serve_openapi:
             return web.Response(status=404, text="Not Found")
-        paths = {f"/{p}/{api}/{e}": {"get": {}} for (p, api, e) in self.documents}
+        paths: dict[str, dict[str, dict[str, Any]]] = {
+            f"/{p}/{api}/{e}": {"get": {}} for (p, api, e) in self.documents
+        }
         return web.json_response({"openapi": "3.0.2", "info": {}, "paths": paths})
 
     async def _endpoint(self, request: web.Request) -> web.StreamResponse:
@@ -139,8 +141,8 @@ class FakeRestd:
         if refused is not None:
             return refused
         if self.fail_with is not None:
-            status, body = self.fail_with
-            return web.Response(status=status, body=body, content_type="application/json")
+            status, failure = self.fail_with
+            return web.Response(status=status, body=failure, content_type="application/json")
         match = request.match_info
         key = (match["plugin"], match["api"], match["endpoint"])
         body = self.documents.get(key)

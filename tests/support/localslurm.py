@@ -24,7 +24,7 @@ RESTD_URL = "http://127.0.0.1:6820"
 
 
 def scripts_dir() -> Path | None:
-    candidates = [
+    candidates: list[str | Path] = [
         os.environ.get("SLURMCAST_LOCAL_SLURM", ""),
         ROOT.parent / "shared" / "slurm",
         "/work/shared/slurm",

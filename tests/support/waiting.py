@@ -10,9 +10,9 @@ T = TypeVar("T")
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], timeout: float = 30.0
+    probe: Callable[[], Awaitable[T]], accept: Callable[[T], object], timeout: float = 30.0
 ) -> T:
-    """Re-run ``probe`` until ``accept`` holds for its result; fail after ``timeout``."""
+    """Re-run ``probe`` until ``accept`` is truthy for its result; fail after ``timeout``."""
     async with asyncio.timeout(timeout):
         while True:
             value = await probe()

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Origin
+
+from slurmcast.app import SlurmcastApp
+from slurmcast.transport.ws_connection import WsConnection
 
 from support.recorder import Recorder
 from support.server import Client, http_json, running_server
@@ -19,23 +25,23 @@ JWT = {"auth": "jwt", "jwt_secret": SECRET}
 
 
 @pytest.fixture
-async def app():
+async def app() -> AsyncIterator[SlurmcastApp]:
     async with running_server(**JWT) as app:
         yield app
 
 
-def url(app, query: str = "") -> str:
+def url(app: SlurmcastApp, query: str = "") -> str:
     return f"ws://127.0.0.1:{app.ws.port}/{query}"
 
 
-async def handshake_refusal(uri: str, **kwargs) -> InvalidStatus:
+async def handshake_refusal(uri: str, **kwargs: Any) -> InvalidStatus:
     with pytest.raises(InvalidStatus) as info:
         async with connect(uri, **kwargs):
             pass
     return info.value
 
 
-async def test_bearer_header_and_query_token_are_accepted(app) -> None:
+async def test_bearer_header_and_query_token_are_accepted(app: SlurmcastApp) -> None:
     async with connect(url(app), additional_headers={"Authorization": f"Bearer {hs256()}"}) as ws:
         client = Client(ws)
         await client.subscribe("jobs")
@@ -52,7 +58,9 @@ async def test_bearer_header_and_query_token_are_accepted(app) -> None:
         (lambda: "garbage", "invalid_token", "malformed"),
     ],
 )
-async def test_bad_handshake_token_gets_401_with_reason(app, token, code, words) -> None:
+async def test_bad_handshake_token_gets_401_with_reason(
+    app: SlurmcastApp, token: Callable[[], str], code: str, words: str
+) -> None:
     refusal = await handshake_refusal(
         url(app), additional_headers={"Authorization": f"Bearer {token()}"}
     )
@@ -61,14 +69,14 @@ async def test_bad_handshake_token_gets_401_with_reason(app, token, code, words)
     assert f'"code":"{code}"' in body and words in body
 
 
-async def test_first_message_auth(app) -> None:
+async def test_first_message_auth(app: SlurmcastApp) -> None:
     async with Client.connect(app) as client:
         reply = await client.request({"type": "auth", "token": hs256("carol"), "id": 1})
         assert reply["type"] == "authenticated" and reply["user"] == "carol" and reply["id"] == 1
         await client.subscribe("nodes")
 
 
-async def test_nothing_before_auth_and_bad_first_token_closes_1008(app) -> None:
+async def test_nothing_before_auth_and_bad_first_token_closes_1008(app: SlurmcastApp) -> None:
     async with Client.connect(app) as client:
         reply = await client.request({"type": "subscribe", "channel": "jobs"})
         assert reply["code"] == "unauthorized"
@@ -76,6 +84,7 @@ async def test_nothing_before_auth_and_bad_first_token_closes_1008(app) -> None:
         assert reply["code"] == "token_expired"
         with pytest.raises(ConnectionClosed) as info:
             await client.recv()
+        assert info.value.rcvd is not None
         assert info.value.rcvd.code == 1008 and "Authentication failed" in info.value.rcvd.reason
 
 
@@ -83,6 +92,7 @@ async def test_missing_auth_message_closes_1008_after_timeout() -> None:
     async with running_server(**JWT, auth_timeout=0.3) as app, Client.connect(app) as client:
         with pytest.raises(ConnectionClosed) as info:
             await client.recv()
+        assert info.value.rcvd is not None
         assert info.value.rcvd.code == 1008
         assert info.value.rcvd.reason == "Authentication failed: no auth message within 0.3s"
 
@@ -98,13 +108,16 @@ async def test_expiry_then_refresh_keeps_the_connection() -> None:
         assert await client.request({"type": "ping"}) == {"type": "pong"}
 
 
-async def test_refresh_before_expiry_moves_the_servers_deadline(app) -> None:
+async def test_refresh_before_expiry_moves_the_servers_deadline(app: SlurmcastApp) -> None:
     async with Client.connect(app) as client:
         first = await client.request({"type": "auth", "token": hs256(ttl=60)})
         refreshed = await client.request({"type": "refresh", "token": hs256(ttl=3600)})
         assert refreshed["type"] == "refreshed" and refreshed["expires_at"] > first["expires_at"]
-        (connection,) = app.hub._clients
+        # The hub sees Subscribers; the WebSocket server's clients are WsConnections.
+        (connection,) = cast(set[WsConnection], app.hub._clients)
+        assert connection.session is not None
         assert connection.session.deadline == connection.session.principal.expires_at
+        assert connection.session.deadline is not None
         assert connection.session.deadline > time.time() + 3000
 
 
@@ -114,10 +127,11 @@ async def test_expired_without_refresh_closes_4001() -> None:
         assert (await client.recv())["code"] == "token_expired"
         with pytest.raises(ConnectionClosed) as info:
             await client.recv()
+        assert info.value.rcvd is not None
         assert info.value.rcvd.code == 4001
 
 
-async def test_private_channels(app) -> None:
+async def test_private_channels(app: SlurmcastApp) -> None:
     async with Client.connect(app) as alice:
         await alice.request({"type": "auth", "token": hs256("alice")})
         reply = await alice.request({"type": "subscribe", "channel": "user:bob"})
@@ -169,7 +183,7 @@ async def test_everyone_sees_all_jobs_when_visibility_is_all() -> None:
         await bob.wait_for(lambda m: m["type"] == "job_submitted" and m["data"]["user"] != "bob")
 
 
-async def test_client_broadcast_for_admins_only(app) -> None:
+async def test_client_broadcast_for_admins_only(app: SlurmcastApp) -> None:
     async with Client.connect(app) as user, Client.connect(app) as root:
         await user.request({"type": "auth", "token": hs256("alice")})
         await root.request({"type": "auth", "token": admin()})
@@ -202,6 +216,7 @@ async def test_rate_limit_is_answered_then_enforced() -> None:
                     limited = message
         assert codes[:3] == ["pong"] * 3 and "rate_limited" in codes
         assert limited is not None and limited["retry_after"] > 0
+        assert info.value.rcvd is not None
         assert info.value.rcvd.code == 1008
 
 
@@ -231,6 +246,7 @@ async def test_per_user_limit_at_handshake_and_at_first_message() -> None:
                 with pytest.raises(ConnectionClosed) as info:
                     while True:
                         await late.recv()
+                assert info.value.rcvd is not None
                 assert info.value.rcvd.code == 4029
 
 
@@ -238,14 +254,14 @@ async def test_origin_allow_list() -> None:
     async with running_server(**JWT, allowed_origins="https://dash.example.org") as app:
         refusal = await handshake_refusal(url(app), origin="https://evil.example.com")
         assert refusal.response.status_code == 403
-        async with connect(url(app), origin="https://dash.example.org"):
+        async with connect(url(app), origin=Origin("https://dash.example.org")):
             pass
         async with connect(url(app)):  # scripts send no Origin
             pass
 
 
 async def test_denials_are_logged_with_user_and_address_never_the_token(
-    app, caplog: pytest.LogCaptureFixture
+    app: SlurmcastApp, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     token = hs256("alice")

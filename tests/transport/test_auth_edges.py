@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from slurmcast.app import SlurmcastApp
 
 from support.server import Client, http_json, running_server
 from support.tokens import SECRET, admin, hs256
@@ -16,12 +20,12 @@ JWT = {"auth": "jwt", "jwt_secret": SECRET}
 
 
 @pytest.fixture
-async def app():
+async def app() -> AsyncIterator[SlurmcastApp]:
     async with running_server(**JWT) as app:
         yield app
 
 
-def url(app, query: str = "") -> str:
+def url(app: SlurmcastApp, query: str = "") -> str:
     return f"ws://127.0.0.1:{app.ws.port}/{query}"
 
 
@@ -59,7 +63,9 @@ async def test_refresh_at_the_per_user_limit_keeps_the_connection() -> None:
 # -- 9. messages to everyone ---------------------------------------------------------------
 
 
-async def test_broadcast_to_all_skips_connections_that_have_not_authenticated(app) -> None:
+async def test_broadcast_to_all_skips_connections_that_have_not_authenticated(
+    app: SlurmcastApp,
+) -> None:
     async with Client.connect(app) as stranger, Client.connect(app) as alice:
         await alice.request({"type": "auth", "token": hs256("alice")})
         status, body = await http_json(
@@ -89,7 +95,9 @@ BAD_CLAIMS = {
 
 
 @pytest.mark.parametrize("claims", BAD_CLAIMS.values(), ids=BAD_CLAIMS.keys())
-async def test_malformed_claims_are_refused_at_the_handshake(app, claims) -> None:
+async def test_malformed_claims_are_refused_at_the_handshake(
+    app: SlurmcastApp, claims: dict[str, Any]
+) -> None:
     with pytest.raises(InvalidStatus) as info:
         async with connect(url(app), additional_headers=bearer(hs256(**claims))):
             pass
@@ -98,14 +106,16 @@ async def test_malformed_claims_are_refused_at_the_handshake(app, claims) -> Non
 
 
 @pytest.mark.parametrize("claims", BAD_CLAIMS.values(), ids=BAD_CLAIMS.keys())
-async def test_malformed_claims_are_refused_in_the_first_message(app, claims) -> None:
+async def test_malformed_claims_are_refused_in_the_first_message(
+    app: SlurmcastApp, claims: dict[str, Any]
+) -> None:
     async with Client.connect(app) as client:
         reply = await client.request({"type": "auth", "token": hs256(**claims), "id": 1})
         assert reply["type"] == "error" and reply["code"] == "invalid_token" and reply["id"] == 1
         assert await closed_with(client) == 1008
 
 
-async def test_a_far_but_valid_expiry_is_accepted(app) -> None:
+async def test_a_far_but_valid_expiry_is_accepted(app: SlurmcastApp) -> None:
     async with Client.connect(app) as client:
         reply = await client.request({"type": "auth", "token": hs256(ttl=50 * 365 * 86400)})
         assert reply["type"] == "authenticated" and reply["expires_at"].startswith("20")
@@ -114,7 +124,7 @@ async def test_a_far_but_valid_expiry_is_accepted(app) -> None:
 # -- 11. the channels claim ---------------------------------------------------------------
 
 
-async def test_the_channels_claim_restricts_admins_too(app) -> None:
+async def test_the_channels_claim_restricts_admins_too(app: SlurmcastApp) -> None:
     token = admin(channels=["nodes"])
     async with Client.connect(app, additional_headers=bearer(token)) as root:
         await root.subscribe("nodes")
@@ -145,7 +155,7 @@ def secret_parts(token: str) -> list[str]:
 
 
 async def test_tokens_never_reach_the_log_even_at_debug(
-    app, caplog: pytest.LogCaptureFixture
+    app: SlurmcastApp, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     tokens = [hs256("alice"), hs256("bob"), hs256("carol"), hs256(ttl=-600), hs256("dave")]
@@ -190,7 +200,7 @@ ODD_IDS = [
 
 
 @pytest.mark.parametrize("frame", ODD_IDS)
-async def test_odd_values_before_auth_get_a_typed_error(app, frame) -> None:
+async def test_odd_values_before_auth_get_a_typed_error(app: SlurmcastApp, frame: str) -> None:
     async with Client.connect(app) as client:
         reply = await client.request(frame)
         assert reply["type"] == "error" and reply["code"] in {
@@ -218,14 +228,16 @@ ODD_ADMIN_REQUESTS = [
 
 
 @pytest.mark.parametrize("frame", ODD_ADMIN_REQUESTS)
-async def test_odd_values_after_auth_get_a_typed_error(app, frame) -> None:
+async def test_odd_values_after_auth_get_a_typed_error(app: SlurmcastApp, frame: str) -> None:
     async with Client.connect(app, additional_headers=bearer(admin())) as client:
         reply = await client.request(frame)
         assert reply["type"] == "error", reply
         assert await client.request({"type": "ping", "id": 7}) == {"type": "pong", "id": 7}
 
 
-async def test_a_number_beyond_64_bits_in_a_broadcast_is_published_not_a_crash(app) -> None:
+async def test_a_number_beyond_64_bits_in_a_broadcast_is_published_not_a_crash(
+    app: SlurmcastApp,
+) -> None:
     frame = '{"type": "broadcast", "channel": "alerts", "message": {"n": 1234567890123456789012}}'
     async with Client.connect(app, additional_headers=bearer(admin())) as root:
         await root.subscribe("alerts")
@@ -255,7 +267,7 @@ async def test_jobs_filtered_by_account_are_only_that_accounts() -> None:
             lambda m: m["channel"] == "jobs" and m["data"].get("account") not in (None, "ml")
         )
         # ...while the filtered subscriber sees only ml's (alice's and erin's).
-        seen = []
+        seen: list[dict[str, Any]] = []
         while len(seen) < 10:
             message = await ml.recv()
             if message.get("channel") == "jobs":

@@ -21,7 +21,7 @@ from slurmcast.transport.encoding import (
 
 
 @pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])
-def test_plain_frames_match_websockets_own_at_every_length_boundary(size) -> None:
+def test_plain_frames_match_websockets_own_at_every_length_boundary(size: int) -> None:
     payload = b"x" * size
     assert server_frame(Opcode.TEXT, payload) == Frame(Opcode.TEXT, payload).serialize(mask=False)
 

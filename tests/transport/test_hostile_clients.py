@@ -17,15 +17,18 @@ import secrets
 import socket
 import struct
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import InvalidStatus
 from websockets.frames import Frame, Opcode
 
 from slurmcast.app import SlurmcastApp
+from slurmcast.brokers.memory import MemoryBroker
+from slurmcast.brokers.redis import RedisBroker
+from slurmcast.transport.ws_connection import WsConnection
 
 from support.rawws import RawClient
 from support.redis import require_redis
@@ -38,7 +41,7 @@ JWT = {"auth": "jwt", "jwt_secret": SECRET}
 UNLIMITED = {"rate_limit": 1e9, "rate_burst": 1_000_000}
 
 
-def url(app, query: str = "") -> str:
+def url(app: SlurmcastApp, query: str = "") -> str:
     return f"ws://127.0.0.1:{app.ws.port}/{query}"
 
 
@@ -75,16 +78,18 @@ def send_request(port: int, lines: list[str], *, read: bool) -> bytes:
         return answer
 
 
-def server_connections(app) -> Callable[[], Awaitable[int]]:
-    """A probe: the app's WebSocket connections still alive (open, handshaking or leaked)."""
+def server_connections(app: SlurmcastApp) -> Callable[[], Awaitable[int]]:
+    """A probe: the app's WebSocket connections still alive (open, handshaking or leaked):
+    those the server counts, or any still reachable from anywhere (a leak)."""
 
     async def count() -> int:
         gc.collect()
-        return sum(
+        reachable = sum(
             1
             for thing in gc.get_objects()
-            if isinstance(thing, ServerConnection) and thing.server is app.ws._server
+            if isinstance(thing, WsConnection) and thing.server is app.ws
         )
+        return max(reachable, len(app.ws.connections))
 
     return count
 
@@ -109,6 +114,7 @@ async def test_refused_and_abandoned_handshakes_leave_nothing_behind() -> None:
         headers = {"Authorization": f"Bearer {token}"}
         async with Client.connect(app, additional_headers=headers) as client:
             assert await client.request({"type": "ping"}) == {"type": "pong"}
+            assert await server_connections(app)() == 1, "the probe sees a live connection"
 
 
 async def test_half_open_handshakes_count_toward_the_per_address_limit() -> None:
@@ -137,7 +143,7 @@ async def test_half_open_handshakes_count_toward_the_per_address_limit() -> None
 
 
 @contextlib.asynccontextmanager
-async def patient_server(**overrides):
+async def patient_server(**overrides: Any) -> AsyncIterator[SlurmcastApp]:
     """A server whose handshakes never time out: whatever closes a socket, it is not that."""
     with tempfile.TemporaryDirectory(prefix="slurmcast-test-") as data_dir:
         app = SlurmcastApp(server_settings(data_dir=data_dir, **overrides))
@@ -175,22 +181,23 @@ async def test_sockets_far_over_the_per_address_limit_are_cut_at_accept() -> Non
 # -- 2. private channels nobody publishes on -------------------------------------------
 
 
-def stored_user_channels(app) -> set[str]:
+def stored_user_channels(app: SlurmcastApp) -> set[str]:
     """The ``user:`` channels the broker keeps anything for, in this process."""
     broker = app.broker
     if broker.kind == "memory":
-        return {c for c in [*broker._channels, *broker._states] if c.startswith("user:")}
-    return {c for c in broker._delivered if c.startswith("user:")}
+        memory = cast(MemoryBroker, broker)
+        return {c for c in [*memory._channels, *memory._states] if c.startswith("user:")}
+    return {c for c in cast(RedisBroker, broker)._delivered if c.startswith("user:")}
 
 
-async def redis_user_keys(app) -> list[bytes]:
-    broker = app.broker
+async def redis_user_keys(app: SlurmcastApp) -> list[bytes]:
+    broker = cast(RedisBroker, app.broker)
     pattern = f"{app.settings.redis_prefix}:*user:*"
     return [key async for key in broker.redis.scan_iter(match=pattern, count=1000)]
 
 
 @pytest.mark.parametrize("broker", ["memory", "redis"])
-async def test_subscribing_to_unused_user_channels_keeps_nothing(broker) -> None:
+async def test_subscribing_to_unused_user_channels_keeps_nothing(broker: str) -> None:
     if broker == "redis":
         await require_redis()
     async with running_server(broker=broker, **UNLIMITED) as app, Client.connect(app) as client:
@@ -236,7 +243,7 @@ async def test_ping_frames_count_toward_the_rate_limit() -> None:
             client.close()
 
 
-async def closed_as_slow(caplog) -> None:
+async def closed_as_slow(caplog: pytest.LogCaptureFixture) -> None:
     """Wait until the server has closed a client as a slow consumer.
 
     The client must not read before: reading while the server still writes
@@ -275,7 +282,7 @@ async def test_unread_pongs_count_toward_the_slow_consumer_limit(
 # -- 4. replies much bigger than requests ------------------------------------------------
 
 
-async def fill_history(app, channel: str, count: int, size: int) -> None:
+async def fill_history(app: SlurmcastApp, channel: str, count: int, size: int) -> None:
     for n in range(count):
         status, _ = await http_json(
             app,

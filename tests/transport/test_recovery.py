@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 from websockets.asyncio.client import connect
+
+from slurmcast.app import SlurmcastApp
 
 from support.server import Client, running_server
 
 QUIET = {"jobs_interval": 3600.0, "nodes_interval": 3600.0, "metrics_interval": 3600.0}
 
 
-async def publish(app, count: int, channel: str = "jobs", start: int = 0) -> None:
+async def publish(app: SlurmcastApp, count: int, channel: str = "jobs", start: int = 0) -> None:
     for seq in range(start, start + count):
         await app.node.publish(channel, "broadcast", {"seq": seq}, datetime.now(UTC))
 
 
-async def test_every_message_carries_its_position(app_quiet) -> None:
+async def test_every_message_carries_its_position(app_quiet: SlurmcastApp) -> None:
     async with Client.connect(app_quiet) as client:
         reply = await client.request({"type": "subscribe", "channel": "jobs"})
         start = reply["position"]["offset"]
@@ -36,13 +39,13 @@ async def test_every_message_carries_its_position(app_quiet) -> None:
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def app_quiet(request):
+async def app_quiet(request: pytest.FixtureRequest) -> AsyncIterator[SlurmcastApp]:
     """One delivery path, two brokers: every recovery test runs on both."""
     async with running_server(broker=request.param, **QUIET) as app:
         yield app
 
 
-async def test_history_request(app_quiet) -> None:
+async def test_history_request(app_quiet: SlurmcastApp) -> None:
     await publish(app_quiet, 5)
     async with Client.connect(app_quiet) as client:
         reply = await client.request({"type": "history", "channel": "jobs", "limit": 3, "id": 1})
@@ -61,7 +64,7 @@ async def test_history_request(app_quiet) -> None:
         assert bad["code"] == "invalid_field"
 
 
-async def test_reconnect_recovers_what_was_missed_then_goes_live(app_quiet) -> None:
+async def test_reconnect_recovers_what_was_missed_then_goes_live(app_quiet: SlurmcastApp) -> None:
     async with Client.connect(app_quiet) as client:
         reply = await client.request({"type": "subscribe", "channel": "jobs"})
         await publish(app_quiet, 2)
@@ -83,7 +86,7 @@ BROKERS = pytest.mark.parametrize("broker", ["memory", "redis"])
 
 
 @BROKERS
-async def test_changed_epoch_or_overflowed_history_is_not_recovered(broker) -> None:
+async def test_changed_epoch_or_overflowed_history_is_not_recovered(broker: str) -> None:
     async with (
         running_server(**QUIET, broker=broker, history_size="jobs=5") as app,
         Client.connect(app) as client,
@@ -124,7 +127,7 @@ async def test_restart_changes_the_epoch() -> None:
 
 
 @BROKERS
-async def test_flaky_client_sees_every_offset_exactly_once_in_order(broker) -> None:
+async def test_flaky_client_sees_every_offset_exactly_once_in_order(broker: str) -> None:
     """A steady stream; the client drops at random moments, even mid-recovery."""
     total = 1500
     rng = random.Random(7)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
+from slurmcast.app import SlurmcastApp
 from slurmcast.core.snapshot import TERMINAL_JOB_STATES
 
 from support.recorder import Recorder
@@ -21,8 +23,8 @@ FINAL = {s.value for s in TERMINAL_JOB_STATES}
 BROKERS = pytest.mark.parametrize("broker", ["memory", "redis"])
 
 
-async def read_snapshot(client: Client) -> tuple[dict, list[dict]]:
-    items: list[dict] = []
+async def read_snapshot(client: Client) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    items: list[dict[str, Any]] = []
     while True:
         part = await client.recv()
         assert part["type"] == "snapshot", part
@@ -32,12 +34,13 @@ async def read_snapshot(client: Client) -> tuple[dict, list[dict]]:
 
 
 @BROKERS
-async def test_snapshot_on_subscribe_shows_the_whole_cluster(broker) -> None:
+async def test_snapshot_on_subscribe_shows_the_whole_cluster(broker: str) -> None:
     async with running_server(**QUIET, broker=broker) as app, Client.connect(app) as client:
         await eventually(lambda: _polled(app), bool)
         reply = await client.request({"type": "subscribe", "channel": "jobs", "snapshot": True})
         position, jobs = await read_snapshot(client)
         assert position == reply["position"]
+        assert app.monitor.jobs is not None and app.monitor.nodes is not None
         listed = {j.job_id for j in app.monitor.jobs.jobs.values() if j.state.value not in FINAL}
         assert {job["job_id"] for job in jobs} == listed and listed
         await client.request({"type": "subscribe", "channel": "nodes", "snapshot": True})
@@ -46,12 +49,12 @@ async def test_snapshot_on_subscribe_shows_the_whole_cluster(broker) -> None:
         assert {"cpus", "memory", "gpus", "state"} <= set(nodes[0])
 
 
-async def _polled(app) -> bool:
+async def _polled(app: SlurmcastApp) -> bool:
     return app.monitor.jobs is not None and app.monitor.nodes is not None
 
 
 @BROKERS
-async def test_snapshot_over_http_with_a_filter(broker) -> None:
+async def test_snapshot_over_http_with_a_filter(broker: str) -> None:
     async with running_server(**QUIET, broker=broker) as app:
         await eventually(lambda: _polled(app), bool)
         status, body = await http_json(app, "GET", "/snapshot/jobs")
@@ -71,7 +74,7 @@ async def test_snapshot_over_http_with_a_filter(broker) -> None:
 
 
 @BROKERS
-async def test_filters_apply_live_in_snapshots_and_in_recovery(broker) -> None:
+async def test_filters_apply_live_in_snapshots_and_in_recovery(broker: str) -> None:
     async with running_server(**QUIET, broker=broker) as app:
         await eventually(lambda: _polled(app), bool)
         async with Client.connect(app) as client:
@@ -145,7 +148,7 @@ async def test_a_users_filter_narrows_but_never_widens() -> None:
 
 
 @BROKERS
-async def test_alerts_and_metrics_snapshots_follow_their_messages(broker) -> None:
+async def test_alerts_and_metrics_snapshots_follow_their_messages(broker: str) -> None:
     async with running_server(**QUIET, broker=broker) as app, Client.connect(app) as client:
         now = datetime.now(UTC)
         for alert_id, status in (("a", "firing"), ("b", "firing"), ("a", "resolved")):

@@ -18,6 +18,8 @@ import orjson
 import pytest
 from websockets.frames import Opcode
 
+from slurmcast.app import SlurmcastApp
+
 from support.rawws import RawClient
 from support.server import WAIT, Client, http_json, running_server
 
@@ -32,7 +34,7 @@ def inflate(payload: bytes, window_bits: int = 15) -> bytes:
     return zlib.decompressobj(-window_bits).decompress(payload + b"\x00\x00\xff\xff")
 
 
-async def broadcast(app: Any, channel: str, message: dict[str, Any]) -> None:
+async def broadcast(app: SlurmcastApp, channel: str, message: dict[str, Any]) -> None:
     status, answer = await http_json(
         app, "POST", "/broadcast", {"channel": channel, "message": message}
     )
@@ -183,7 +185,9 @@ async def test_msgpack_history_and_json_text_requests_from_a_msgpack_client() ->
         (msgpack.packb([1, 2, 3]), "not_an_object"),  # msgpack, but not a request
     ],
 )
-async def test_bad_msgpack_gets_an_error_and_the_connection_keeps_serving(frame, code) -> None:
+async def test_bad_msgpack_gets_an_error_and_the_connection_keeps_serving(
+    frame: bytes, code: str
+) -> None:
     async with running_server() as app, Client.connect(app, subprotocols=[MSGPACK]) as packed:
         await packed.send(frame)
         reply = await msgpack_recv(packed)

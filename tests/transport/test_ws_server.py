@@ -1,18 +1,22 @@
 """The WebSocket protocol over real sockets, with a real client."""
 
+from collections.abc import AsyncIterator
+
 import pytest
 from websockets.exceptions import ConnectionClosed
+
+from slurmcast.app import SlurmcastApp
 
 from support.server import Client, http_json, running_server
 
 
 @pytest.fixture
-async def app():
+async def app() -> AsyncIterator[SlurmcastApp]:
     async with running_server() as app:
         yield app
 
 
-async def test_subscribe_unsubscribe_single_and_multiple(app) -> None:
+async def test_subscribe_unsubscribe_single_and_multiple(app: SlurmcastApp) -> None:
     async with Client.connect(app) as client:
         reply = await client.request({"type": "subscribe", "channel": "jobs"})
         position = reply.pop("position")
@@ -45,7 +49,7 @@ async def test_subscribe_unsubscribe_single_and_multiple(app) -> None:
         assert sum(health["subscriptions"].values()) == 0
 
 
-async def test_ping_pong_with_and_without_id(app) -> None:
+async def test_ping_pong_with_and_without_id(app: SlurmcastApp) -> None:
     async with Client.connect(app) as client:
         assert await client.request({"type": "ping"}) == {"type": "pong"}
         assert await client.request({"type": "ping", "id": 123}) == {"type": "pong", "id": 123}
@@ -69,7 +73,9 @@ BAD_FRAMES = [
 
 
 @pytest.mark.parametrize(("frame", "code"), BAD_FRAMES)
-async def test_bad_input_gets_error_and_connection_stays_open(app, frame, code) -> None:
+async def test_bad_input_gets_error_and_connection_stays_open(
+    app: SlurmcastApp, frame: str | bytes, code: str
+) -> None:
     async with Client.connect(app) as client, Client.connect(app) as bystander:
         await bystander.subscribe("jobs")
         reply = await client.request(frame)
@@ -86,7 +92,7 @@ async def test_bad_input_gets_error_and_connection_stays_open(app, frame, code) 
         assert message["data"] == {"n": 1}
 
 
-async def test_error_reply_echoes_id(app) -> None:
+async def test_error_reply_echoes_id(app: SlurmcastApp) -> None:
     async with Client.connect(app) as client:
         reply = await client.request({"type": "subscribe", "channel": "nope", "id": "x1"})
         assert reply["id"] == "x1" and reply["code"] == "unknown_channel"
