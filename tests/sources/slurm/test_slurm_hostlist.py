@@ -23,6 +23,10 @@ from support.slurm_fixtures import NODE_LISTINGS, files, job_listings, versions_
         ("node[08-10]", ("node08", "node09", "node10")),
         ("r[1-2]n[01-02]", ("r1n01", "r1n02", "r2n01", "r2n02")),
         ("node[1-2]-ib", ("node1-ib", "node2-ib")),
+        ("node[001-010]", tuple(f"node{i:03d}" for i in range(1, 11))),
+        ("a[1-3,5],b7", ("a1", "a2", "a3", "a5", "b7")),
+        ("rack[1-2]-node[01-02]", ("rack1-node01", "rack1-node02", "rack2-node01", "rack2-node02")),
+        ("node[09-011],n1,n1", ("node09", "node10", "node11", "n1", "n1")),
         ("a,b,c", ("a", "b", "c")),
         ("n[1],m[3-4],x", ("n1", "m3", "m4", "x")),
         ("node[001-002],node[010-011]", ("node001", "node002", "node010", "node011")),
@@ -48,6 +52,8 @@ def test_expand(expression: str, expected: tuple[str, ...]) -> None:
         "node[]",
         f"node[0-{MAX_HOSTS}]",
         "a[0-999]b[0-9999]",
+        # Within the library's bound per item, over it in total.
+        f"a[1-{MAX_HOSTS}],b1",
     ],
 )
 def test_expand_rejects_malformed(expression: str) -> None:
@@ -63,7 +69,7 @@ def test_expand_is_cached() -> None:
     ("names", "expected"),
     [
         (["node001", "node002", "node003", "node007"], "node[001-003,007]"),
-        (["gpu-1", "gpu-2", "cpu01"], "gpu-[1-2],cpu01"),
+        (["gpu-1", "gpu-2", "cpu01"], "cpu01,gpu-[1-2]"),
         (["node8", "node9", "node10"], "node[8-10]"),
         (["node3", "node1", "node2", "node1"], "node[1-3]"),
         (["node1"], "node1"),
@@ -73,6 +79,11 @@ def test_expand_is_cached() -> None:
 )
 def test_compress(names: list[str], expected: str) -> None:
     assert compress(names) == expected
+
+
+def test_compress_rejects_names_with_hostlist_syntax() -> None:
+    with pytest.raises(SourceError):
+        compress(["node[1]"])
 
 
 _names = st.lists(
