@@ -1,17 +1,20 @@
-"""What bench/fanout.py and bench/cluster.py share: processes, load, publishing, reporting.
+"""The processes, load and publishing bench/fanout.py and bench/cluster.py are built of.
 
 Both benchmarks start slurmcast (or the naive server) pinned to core 0, drive
 it with the C load generator wsload pinned to core 1, publish through
 ``POST /broadcast`` from this process, and account for the CPU of every
-process involved; the pieces that do this the same way in both live here.
+process involved; the pieces that do this the same way in both live here
+(restart.py and compression.py use a few). How the phases run and what is
+reported is harness.py's.
+
+Length: over 600 lines, most of them the process classes (anchors, servers,
+wsload); each section below is one kind of piece.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
 import importlib.metadata
 import itertools
@@ -578,11 +581,6 @@ async def publish_fixed_rate(messages: MessageFactory, count: int, rate: float, 
     await asyncio.gather(*tasks)
 
 
-def fixed_phase_count(rate: float, seconds: float) -> int:
-    """Publications of a fixed phase: ``seconds`` at ``rate``, at least 20."""
-    return max(20, round(rate * seconds))
-
-
 # --------------------------------------------------------------------------- measuring
 
 
@@ -632,30 +630,6 @@ def wsload_errors(report: dict[str, Any], clients: int, count: int) -> list[str]
 # --------------------------------------------------------------------------- report
 
 
-def fmt(value: float | None, spec: str) -> str:
-    if value is None or value != value:  # None or NaN
-        return "-"
-    return format(value, spec)
-
-
-def status_text(errors: Sequence[str], warnings: Sequence[str]) -> str:
-    """How a phase went, for the progress lines on stderr."""
-    status = "ok" if not errors else "FAILED: " + "; ".join(errors)
-    if warnings:
-        status += "; warning: " + "; ".join(warnings)
-    return status
-
-
-def phase_cell(mode: str, rate: float | None) -> str:
-    """The table's phase column: ``max``, or ``fixed`` with its publication rate."""
-    return "max" if mode == "max" else f"fixed {fmt(rate, '.1f')}/s"
-
-
-def ok_cell(errors: Sequence[str], warnings: Sequence[str]) -> str:
-    """The table's ok column: ``yes``, ``yes*`` (flagged by a warning) or ``NO``."""
-    return ("yes" if not warnings else "yes*") if not errors else "NO"
-
-
 def machine_line(m: dict[str, Any]) -> str:
     """The report's first line: the machine ``m`` (machine_info()) and the main versions."""
     return (
@@ -663,15 +637,6 @@ def machine_line(m: dict[str, Any]) -> str:
         f"Python {m['python']}, websockets {m['versions']['websockets']}, "
         f"uvloop {m['versions']['uvloop']}"
     )
-
-
-def settings_json(settings: Any, messages: MessageFactory) -> dict[str, Any]:
-    """A benchmark's settings (a dataclass with ``wsload_src``) for the JSON report."""
-    return {
-        **{k: v for k, v in dataclasses.asdict(settings).items() if k != "wsload_src"},
-        "wsload_src": str(settings.wsload_src),
-        "message_bytes": messages.envelope_size,
-    }
 
 
 def write_json(report: dict[str, Any], path: Path | None, stdout: bool) -> None:
@@ -690,30 +655,6 @@ def pin_self() -> None:
     with contextlib.suppress(OSError, AttributeError):
         if len(os.sched_getaffinity(0)) > CLIENT_CORE:
             os.sched_setaffinity(0, {CLIENT_CORE})
-
-
-def busy_cores(interval: float, threshold: float) -> dict[int, float]:
-    """Cores more than ``threshold`` percent busy over the next ``interval`` seconds."""
-    first = core_times()
-    time.sleep(interval)
-    busy = cores_busy(first, core_times())
-    return {core: pct for core, pct in busy.items() if pct > threshold}
-
-
-async def wait_until_idle(limit: float) -> str | None:
-    """Wait (at most ``limit`` s) until no core is busy: other work skews the numbers."""
-    deadline = time.monotonic() + limit
-    loud = await asyncio.to_thread(busy_cores, 0.5, 10)
-    if loud:
-        log(f"waiting up to {limit:.0f} s for the machine to become idle ...")
-    while loud and time.monotonic() < deadline:
-        loud = await asyncio.to_thread(busy_cores, 0.5, 10)
-    if loud:
-        shown = ", ".join(f"core {c}: {p:.0f}%" for c, p in sorted(loud.items()))
-        message = f"machine was not idle before the run ({shown})"
-        log(f"warning: {message}")
-        return message
-    return None
 
 
 def check_fd_limit(clients: int) -> None:
@@ -738,70 +679,3 @@ def client_session(recv_timeout: float) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=64, force_close=False)
     timeout = aiohttp.ClientTimeout(total=recv_timeout + 30)
     return aiohttp.ClientSession(connector=connector, timeout=timeout)
-
-
-def run_benchmark(
-    name: str, wsload_src: Path, main: Callable[[], Coroutine[Any, Any, dict[str, Any]]]
-) -> dict[str, Any] | None:
-    """Run a benchmark's ``main`` on uvloop, from this process pinned to the client core.
-
-    Its report with ``elapsed_s`` added, or None after a setup error (logged as
-    ``name: ...``), for which the benchmark exits with status 2.
-    """
-    if not wsload_src.is_file():
-        log(f"{name}: wsload source {wsload_src} not found (use --wsload-src)")
-        return None
-    pin_self()
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a slurmcast dependency on POSIX
-        runner: Callable[[Coroutine[Any, Any, dict[str, Any]]], dict[str, Any]] = asyncio.run
-    else:
-        runner = uvloop.run
-    started = time.monotonic()
-    try:
-        report = runner(main())
-    except SetupError as exc:
-        log(f"{name}: {exc}")
-        return None
-    report["elapsed_s"] = round(time.monotonic() - started, 1)
-    return report
-
-
-def add_run_arguments(
-    parser: argparse.ArgumentParser,
-    *,
-    wait_idle: float,
-    wait_idle_help: str,
-    ping_help: str | None,
-    slurmcast_arg_help: str,
-) -> None:
-    """The options both benchmarks take, from --connect-timeout to --json-out."""
-    parser.add_argument("--connect-timeout", type=float, default=60.0)
-    parser.add_argument("--recv-timeout", type=float, default=90.0)
-    parser.add_argument("--wsload-src", type=Path, default=DEFAULT_WSLOAD_SRC)
-    parser.add_argument(
-        "--repeat", type=int, default=1, help="run the whole matrix this many times"
-    )
-    parser.add_argument("--wait-idle", type=float, default=wait_idle, help=wait_idle_help)
-    parser.add_argument("--ping-interval", type=float, default=600.0, help=ping_help)
-    parser.add_argument(
-        "--slurmcast-arg", action="append", default=[], metavar="ARG", help=slurmcast_arg_help
-    )
-    parser.add_argument("--json", action="store_true", help="print results as JSON on stdout")
-    parser.add_argument(
-        "--json-out", type=Path, default=None, help="also write the JSON results to this file"
-    )
-
-
-def run_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings of the options add_run_arguments() added, by their Settings names."""
-    return {
-        "connect_timeout": args.connect_timeout,
-        "recv_timeout": args.recv_timeout,
-        "wsload_src": args.wsload_src,
-        "repeat": args.repeat,
-        "wait_idle": args.wait_idle,
-        "ping_interval": args.ping_interval,
-        "slurmcast_args": tuple(args.slurmcast_arg),
-    }

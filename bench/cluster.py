@@ -72,6 +72,12 @@ Exit status: 0 when every run delivered everything exactly once, 1 when
 something failed (see the ``errors`` of each run), 2 for a usage or setup
 error (no Redis, slurmcast without ``--broker``, ...), 130 on Ctrl-C, 143 on
 SIGTERM; every process it started is stopped in all cases.
+
+Length: over 600 lines, of which this description is 80; the rest is this
+benchmark's own (the row unit: instances, wsloads, trackers and Redis in one
+phase; the per-instance and Redis accounting; its table and options). Redis
+probing and the trackers are in clusterlib.py, the phases, report and CLI in
+harness.py.
 """
 
 from __future__ import annotations
@@ -79,11 +85,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
-import functools
 import hashlib
 import importlib.util
-import itertools
 import os
 import secrets
 import shutil
@@ -92,14 +95,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 from benchlib import (
     BUILD_DIR,
     CLIENT_CORE,
@@ -111,119 +113,58 @@ from benchlib import (
     ServerProcess,
     SetupError,
     WsLoad,
-    add_run_arguments,
     check_fd_limit,
     client_session,
-    core_times,
-    cores_busy,
-    fixed_phase_count,
-    fmt,
     free_port,
     log,
     machine_info,
-    machine_line,
-    ok_cell,
-    percentile,
-    phase_cell,
     post_json,
     prepare_load,
-    proc_cpu_seconds,
-    publish_closed_loop,
-    publish_fixed_rate,
-    run_benchmark,
+    wait_for_counts,
+    wsload_errors,
+)
+from clusterlib import (
+    DUPLICATE_GRACE,
+    RedisProbe,
+    Tracker,
+    check_trackers,
+    tcp_connections_to,
+)
+from harness import (
+    RATE_COLUMNS,
+    Column,
+    CpuWindow,
+    Options,
+    PhasePlan,
+    ServerDied,
+    Snapshot,
+    Unit,
+    add_phase_arguments,
+    add_run_arguments,
+    add_warnings,
+    cancel_on_sigterm,
+    entry,
+    fmt,
+    int_list,
+    ok_cell,
+    post_figures,
+    print_report,
+    publish,
+    require_positive,
+    results_json,
+    run_main,
+    run_matrix,
     run_settings,
-    self_cpu_seconds,
     settings_json,
     status_text,
-    wait_for_counts,
-    wait_until_idle,
-    write_json,
-    wsload_errors,
+    table,
+    wait_all_done,
+    wsload_cpu_pct,
 )
 
 DATA_DIR = BUILD_DIR / "cluster"
 #: Every process this script started, for a last-resort SIGKILL (see main()).
 STARTED: list[ServerProcess | WsLoad] = []
-#: Seconds the trackers keep listening after the last delivery, to catch duplicates.
-DUPLICATE_GRACE = 0.5
-
-
-# --------------------------------------------------------------------------- Redis
-
-
-@dataclass(frozen=True, slots=True)
-class RedisSample:
-    cpu_s: float  # used_cpu_sys + used_cpu_user
-    commands: int  # total_commands_processed (INFO itself counts: one per sample)
-    clients: int  # connected_clients
-    script_calls: int  # scripts run (commandstats of eval and evalsha)
-
-
-class RedisProbe:
-    """The few Redis commands the benchmark needs: INFO, SCAN, UNLINK."""
-
-    def __init__(self, url: str) -> None:
-        try:
-            import redis.asyncio as aioredis
-        except ImportError as exc:
-            raise SetupError("redis-py is needed for the redis rows (pip install redis)") from exc
-        self.url = url
-        self.client = aioredis.Redis.from_url(url)
-        self.port = int(self.client.connection_pool.connection_kwargs.get("port", 6379))
-
-    async def check(self) -> dict[str, Any]:
-        try:
-            info = await self.client.info("server")
-        except Exception as exc:
-            raise SetupError(f"Redis at {self.url} does not answer: {exc!r}") from exc
-        pid = int(info.get("process_id", 0))
-        affinity: list[int] | None = None
-        with contextlib.suppress(OSError):
-            affinity = sorted(os.sched_getaffinity(pid)) if pid else None
-        return {"version": info.get("redis_version"), "pid": pid, "cpu_affinity": affinity}
-
-    async def sample(self) -> RedisSample:
-        info = await self.client.info("cpu", "stats", "clients", "commandstats")
-        scripts = [info.get(f"cmdstat_{name}", {}) for name in ("eval", "evalsha")]
-        return RedisSample(
-            float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
-            int(info["total_commands_processed"]),
-            int(info["connected_clients"]),
-            sum(int(stats.get("calls", 0)) for stats in scripts),
-        )
-
-    async def keys(self, prefix: str) -> list[bytes]:
-        # Our prefixes are [a-z0-9-] only: nothing to escape in the pattern.
-        return [key async for key in self.client.scan_iter(match=f"{prefix}*", count=1000)]
-
-    async def delete_prefix(self, prefix: str) -> int:
-        keys = await self.keys(prefix)
-        for start in range(0, len(keys), 500):
-            await self.client.unlink(*keys[start : start + 500])
-        return len(keys)
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-
-def tcp_connections_to(pid: int, port: int) -> int:
-    """Established TCP connections of process ``pid`` to ``port`` (from /proc, IPv4 and IPv6)."""
-    inodes = set()
-    with contextlib.suppress(OSError):
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-    count = 0
-    for table_name in ("tcp", "tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/net/{table_name}").read_text().splitlines()[1:]:
-                fields = line.split()
-                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
-                if remote_port == port and fields[3] == "01" and fields[9] in inodes:
-                    count += 1
-    return count
 
 
 # --------------------------------------------------------------------------- instances
@@ -276,138 +217,6 @@ async def start_instances(instances: Sequence[Instance], session: aiohttp.Client
         raise failures.exceptions[0] from None
 
 
-# --------------------------------------------------------------------------- trackers
-
-
-class Tracker:
-    """A Python client on one instance that records what it receives on ``jobs``."""
-
-    def __init__(self, instance: Instance) -> None:
-        self.instance = instance
-        self.ws: Any = None
-        self.task: asyncio.Task[None] | None = None
-        self.subscribed_at: tuple[str | None, int | None] = (None, None)
-        #: (seq, epoch, offset) of each benchmark message, in arrival order.
-        self.data: list[tuple[int, str | None, int | None]] = []
-        #: (epoch, offset) of every positioned message on jobs, in arrival order.
-        self.positions: list[tuple[str | None, int]] = []
-        self.other: Counter[str] = Counter()
-        self.closed: str | None = None
-        self._target = 0
-        self._reached = asyncio.Event()
-
-    async def start(self, timeout: float) -> None:
-        from websockets.asyncio.client import connect
-
-        async with asyncio.timeout(timeout):
-            self.ws = await connect(
-                self.instance.ws_url, compression=None, ping_interval=None, max_size=None
-            )
-            await self.ws.send('{"type":"subscribe","channel":"jobs","id":"tracker"}')
-            reply = orjson.loads(await self.ws.recv())
-        if reply.get("type") != "subscribed" or reply.get("channel") != "jobs":
-            raise RuntimeError(f"tracker on {self.instance.name} got {reply!r} to subscribe")
-        position = reply.get("position") or {}
-        self.subscribed_at = (position.get("epoch"), position.get("offset"))
-        self.task = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        from websockets.exceptions import ConnectionClosed
-
-        try:
-            async for raw in self.ws:
-                message = orjson.loads(raw)
-                offset = message.get("offset")
-                epoch = message.get("epoch")
-                if message.get("channel") == "jobs" and isinstance(offset, int):
-                    self.positions.append((epoch, offset))
-                data = message.get("data")
-                if (
-                    message.get("type") == "broadcast"
-                    and isinstance(data, dict)
-                    and isinstance(data.get("seq"), int)
-                    and "ts_us" in data
-                ):
-                    self.data.append((data["seq"], epoch, offset))
-                    if len(self.data) >= self._target:
-                        self._reached.set()
-                else:
-                    self.other[f"{message.get('channel')}/{message.get('type')}"] += 1
-        except ConnectionClosed as exc:
-            self.closed = repr(exc)
-        finally:
-            self._reached.set()
-
-    async def wait_for(self, count: int, timeout: float) -> None:
-        """Until ``count`` benchmark messages came, the connection closed, or ``timeout``."""
-        self._target = count
-        if len(self.data) >= count or self.task is None or self.task.done():
-            return
-        self._reached.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._reached.wait(), timeout)
-
-    async def close(self) -> None:
-        if self.ws is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.ws.close(), 5)
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-
-
-def check_trackers(trackers: Sequence[Tracker], count: int) -> tuple[list[str], list[str]]:
-    """Errors and warnings from what the trackers saw of ``count`` publications."""
-    errors: list[str] = []
-    warnings: list[str] = []
-    expected = set(range(count))
-    reference: dict[int, tuple[str | None, int | None]] | None = None
-    reference_name = ""
-    for tracker in trackers:
-        name = tracker.instance.name
-        seqs = Counter(seq for seq, _, _ in tracker.data)
-        missing = len(expected - seqs.keys())
-        duplicated = sum(n - 1 for n in seqs.values() if n > 1)
-        unexpected = len(seqs.keys() - expected)
-        if missing or duplicated or unexpected:
-            errors.append(
-                f"tracker on {name}: {missing} of {count} publications missing, "
-                f"{duplicated} duplicated, {unexpected} unexpected"
-            )
-        if tracker.closed is not None:
-            errors.append(f"tracker on {name} was disconnected: {tracker.closed}")
-        epochs = {epoch for epoch, _ in tracker.positions}
-        if len(epochs) > 1:
-            errors.append(f"tracker on {name}: messages of {len(epochs)} epochs on jobs")
-        offsets = [offset for _, offset in tracker.positions]
-        gaps = sum(1 for a, b in itertools.pairwise(offsets) if b != a + 1)
-        if gaps:
-            errors.append(f"tracker on {name}: offsets not consecutive at {gaps} places")
-        sub_epoch, sub_offset = tracker.subscribed_at
-        if offsets and sub_offset is not None and offsets[0] != sub_offset + 1:
-            errors.append(
-                f"tracker on {name}: subscribed at offset {sub_offset}, "
-                f"first message at {offsets[0]}"
-            )
-        if tracker.positions and sub_epoch is not None and tracker.positions[0][0] != sub_epoch:
-            errors.append(f"tracker on {name}: subscribed in epoch {sub_epoch}, got another")
-        if tracker.other:
-            shown = ", ".join(f"{n} {kind}" for kind, n in tracker.other.most_common(4))
-            warnings.append(f"tracker on {name}: other messages during the run: {shown}")
-        mapping = {seq: (epoch, offset) for seq, epoch, offset in tracker.data}
-        if reference is None:
-            reference, reference_name = mapping, name
-        else:
-            differ = sum(1 for seq in expected if mapping.get(seq) != reference.get(seq))
-            if differ:
-                errors.append(
-                    f"{name} and {reference_name} gave {differ} of {count} publications "
-                    "different (epoch, offset)"
-                )
-    return errors, warnings
-
-
 # --------------------------------------------------------------------------- publishing
 
 
@@ -430,24 +239,10 @@ async def post(
 # --------------------------------------------------------------------------- measuring
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    wall: float
-    instances: tuple[tuple[float, float], ...]  # (user, sys) seconds of each instance
-    redis: RedisSample | None
-    publisher: float
-    cores: dict[int, tuple[float, float, float]]
-
-    @classmethod
-    async def take(cls, instances: Sequence[Instance], redis: RedisProbe | None) -> Snapshot:
-        redis_sample = await redis.sample() if redis is not None else None
-        return cls(
-            time.monotonic(),
-            tuple(proc_cpu_seconds(inst.pid) for inst in instances),
-            redis_sample,
-            self_cpu_seconds(),
-            core_times(),
-        )
+async def snapshot(instances: Sequence[Instance], redis: RedisProbe | None) -> Snapshot:
+    """CPU of the instances, this process and the cores, with a Redis sample (taken first)."""
+    redis_sample = await redis.sample() if redis is not None else None
+    return Snapshot.take([inst.pid for inst in instances], redis_sample)
 
 
 @dataclass(slots=True)
@@ -467,6 +262,8 @@ class InstanceFigures:
     delivered_answers: dict[int, int] = field(default_factory=dict)
 
 
+#: Its fields are the JSON's keys, in this order (kept so that result files compare
+#: by diff): which is why the figures both benchmarks share are not in a base class.
 @dataclass(slots=True)
 class ClusterResult:
     broker: str
@@ -533,129 +330,211 @@ def split(total: int, parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
-class InstanceDied(RuntimeError):
+class InstanceDied(ServerDied):
     """An instance exited during a run."""
 
 
-async def wait_all_done(
-    instances: Sequence[Instance], wsloads: Sequence[WsLoad], timeout: float
-) -> list[str]:
-    """Wait for every wsload's DONE; give up at once if an instance exits meanwhile."""
-    done = [asyncio.ensure_future(w.done(timeout)) for w in wsloads]
-    dead = [asyncio.ensure_future(inst.proc.wait()) for inst in instances if inst.proc]
-    try:
-        pending: set[asyncio.Future[Any]] = set(done)
-        while pending:
-            finished, _ = await asyncio.wait(
-                pending | set(dead), return_when=asyncio.FIRST_COMPLETED
-            )
-            for inst, waiter in zip(instances, dead, strict=True):
-                if waiter in finished:
-                    code = inst.proc.returncode if inst.proc else None
-                    raise InstanceDied(f"{inst.name} exited with status {code} mid-run")
-            pending -= finished
-    finally:
-        for future in dead + done:
-            if not future.done():
-                future.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await future
-    errors = []
-    for wsload, future in zip(wsloads, done, strict=True):
-        if future.cancelled():
-            continue
-        exc = future.exception()
-        if exc is not None:
-            errors.append(f"wsload {wsloads.index(wsload)} did not finish: {exc!r}")
-    return errors
-
-
 @dataclass(frozen=True, slots=True)
-class Row:
-    """What the phases of one row share."""
+class Settings:
+    clients: int
+    instances: tuple[int, ...]
+    memory_baseline: bool
+    messages: int
+    size: int
+    publishers: int
+    rate: float | None
+    rate_fraction: float
+    fixed_seconds: float
+    redis_url: str
+    idle_seconds: float
+    connect_timeout: float
+    recv_timeout: float
+    wsload_src: Path
+    repeat: int
+    wait_idle: float
+    ping_interval: float
+    slurmcast_args: tuple[str, ...]
 
-    broker: str
-    instances: Sequence[Instance]
-    session: aiohttp.ClientSession
-    redis: RedisProbe | None
-    wsload_bin: Path
-    settings: Settings
-    messages: MessageFactory
+    def rows(self) -> list[tuple[str, int]]:
+        rows = [("memory", 1)] if self.memory_baseline else []
+        return rows + [("redis", k) for k in self.instances]
 
 
-async def run_phase(row: Row, mode: str, count: int, rate: float | None) -> ClusterResult:
-    instances, broker, session, redis = row.instances, row.broker, row.session, row.redis
-    settings, messages = row.settings, row.messages
-    clients = settings.clients
-    shares = split(clients, len(instances))
-    result = ClusterResult(broker, len(instances), clients, mode, count, rate_pubs_per_s=rate)
-    result.expected = clients * count
-    result.per_instance = [
-        InstanceFigures(inst.name, n) for inst, n in zip(instances, shares, strict=True)
-    ]
-    counts = await wait_for_counts(instances, session, [0] * len(instances), 15)
-    if any(c[0] != 0 for c in counts):
-        result.errors.append(f"clients still connected before the run: {counts}")
-    trackers = [Tracker(inst) for inst in instances]
-    wsloads = [WsLoad(row.wsload_bin) for _ in instances]
-    STARTED.extend(wsloads)
-    try:
-        for tracker in trackers:
-            await tracker.start(settings.connect_timeout)
-        for wsload, inst, n in zip(wsloads, instances, shares, strict=True):
-            await wsload.start(
-                inst.ws_port, n, count, settings.connect_timeout, settings.recv_timeout
-            )
-        for wsload, inst, n in zip(wsloads, instances, shares, strict=True):
-            ready = await wsload.ready(settings.connect_timeout + 15)
-            if ready.get("acks") != n or ready.get("errors", 0) != 0:
-                detail = " | ".join(wsload.stderr_lines[:3])
-                raise RuntimeError(f"clients of {inst.name} could not subscribe: {ready} {detail}")
-        wanted = [n + 1 for n in shares]  # + the tracker
-        counts = await wait_for_counts(instances, session, wanted, 10)
-        if [c[0] for c in counts] != wanted:
-            result.errors.append(f"instances count {counts} (clients, on jobs), not {wanted}")
-        urls = [f"{inst.base_url}/broadcast" for inst in instances]
-        stats = PublishStats()
+class RowUnit(Unit[ClusterResult]):
+    """One row: ``count`` fresh instances on one broker; the harness runs both phases on it."""
 
-        async def send(seq: int, body: bytes) -> None:
-            index = seq % len(urls)  # round-robin over the instances
-            await post(session, urls[index], body, index, stats)
+    def __init__(
+        self,
+        broker: str,
+        count: int,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        redis: RedisProbe | None,
+        wsload_bin: Path,
+        messages: MessageFactory,
+    ) -> None:
+        self.broker, self.count, self.settings = broker, count, settings
+        self.session, self.redis = session, redis
+        self.wsload_bin, self.messages = wsload_bin, messages
+        self.tag = f"{broker} x{count}"
+        self.plan = PhasePlan(
+            max_count=settings.messages,
+            clients=settings.clients,
+            fixed_seconds=settings.fixed_seconds,
+            fixed_rate=settings.rate,
+            rate_fraction=settings.rate_fraction,
+            wait_idle=settings.wait_idle,
+        )
+        self.prefix: str | None = None
+        self.instances: list[Instance] = []
 
-        idle = await Snapshot.take(instances, redis)
-        await asyncio.sleep(settings.idle_seconds)
-        before = await Snapshot.take(instances, redis)
-        if mode == "max":
-            await publish_closed_loop(messages, count, settings.publishers, send)
-        else:
-            assert rate is not None
-            await publish_fixed_rate(messages, count, rate, send)
-        remaining = settings.recv_timeout - (time.monotonic() - before.wall) + 10
-        result.errors.extend(await wait_all_done(instances, wsloads, max(remaining, 10)))
-        after = await Snapshot.take(instances, redis)
-        for tracker in trackers:
-            await tracker.wait_for(count, 10)
-        await asyncio.sleep(DUPLICATE_GRACE)
-        final_counts = await wait_for_counts(instances, session, wanted, 0)
-        if redis is not None and broker == "redis":
-            port = redis.port
-            result.redis_connections = [tcp_connections_to(i.pid, port) for i in instances]
-        reports = await asyncio.gather(*(w.finish() for w in wsloads))
-    except BaseException:
-        await asyncio.gather(*(w.kill() for w in wsloads), return_exceptions=True)
-        raise
-    finally:
-        await asyncio.gather(*(t.close() for t in trackers), return_exceptions=True)
-    summarise(result, before, after, stats, reports, wsloads)
-    subtract_idle(result, idle, before, after)
-    if [c[0] for c in final_counts] != wanted:
-        result.errors.append(f"{final_counts} (clients, on jobs) at the end, expected {wanted}")
-    tracker_errors, tracker_warnings = check_trackers(trackers, count)
-    result.errors.extend(tracker_errors)
-    result.warnings.extend(tracker_warnings)
-    check_delivered(result, stats, wanted)
-    add_warnings(result)
-    return result
+    async def start(self) -> None:
+        settings, redis = self.settings, self.redis
+        label = f"{self.broker}{self.count}"
+        broker_args: list[str] = []
+        if self.broker == "redis":
+            assert redis is not None
+            prefix = f"slurmcast-bench-{secrets.token_hex(4)}"
+            if await redis.keys(prefix):
+                raise SetupError(f"Redis already holds keys starting with {prefix}")
+            self.prefix = prefix
+            self.note = f", Redis prefix {prefix}"
+            broker_args = ["--broker", "redis", "--redis-url", settings.redis_url]
+            # The same simulated cluster in every instance (any of them may poll it),
+            # starting now: a start far in the past is simulated up to now first.
+            sim_start = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            broker_args += ["--redis-prefix", prefix, "--sim-start", sim_start]
+        for index in range(self.count):
+            ident = ["--instance-id", f"bench-{index}"] if self.broker == "redis" else []
+            self.instances.append(Instance(label, index, settings, [*broker_args, *ident]))
+        distinct_ports(self.instances)
+        # The memory row measures Redis's CPU too, as a control (it should be idle).
+        await start_instances(self.instances, self.session)
+
+    def alive(self) -> bool:
+        return all(inst.alive for inst in self.instances)
+
+    def blank(self, mode: str, count: int, rate: float | None) -> ClusterResult:
+        clients = self.settings.clients
+        result = ClusterResult(
+            self.broker, len(self.instances), clients, mode, count, rate_pubs_per_s=rate
+        )
+        result.expected = clients * count
+        return result
+
+    async def stop(self, results: list[ClusterResult]) -> None:
+        instances, prefix, redis = self.instances, self.prefix, self.redis
+        codes = await asyncio.gather(*(inst.stop() for inst in instances), return_exceptions=True)
+        deleted: int | None = None
+        if prefix is not None and redis is not None:
+            with contextlib.suppress(Exception):
+                deleted = await redis.delete_prefix(prefix)
+        for result in results:
+            result.redis_prefix = prefix
+            result.redis_keys_deleted = deleted
+        if results:
+            for inst, code in zip(instances, codes, strict=True):
+                problem = inst.log_problem()
+                if problem:
+                    results[0].errors.append(problem)
+                if code not in (0, None):
+                    results[-1].errors.append(f"{inst.name} exited with status {code!r}")
+        if prefix is not None and redis is not None:
+            left = await redis.keys(prefix)
+            if left and results:
+                results[-1].errors.append(f"{len(left)} Redis keys of {prefix} left after cleanup")
+
+    def log_result(self, r: ClusterResult) -> None:
+        status = status_text(r.errors, r.warnings)
+        each = "+".join(fmt(f.cpu_pct, ".0f") for f in r.per_instance)
+        log(
+            f"    {r.msgs_per_s:>9,.0f} msgs/s (driver {r.driver_msgs_per_s:,.0f})  "
+            f"p50 {r.p50_ms:.2f} ms  p99 {r.p99_ms:.2f} ms  instances CPU {each}%  "
+            f"Redis CPU {fmt(r.redis_cpu_pct, '.1f')}% ({fmt(r.redis_us_per_pub, '.0f')} us/pub, "
+            f"net {fmt(r.redis_net_us_per_pub, '.0f')} us/pub, "
+            f"{fmt(r.redis_commands_per_pub, '.1f')} commands and "
+            f"{fmt(r.redis_scripts_per_pub, '.2f')} scripts/pub"
+            + (f", connections {r.redis_connections}" if r.redis_connections else "")
+            + ")  "
+            f"[{status}]"
+        )
+
+    async def run_phase(self, mode: str, count: int, rate: float | None) -> ClusterResult:
+        instances, broker, session, redis = self.instances, self.broker, self.session, self.redis
+        settings = self.settings
+        shares = split(settings.clients, len(instances))
+        result = self.blank(mode, count, rate)
+        result.per_instance = [
+            InstanceFigures(inst.name, n) for inst, n in zip(instances, shares, strict=True)
+        ]
+        counts = await wait_for_counts(instances, session, [0] * len(instances), 15)
+        if any(c[0] != 0 for c in counts):
+            result.errors.append(f"clients still connected before the run: {counts}")
+        trackers = [Tracker(inst) for inst in instances]
+        wsloads = [WsLoad(self.wsload_bin) for _ in instances]
+        STARTED.extend(wsloads)
+        try:
+            for tracker in trackers:
+                await tracker.start(settings.connect_timeout)
+            for wsload, inst, n in zip(wsloads, instances, shares, strict=True):
+                await wsload.start(
+                    inst.ws_port, n, count, settings.connect_timeout, settings.recv_timeout
+                )
+            for wsload, inst, n in zip(wsloads, instances, shares, strict=True):
+                ready = await wsload.ready(settings.connect_timeout + 15)
+                if ready.get("acks") != n or ready.get("errors", 0) != 0:
+                    detail = " | ".join(wsload.stderr_lines[:3])
+                    raise RuntimeError(
+                        f"clients of {inst.name} could not subscribe: {ready} {detail}"
+                    )
+            wanted = [n + 1 for n in shares]  # + the tracker
+            counts = await wait_for_counts(instances, session, wanted, 10)
+            if [c[0] for c in counts] != wanted:
+                result.errors.append(f"instances count {counts} (clients, on jobs), not {wanted}")
+            urls = [f"{inst.base_url}/broadcast" for inst in instances]
+            stats = PublishStats()
+
+            async def send(seq: int, body: bytes) -> None:
+                index = seq % len(urls)  # round-robin over the instances
+                await post(session, urls[index], body, index, stats)
+
+            idle = await snapshot(instances, redis)
+            await asyncio.sleep(settings.idle_seconds)
+            before = await snapshot(instances, redis)
+            await publish(self.messages, mode, count, rate, settings.publishers, send)
+            remaining = settings.recv_timeout - (time.monotonic() - before.wall) + 10
+            failed = await wait_all_done(instances, wsloads, max(remaining, 10), InstanceDied)
+            result.errors.extend(f"wsload {i} did not finish: {exc!r}" for i, exc in failed)
+            after = await snapshot(instances, redis)
+            for tracker in trackers:
+                await tracker.wait_for(count, 10)
+            await asyncio.sleep(DUPLICATE_GRACE)
+            final_counts = await wait_for_counts(instances, session, wanted, 0)
+            if redis is not None and broker == "redis":
+                port = redis.port
+                result.redis_connections = [tcp_connections_to(i.pid, port) for i in instances]
+            reports = await asyncio.gather(*(w.finish() for w in wsloads))
+        except BaseException:
+            await asyncio.gather(*(w.kill() for w in wsloads), return_exceptions=True)
+            raise
+        finally:
+            await asyncio.gather(*(t.close() for t in trackers), return_exceptions=True)
+        summarise(result, before, after, stats, reports, wsloads)
+        subtract_idle(result, idle, before, after)
+        if [c[0] for c in final_counts] != wanted:
+            result.errors.append(f"{final_counts} (clients, on jobs) at the end, expected {wanted}")
+        tracker_errors, tracker_warnings = check_trackers(trackers, count)
+        result.errors.extend(tracker_errors)
+        result.warnings.extend(tracker_warnings)
+        check_delivered(result, stats, wanted)
+        add_warnings(
+            result,
+            result.core_busy_pct.get(CLIENT_CORE),
+            unsaturated="instances used only {:.0f}% CPU together: not saturated",
+            generators="the load generators",
+            extra=redis_warnings(result),
+        )
+        return result
 
 
 def summarise(
@@ -667,40 +546,31 @@ def summarise(
     wsloads: Sequence[WsLoad],
 ) -> None:
     """Fill ``result`` from the CPU snapshots, the POSTs and wsload's reports."""
-    window = after.wall - before.wall
+    cpu = CpuWindow.between(before, after)
+    window = cpu.window
     result.window_s = window
     result.driver_msgs_per_s = result.expected / window if window > 0 else 0.0
-    server_cpu = 0.0
-    for figures, (u0, s0), (u1, s1) in zip(
-        result.per_instance, before.instances, after.instances, strict=True
-    ):
-        figures.cpu_pct = 100 * (u1 + s1 - u0 - s0) / window
-        figures.sys_pct = 100 * (s1 - s0) / window
-        server_cpu += u1 + s1 - u0 - s0
-    result.server_cpu_pct = 100 * server_cpu / window
-    if before.redis is not None and after.redis is not None:
-        redis_cpu = after.redis.cpu_s - before.redis.cpu_s
+    for figures, (cpu_pct, sys_pct) in zip(result.per_instance, cpu.servers, strict=True):
+        figures.cpu_pct, figures.sys_pct = cpu_pct, sys_pct
+    result.server_cpu_pct = cpu.server_pct
+    server_cpu = cpu.server_pct * window / 100  # seconds, all instances
+    redis_before, redis_after = before.extra, after.extra
+    if redis_before is not None and redis_after is not None:
+        redis_cpu = redis_after.cpu_s - redis_before.cpu_s
         result.redis_cpu_pct = 100 * redis_cpu / window
         result.redis_us_per_pub = 1e6 * redis_cpu / result.messages
-        commands = after.redis.commands - before.redis.commands - 1
-        script_calls = after.redis.script_calls - before.redis.script_calls
+        commands = redis_after.commands - redis_before.commands - 1
+        script_calls = redis_after.script_calls - redis_before.script_calls
         result.redis_scripts_per_pub = script_calls / result.messages
         result.redis_commands_per_pub = commands / result.messages
-        result.redis_clients = before.redis.clients
-    result.publisher_cpu_pct = 100 * (after.publisher - before.publisher) / window
-    busy = cores_busy(before.cores, after.cores)
-    result.core_busy_pct = busy
-    steal = cores_busy(before.cores, after.cores, 2)
-    result.steal_pct = max(steal.values()) if steal else None
-    # wsload's CPU figure covers first delivery -> its end; scale it to the window.
-    wsload_cpu = sum(float(r.get("phase2_cpu_s", 0.0)) for r in reports)
-    result.wsload_cpu_pct = 100 * wsload_cpu / window
+        result.redis_clients = redis_before.clients
+    result.publisher_cpu_pct = cpu.publisher_pct
+    result.core_busy_pct = cpu.busy
+    result.steal_pct = cpu.steal_pct
+    result.wsload_cpu_pct = wsload_cpu_pct(reports, window)
     ours = result.server_cpu_pct + result.publisher_cpu_pct + result.wsload_cpu_pct
-    ours += result.redis_cpu_pct or 0.0
-    result.other_cpu_pct = sum(busy.get(core, 0.0) for core in (SERVER_CORE, CLIENT_CORE)) - ours
-    result.post_p50_ms = percentile(stats.post_ms, 50)
-    result.post_p99_ms = percentile(stats.post_ms, 99)
-    result.errors.extend(stats.failures[:10])
+    result.other_cpu_pct = cpu.other_pct(ours + (result.redis_cpu_pct or 0.0))
+    post_figures(result, stats)
     if stats.posts != result.messages:
         result.errors.append(f"{stats.posts} of {result.messages} POSTs succeeded")
     spans = []
@@ -749,13 +619,11 @@ def subtract_idle(result: ClusterResult, idle: Snapshot, before: Snapshot, after
     span = before.wall - idle.wall
     if span <= 0:
         return
-    pairs = zip(idle.instances, before.instances, strict=True)
-    server = sum(u1 + s1 - u0 - s0 for (u0, s0), (u1, s1) in pairs)
-    result.idle_server_cpu_pct = 100 * server / span
-    if idle.redis is not None and before.redis is not None and after.redis is not None:
-        idle_rate = (before.redis.cpu_s - idle.redis.cpu_s) / span
+    result.idle_server_cpu_pct = CpuWindow.between(idle, before).server_pct
+    if idle.extra is not None and before.extra is not None and after.extra is not None:
+        idle_rate = (before.extra.cpu_s - idle.extra.cpu_s) / span
         result.idle_redis_cpu_pct = 100 * idle_rate
-        busy = after.redis.cpu_s - before.redis.cpu_s - idle_rate * (after.wall - before.wall)
+        busy = after.extra.cpu_s - before.extra.cpu_s - idle_rate * (after.wall - before.wall)
         result.redis_net_us_per_pub = 1e6 * busy / result.messages
 
 
@@ -778,193 +646,40 @@ def check_delivered(result: ClusterResult, stats: PublishStats, wanted: Sequence
             )
 
 
-def add_warnings(result: ClusterResult) -> None:
-    """Flag measurements whose conditions were not the intended ones."""
-    if result.mode == "max" and result.server_cpu_pct < 90:
-        result.warnings.append(
-            f"instances used only {result.server_cpu_pct:.0f}% CPU together: not saturated"
-        )
-    client_busy = result.core_busy_pct.get(CLIENT_CORE)
-    if client_busy is not None and client_busy > 90:
-        result.warnings.append(
-            f"client core {client_busy:.0f}% busy: the load generators may be the limit"
-        )
-    if result.other_cpu_pct is not None and result.other_cpu_pct > 15:
-        result.warnings.append(
-            f"{result.other_cpu_pct:.0f}% of a core used by other processes during the run: "
-            "the measurement was disturbed, run it again"
-        )
+def redis_warnings(result: ClusterResult) -> list[str]:
+    """More scripts per publication than the broker runs: someone else used Redis."""
     if result.redis_scripts_per_pub is not None:
         ours = 1.0 if result.broker == "redis" else 0.0
         if result.redis_scripts_per_pub - ours > 0.1:
-            result.warnings.append(
+            return [
                 f"Redis ran {result.redis_scripts_per_pub:.2f} scripts per publication, not "
                 f"{ours:.0f}: someone else used it meanwhile, its CPU figures are inflated"
-            )
-    if result.steal_pct is not None and result.steal_pct > 2:
-        result.warnings.append(f"{result.steal_pct:.0f}% steal time: the host was busy")
-
-
-async def guarded_phase(row: Row, mode: str, count: int, rate: float | None) -> ClusterResult:
-    """run_phase, with a run that cannot complete reported as a failed result."""
-    try:
-        return await run_phase(row, mode, count, rate)
-    except (RuntimeError, TimeoutError, OSError, ValueError, aiohttp.ClientError) as exc:
-        clients = row.settings.clients
-        result = ClusterResult(
-            row.broker, len(row.instances), clients, mode, count, rate_pubs_per_s=rate
-        )
-        result.expected = clients * count
-        result.errors.append(f"run aborted: {exc!r}")
-        return result
-
-
-# --------------------------------------------------------------------------- one row
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    clients: int
-    instances: tuple[int, ...]
-    memory_baseline: bool
-    messages: int
-    size: int
-    publishers: int
-    rate: float | None
-    rate_fraction: float
-    fixed_seconds: float
-    redis_url: str
-    idle_seconds: float
-    connect_timeout: float
-    recv_timeout: float
-    wsload_src: Path
-    repeat: int
-    wait_idle: float
-    ping_interval: float
-    slurmcast_args: tuple[str, ...]
-
-    def rows(self) -> list[tuple[str, int]]:
-        rows = [("memory", 1)] if self.memory_baseline else []
-        return rows + [("redis", k) for k in self.instances]
-
-
-async def bench_row(
-    broker: str,
-    count: int,
-    settings: Settings,
-    wsload_bin: Path,
-    session: aiohttp.ClientSession,
-    redis: RedisProbe | None,
-    messages: MessageFactory,
-    baseline_pubs: float | None,
-) -> list[ClusterResult]:
-    """Both phases on a fresh set of ``count`` instances."""
-    busy = await wait_until_idle(settings.wait_idle) if settings.wait_idle > 0 else None
-    label = f"{broker}{count}"
-    prefix: str | None = None
-    broker_args: list[str] = []
-    if broker == "redis":
-        assert redis is not None
-        prefix = f"slurmcast-bench-{secrets.token_hex(4)}"
-        if await redis.keys(prefix):
-            raise SetupError(f"Redis already holds keys starting with {prefix}")
-        broker_args = ["--broker", "redis", "--redis-url", settings.redis_url]
-        # The same simulated cluster in every instance (any of them may poll it),
-        # starting now: a start far in the past is simulated up to now first.
-        sim_start = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        broker_args += ["--redis-prefix", prefix, "--sim-start", sim_start]
-    instances = []
-    for index in range(count):
-        ident = ["--instance-id", f"bench-{index}"] if broker == "redis" else []
-        instances.append(Instance(label, index, settings, [*broker_args, *ident]))
-    distinct_ports(instances)
-    results: list[ClusterResult] = []
-    # The memory row measures Redis's CPU too, as a control (it should be idle).
-    row = Row(broker, instances, session, redis, wsload_bin, settings, messages)
-    try:
-        await start_instances(instances, session)
-        log(
-            f"[{broker} x{count}] max phase: {settings.messages} publications x "
-            f"{settings.clients} clients" + (f", Redis prefix {prefix}" if prefix else "")
-        )
-        maximum = await guarded_phase(row, "max", settings.messages, None)
-        if busy:
-            maximum.warnings.append(busy)
-        results.append(maximum)
-        log_result(maximum)
-        if settings.fixed_seconds > 0 and all(inst.alive for inst in instances):
-            rate = settings.rate
-            if rate is None:
-                capacity = baseline_pubs if baseline_pubs else maximum.pubs_per_s
-                rate = settings.rate_fraction * capacity
-            if rate > 0:
-                fixed_count = fixed_phase_count(rate, settings.fixed_seconds)
-                log(f"[{broker} x{count}] fixed phase: {fixed_count} publications at {rate:.2f}/s")
-                fixed = await guarded_phase(row, "fixed", fixed_count, rate)
-                results.append(fixed)
-                log_result(fixed)
-    finally:
-        codes = await asyncio.gather(*(inst.stop() for inst in instances), return_exceptions=True)
-        deleted: int | None = None
-        if prefix is not None and redis is not None:
-            with contextlib.suppress(Exception):
-                deleted = await redis.delete_prefix(prefix)
-        for result in results:
-            result.redis_prefix = prefix
-            result.redis_keys_deleted = deleted
-        if results:
-            for inst, code in zip(instances, codes, strict=True):
-                problem = inst.log_problem()
-                if problem:
-                    results[0].errors.append(problem)
-                if code not in (0, None):
-                    results[-1].errors.append(f"{inst.name} exited with status {code!r}")
-        if prefix is not None and redis is not None:
-            left = await redis.keys(prefix)
-            if left and results:
-                results[-1].errors.append(f"{len(left)} Redis keys of {prefix} left after cleanup")
-    return results
-
-
-def log_result(r: ClusterResult) -> None:
-    status = status_text(r.errors, r.warnings)
-    each = "+".join(fmt(f.cpu_pct, ".0f") for f in r.per_instance)
-    log(
-        f"    {r.msgs_per_s:>9,.0f} msgs/s (driver {r.driver_msgs_per_s:,.0f})  "
-        f"p50 {r.p50_ms:.2f} ms  p99 {r.p99_ms:.2f} ms  instances CPU {each}%  "
-        f"Redis CPU {fmt(r.redis_cpu_pct, '.1f')}% ({fmt(r.redis_us_per_pub, '.0f')} us/pub, "
-        f"net {fmt(r.redis_net_us_per_pub, '.0f')} us/pub, "
-        f"{fmt(r.redis_commands_per_pub, '.1f')} commands and "
-        f"{fmt(r.redis_scripts_per_pub, '.2f')} scripts/pub"
-        + (f", connections {r.redis_connections}" if r.redis_connections else "")
-        + ")  "
-        f"[{status}]"
-    )
+            ]
+    return []
 
 
 # --------------------------------------------------------------------------- report
 
 
-def table(results: Sequence[ClusterResult]) -> str:
-    header = (
-        "| run | broker | instances | clients | phase | delivered msgs/s | pubs/s | "
-        "p50 ms | p99 ms | instance CPU % | server µs/delivery | Redis CPU % | "
-        "Redis µs/pub | wsload + publisher CPU % | other CPU % | ok |"
-    )
-    lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    for r in results:
-        phase = phase_cell(r.mode, r.rate_pubs_per_s)
-        each = " + ".join(fmt(f.cpu_pct, ".0f") for f in r.per_instance)
-        cpu = each if len(r.per_instance) < 2 else f"{each} = {fmt(r.server_cpu_pct, '.0f')}"
-        lines.append(
-            f"| {r.repeat} | {r.broker} | {r.instances} | {r.clients} | {phase} | "
-            f"{r.msgs_per_s:,.0f} | {r.pubs_per_s:.1f} | {fmt(r.p50_ms, '.2f')} | "
-            f"{fmt(r.p99_ms, '.2f')} | {cpu} | {fmt(r.server_us_per_delivery, '.1f')} | "
-            f"{fmt(r.redis_cpu_pct, '.1f')} | {fmt(r.redis_us_per_pub, '.0f')} | "
-            f"{fmt(r.wsload_cpu_pct + r.publisher_cpu_pct, '.0f')} | "
-            f"{fmt(r.other_cpu_pct, '.0f')} | {ok_cell(r.errors, r.warnings)} |"
-        )
-    return "\n".join(lines)
+def instance_cpu_cell(r: ClusterResult) -> str:
+    each = " + ".join(fmt(f.cpu_pct, ".0f") for f in r.per_instance)
+    return each if len(r.per_instance) < 2 else f"{each} = {fmt(r.server_cpu_pct, '.0f')}"
+
+
+#: The table's columns: header, cell.
+COLUMNS: list[Column] = [
+    ("run", lambda r: str(r.repeat)),
+    ("broker", lambda r: r.broker),
+    ("instances", lambda r: str(r.instances)),
+    *RATE_COLUMNS,
+    ("instance CPU %", instance_cpu_cell),
+    ("server µs/delivery", lambda r: fmt(r.server_us_per_delivery, ".1f")),
+    ("Redis CPU %", lambda r: fmt(r.redis_cpu_pct, ".1f")),
+    ("Redis µs/pub", lambda r: fmt(r.redis_us_per_pub, ".0f")),
+    ("wsload + publisher CPU %", lambda r: fmt(r.wsload_cpu_pct + r.publisher_cpu_pct, ".0f")),
+    ("other CPU %", lambda r: fmt(r.other_cpu_pct, ".0f")),
+    ("ok", ok_cell),
+]
 
 
 def slurmcast_source() -> dict[str, Any]:
@@ -1015,9 +730,7 @@ async def supports_redis_broker() -> bool:
 
 
 async def run_all(settings: Settings) -> dict[str, Any]:
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    cancel_on_sigterm()
     rows = settings.rows()
     check_fd_limit(settings.clients)
     source = slurmcast_source()
@@ -1040,26 +753,14 @@ async def run_all(settings: Settings) -> dict[str, Any]:
                 await redis.close()
                 redis = None
         async with client_session(settings.recv_timeout) as session:
-            for repeat in range(1, settings.repeat + 1):
-                if settings.repeat > 1:
-                    log(f"--- run {repeat} of {settings.repeat}")
-                baseline: float | None = None
-                for broker, count in rows:
-                    runs = await bench_row(
-                        broker,
-                        count,
-                        settings,
-                        wsload_bin,
-                        session,
-                        redis,
-                        messages,
-                        baseline,
-                    )
-                    if baseline is None and runs and runs[0].ok:
-                        baseline = runs[0].pubs_per_s
-                    for run in runs:
-                        run.repeat = repeat
-                    results.extend(runs)
+
+            def groups() -> Iterable[list[RowUnit]]:
+                yield [
+                    RowUnit(broker, count, settings, session, redis, wsload_bin, messages)
+                    for broker, count in rows
+                ]
+
+            results = await run_matrix(settings.repeat, groups)
     finally:
         if redis is not None:
             await redis.close()
@@ -1068,20 +769,13 @@ async def run_all(settings: Settings) -> dict[str, Any]:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "settings": settings_json(settings, messages)
         | {"layout": {"instances_core": SERVER_CORE, "clients_core": CLIENT_CORE}},
-        "results": [dataclasses.asdict(r) | {"ok": r.ok} for r in results],
+        "results": results_json(results),
         "ok": bool(results) and all(r.ok for r in results),
         "_results": results,
     }
 
 
 # --------------------------------------------------------------------------- main
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    settings: Settings
-    json: bool
-    json_out: Path | None
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -1101,20 +795,13 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     )
     parser.add_argument("--messages", type=int, default=600, help="publications per max phase")
     parser.add_argument("--size", type=int, default=300, help="bytes of each delivered message")
-    parser.add_argument(
-        "--publishers", type=int, default=2, help="concurrent POSTs in the max phase"
-    )
-    parser.add_argument(
-        "--rate", type=float, default=None, help="fixed phase publications/s (overrides)"
-    )
-    parser.add_argument(
-        "--rate-fraction",
-        type=float,
-        default=0.5,
-        help="fixed phase rate as a fraction of the baseline's (first row's) max publications/s",
-    )
-    parser.add_argument(
-        "--fixed-seconds", type=float, default=5.0, help="fixed phase length; 0 skips it"
+    add_phase_arguments(
+        parser,
+        rate="--rate",
+        fraction="--rate-fraction",
+        seconds="--fixed-seconds",
+        fraction_of="the baseline's (first row's) max",
+        rate_first=True,
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument(
@@ -1131,19 +818,14 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         slurmcast_arg_help="extra argument for every 'slurmcast serve' (repeatable)",
     )
     args = parser.parse_args(argv)
-    try:
-        instances = tuple(int(part) for part in args.instances.split(",") if part.strip())
-    except ValueError:
-        parser.error("--instances takes comma-separated integers")
+    instances = int_list(parser, args.instances, "--instances")
     if any(k < 1 for k in instances):
         parser.error("--instances needs positive counts")
     if not instances and not args.memory_baseline:
         parser.error("nothing to run: no --instances and --no-memory-baseline")
     if args.clients < max((*instances, 1)):
         parser.error("--clients must be at least the largest instance count")
-    for name in ("messages", "publishers", "repeat"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be positive")
+    require_positive(parser, args, ("messages", "publishers", "repeat"))
     settings = Settings(
         clients=args.clients,
         instances=instances,
@@ -1174,56 +856,41 @@ def kill_leftovers() -> None:
                 os.kill(proc.pid, signal.SIGKILL)
 
 
-def print_report(report: dict[str, Any], results: Sequence[ClusterResult]) -> None:
+def show(report: dict[str, Any], results: Sequence[ClusterResult]) -> None:
     m = report["machine"]
     source = m["slurmcast_source"]
-    print(machine_line(m))
     git = f" (git {source['git_head']}{', dirty' if source.get('git_dirty') else ''})"
-    print(
+    intro = [
         f"slurmcast from {source['path']}{git if 'git_head' in source else ''}, "
         f"sha256 {source['sha256']}"
-    )
+    ]
     if m.get("redis"):
         r = m["redis"]
-        print(f"Redis {r['version']}, pid {r['pid']}, CPUs {r['cpu_affinity']} (not pinned by us)")
-    print(
-        f"message {report['settings']['message_bytes']} B; instances on core {SERVER_CORE}, "
-        f"wsloads + publisher + trackers on core {CLIENT_CORE}; {report['elapsed_s']} s\n"
-    )
-    print(table(results))
-    print()
+        intro.append(
+            f"Redis {r['version']}, pid {r['pid']}, CPUs {r['cpu_affinity']} (not pinned by us)"
+        )
+    body = [table(COLUMNS, results), ""]
     for r in results:
         if len(r.per_instance) > 1:
             latencies = ", ".join(
                 f"{f.name} {fmt(f.p50_ms, '.2f')}/{fmt(f.p99_ms, '.2f')}" for f in r.per_instance
             )
-            print(f"{r.label} {r.mode}: p50/p99 ms per instance: {latencies}")
-    for r in results:
-        for error in r.errors:
-            print(f"ERROR {r.label} {r.mode}: {error}")
-        for warning_text in r.warnings:
-            print(f"warning {r.label} {r.mode}: {warning_text}")
+            body.append(f"{r.label} {r.mode}: p50/p99 ms per instance: {latencies}")
+    print_report(
+        report,
+        results,
+        intro=intro,
+        layout=(
+            f"instances on core {SERVER_CORE}, wsloads + publisher + trackers on core {CLIENT_CORE}"
+        ),
+        body=body,
+        label=lambda r: r.label,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
-    settings = options.settings
-    try:
-        report = run_benchmark("cluster", settings.wsload_src, functools.partial(run_all, settings))
-    except asyncio.CancelledError:  # SIGTERM
-        return 143
-    finally:
-        kill_leftovers()
-    if report is None:
-        return 2
-    results: list[ClusterResult] = report.pop("_results")
-    write_json(report, options.json_out, options.json)
-    if not options.json:
-        print_report(report, results)
-    return 0 if report["ok"] else 1
+    return run_main("cluster", parse_args(argv), run_all, show, cleanup=kill_leftovers)
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        sys.exit(main())
-    sys.exit(130)
+    entry(main)

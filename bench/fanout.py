@@ -55,21 +55,21 @@ failed (see the ``errors`` of each run), 2 for a usage or setup error,
 3 with ``--check-target`` when a goal is missed: at least 1.0x Node ``ws``'s
 and 0.8x uWebSockets.js's delivered msgs/s at every N (issue 14); against the
 naive server, 1.3x its throughput at the largest N with a lower p99 (issue 5).
+
+Length: over 600 lines, of which this description is 60; the rest is this
+benchmark's own (the server unit and its phase, with the anchors' own
+publishing and RSS sampling; the ratios and goals of issues 5 and 14; its
+table and options). The phases, report and CLI are in harness.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import dataclasses
-import functools
-import itertools
 import signal
 import statistics
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,35 +84,45 @@ from benchlib import (
     PostLog,
     ServerProcess,
     WsLoad,
-    add_run_arguments,
     check_fd_limit,
     client_session,
-    core_times,
-    cores_busy,
-    fixed_phase_count,
-    fmt,
     log,
     machine_info,
-    machine_line,
-    ok_cell,
-    percentile,
-    phase_cell,
     post_json,
     prepare_anchors,
     prepare_load,
-    proc_cpu_seconds,
     proc_rss_kib,
-    publish_closed_loop,
-    publish_fixed_rate,
-    run_benchmark,
+    wait_for_counts,
+    wsload_errors,
+)
+from harness import (
+    RATE_COLUMNS,
+    Column,
+    CpuWindow,
+    Options,
+    PhasePlan,
+    Snapshot,
+    Unit,
+    add_phase_arguments,
+    add_run_arguments,
+    add_warnings,
+    entry,
+    fmt,
+    int_list,
+    ok_cell,
+    post_figures,
+    print_report,
+    publish,
+    require_positive,
+    results_json,
+    run_main,
+    run_matrix,
     run_settings,
-    self_cpu_seconds,
     settings_json,
     status_text,
-    wait_for_counts,
-    wait_until_idle,
-    write_json,
-    wsload_errors,
+    table,
+    wait_all_done,
+    wsload_cpu_pct,
 )
 
 #: Every server this benchmark knows, in the order they run at each N.
@@ -150,30 +160,11 @@ async def post_one(
         stats.fail(f"POST delivered to {delivered}, expected {expect}")
 
 
-# --------------------------------------------------------------------------- measuring
-
-
-@dataclass(frozen=True, slots=True)
-class CpuSnapshot:
-    wall: float
-    server_user: float
-    server_sys: float
-    publisher: float
-    cores: dict[int, tuple[float, float, float]]
-
-    @classmethod
-    def take(cls, server_pid: int) -> CpuSnapshot:
-        user, system = proc_cpu_seconds(server_pid)
-        return cls(time.monotonic(), user, system, self_cpu_seconds(), core_times())
-
-    @property
-    def server(self) -> float:
-        return self.server_user + self.server_sys
-
-
 # --------------------------------------------------------------------------- one run
 
 
+#: Its fields are the JSON's keys, in this order (kept so that result files compare
+#: by diff): which is why the figures both benchmarks share are not in a base class.
 @dataclass(slots=True)
 class RunResult:
     server: str
@@ -248,117 +239,161 @@ class Settings:
         return max(20, round(AUTO_DELIVERIES / clients))
 
 
-@dataclass(frozen=True, slots=True)
-class ServerRun:
-    """What the phases against one server share."""
+class ServerUnit(Unit[RunResult]):
+    """One server at one N, freshly started: the harness runs both phases against it."""
 
-    server: ServerProcess
-    session: aiohttp.ClientSession
-    wsload_bin: Path
-    settings: Settings
-    messages: MessageFactory
-    clients: int
-
-
-async def run_phase(
-    run: ServerRun, mode: str, count: int, rate: float | None, measure_memory: bool
-) -> RunResult:
-    server, session, settings, clients = run.server, run.session, run.settings, run.clients
-    messages = run.messages
-    result = RunResult(server.kind, clients, mode, count, rate_pubs_per_s=rate)
-    result.expected = clients * count
-    url = f"{server.base_url}/broadcast"
-    if not server.is_anchor:
-        # Settle: the previous phase's clients must be gone.
-        [(connected, _)] = await wait_for_counts([server], session, [0], 15)
-        if connected != 0:
-            result.errors.append(f"{connected} clients still connected before the run")
-    if measure_memory:
-        await asyncio.sleep(0.3)
-        result.rss_before_kib = proc_rss_kib(server.pid)
-    wsload = WsLoad(run.wsload_bin)
-    try:
-        await wsload.start(
-            server.ws_port, clients, count, settings.connect_timeout, settings.recv_timeout
+    def __init__(
+        self,
+        kind: str,
+        clients: int,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        wsload_bin: Path,
+        messages: MessageFactory,
+    ) -> None:
+        self.kind, self.clients, self.settings = kind, clients, settings
+        self.session, self.wsload_bin, self.messages = session, wsload_bin, messages
+        self.tag = f"{kind} N={clients}"
+        self.plan = PhasePlan(
+            max_count=settings.messages_for(clients),
+            clients=clients,
+            fixed_seconds=settings.latency_seconds,
+            fixed_rate=settings.latency_rate,
+            rate_fraction=settings.latency_fraction,
+            wait_idle=settings.wait_idle,
         )
-        ready = await wsload.ready(settings.connect_timeout + 15)
-        result.connect_s = ready.get("connect_s", 0.0)
-        if ready.get("acks") != clients or ready.get("errors", 0) != 0:
-            detail = " | ".join(wsload.stderr_lines[:3])
-            raise RuntimeError(f"clients could not subscribe: {ready} {detail}".strip())
+        self.server: ServerProcess | None = None
+
+    async def start(self) -> None:
+        extra = self.settings.slurmcast_args if self.kind == "slurmcast" else ()
+        self.server = ServerProcess(self.kind, self.clients, self.settings.ping_interval, extra)
+        await self.server.start(self.session)
+
+    def alive(self) -> bool:
+        server = self.server
+        return server is not None and server.proc is not None and server.proc.returncode is None
+
+    def blank(self, mode: str, count: int, rate: float | None) -> RunResult:
+        result = RunResult(self.kind, self.clients, mode, count, rate_pubs_per_s=rate)
+        result.expected = self.clients * count
+        return result
+
+    async def stop(self, results: list[RunResult]) -> None:
+        if self.server is None:
+            return
+        code = await self.server.stop()
+        problem = self.server.log_problem()
+        if results:
+            if problem:
+                results[0].errors.append(problem)
+            # Node has no SIGTERM handler: it dies of the signal, which is its normal end.
+            if code not in (0, None) and not (self.server.is_anchor and code == -signal.SIGTERM):
+                results[-1].errors.append(f"{self.kind} exited with status {code}")
+
+    def log_result(self, r: RunResult) -> None:
+        status = status_text(r.errors, r.warnings)
+        log(
+            f"    {r.msgs_per_s:>9,.0f} msgs/s (driver {r.driver_msgs_per_s:,.0f})  "
+            f"p50 {r.p50_ms:.2f} ms  p99 {r.p99_ms:.2f} ms  "
+            f"server CPU {r.server_cpu_pct:.0f}% (sys {r.server_sys_pct:.0f}%)  "
+            f"wsload CPU {r.wsload_cpu_pct:.0f}%  "
+            f"publisher CPU {r.publisher_cpu_pct:.0f}%  [{status}]"
+        )
+
+    async def run_phase(self, mode: str, count: int, rate: float | None) -> RunResult:
+        server, session, settings, clients = self.server, self.session, self.settings, self.clients
+        assert server is not None
+        measure_memory = mode == "max"
+        result = self.blank(mode, count, rate)
+        url = f"{server.base_url}/broadcast"
         if not server.is_anchor:
-            [(connected, _)] = await wait_for_counts([server], session, [clients], 10)
-            if connected != clients:
-                result.errors.append(f"server counts {connected} clients, not {clients}")
+            # Settle: the previous phase's clients must be gone.
+            [(connected, _)] = await wait_for_counts([server], session, [0], 15)
+            if connected != 0:
+                result.errors.append(f"{connected} clients still connected before the run")
         if measure_memory:
             await asyncio.sleep(0.3)
-            result.rss_connected_kib = proc_rss_kib(server.pid)
-            assert result.rss_before_kib is not None
-            result.rss_per_conn_kib = (result.rss_connected_kib - result.rss_before_kib) / clients
-        stats = PublishStats()
+            result.rss_before_kib = proc_rss_kib(server.pid)
+        wsload = WsLoad(self.wsload_bin)
+        try:
+            await wsload.start(
+                server.ws_port, clients, count, settings.connect_timeout, settings.recv_timeout
+            )
+            ready = await wsload.ready(settings.connect_timeout + 15)
+            result.connect_s = ready.get("connect_s", 0.0)
+            if ready.get("acks") != clients or ready.get("errors", 0) != 0:
+                detail = " | ".join(wsload.stderr_lines[:3])
+                raise RuntimeError(f"clients could not subscribe: {ready} {detail}".strip())
+            if not server.is_anchor:
+                [(connected, _)] = await wait_for_counts([server], session, [clients], 10)
+                if connected != clients:
+                    result.errors.append(f"server counts {connected} clients, not {clients}")
+            if measure_memory:
+                await asyncio.sleep(0.3)
+                result.rss_connected_kib = proc_rss_kib(server.pid)
+                assert result.rss_before_kib is not None
+                rss = result.rss_connected_kib - result.rss_before_kib
+                result.rss_per_conn_kib = rss / clients
+            stats = PublishStats()
 
-        async def send(seq: int, body: bytes) -> None:
-            await post_one(session, url, body, clients, stats)
+            async def send(seq: int, body: bytes) -> None:
+                await post_one(session, url, body, clients, stats)
 
-        before = CpuSnapshot.take(server.pid)
-        if server.is_anchor:
-            # The anchor publishes by itself: count messages, at rate (0: at once).
-            await anchor_publish(session, url, messages, count, rate or 0.0, clients, stats)
-        elif mode == "max":
-            await publish_closed_loop(messages, count, settings.publishers, send)
-        else:
-            assert rate is not None
-            await publish_fixed_rate(messages, count, rate, send)
-        published = time.monotonic()
-        remaining = settings.recv_timeout - (published - before.wall) + 10
-        await wait_done_or_dead(server, wsload, max(remaining, 10), result)
-        after = CpuSnapshot.take(server.pid)
-        if server.is_anchor:
-            result.clients_after = clients  # no /health: wsload's report speaks for them
-        else:
-            health = await server.health(session)
-            result.clients_after = health.get("clients")
-        result.rss_after_kib = proc_rss_kib(server.pid)
-        report = await wsload.finish()
-    except BaseException:
-        await wsload.kill()
-        raise
-    window = after.wall - before.wall
-    result.window_s = window
-    # Cross-check of wsload's figure: all deliveries over first POST -> last delivery seen.
-    result.driver_msgs_per_s = result.expected / window if window > 0 else 0.0
-    result.server_cpu_pct = 100 * (after.server - before.server) / window
-    result.server_sys_pct = 100 * (after.server_sys - before.server_sys) / window
-    result.publisher_cpu_pct = 100 * (after.publisher - before.publisher) / window
-    busy = cores_busy(before.cores, after.cores)
-    result.core0_busy_pct = busy.get(SERVER_CORE)
-    result.core1_busy_pct = busy.get(CLIENT_CORE)
-    steal = cores_busy(before.cores, after.cores, 2)
-    steals = [steal.get(core) for core in (SERVER_CORE, CLIENT_CORE)]
-    result.steal_pct = max((s for s in steals if s is not None), default=None)
-    if result.core0_busy_pct is not None and result.core1_busy_pct is not None:
+            before = Snapshot.take([server.pid])
+            if server.is_anchor:
+                # The anchor publishes by itself: count messages, at rate (0: at once).
+                await anchor_publish(
+                    session, url, self.messages, count, rate or 0.0, clients, stats
+                )
+            else:
+                await publish(self.messages, mode, count, rate, settings.publishers, send)
+            remaining = settings.recv_timeout - (time.monotonic() - before.wall) + 10
+            failed = await wait_all_done([server], [wsload], max(remaining, 10))
+            result.errors.extend(f"wsload did not finish: {exc!r}" for _, exc in failed)
+            after = Snapshot.take([server.pid])
+            if server.is_anchor:
+                result.clients_after = clients  # no /health: wsload's report speaks for them
+            else:
+                health = await server.health(session)
+                result.clients_after = health.get("clients")
+            result.rss_after_kib = proc_rss_kib(server.pid)
+            report = await wsload.finish()
+        except BaseException:
+            await wsload.kill()
+            raise
+        cpu = CpuWindow.between(before, after)
+        result.window_s = cpu.window
+        # Cross-check of wsload's figure: all deliveries over first POST -> last delivery seen.
+        result.driver_msgs_per_s = result.expected / cpu.window if cpu.window > 0 else 0.0
+        result.server_cpu_pct = cpu.server_pct
+        result.server_sys_pct = cpu.servers[0][1]
+        result.publisher_cpu_pct = cpu.publisher_pct
+        result.core0_busy_pct = cpu.busy.get(SERVER_CORE)
+        result.core1_busy_pct = cpu.busy.get(CLIENT_CORE)
+        result.steal_pct = cpu.steal_pct
         # Busy time of both cores not accounted for by our three processes.
         ours = result.server_cpu_pct + result.publisher_cpu_pct
-        # wsload's own figure covers first delivery -> end; scale it to the window.
-        wsload_cpu = float(report.get("phase2_cpu_s", 0.0)) * 100 / window
-        result.other_cpu_pct = result.core0_busy_pct + result.core1_busy_pct - ours - wsload_cpu
-    result.post_delivered = stats.delivered
-    result.post_p50_ms = percentile(stats.post_ms, 50)
-    result.post_p99_ms = percentile(stats.post_ms, 99)
-    result.errors.extend(stats.failures[:10])
-    absorb_wsload_report(result, report, clients, count)
-    if stats.delivered != result.expected:
-        result.errors.append(
-            f"POSTs reported {stats.delivered} deliveries, expected {result.expected}"
+        result.other_cpu_pct = cpu.other_pct(ours + wsload_cpu_pct([report], cpu.window))
+        result.post_delivered = stats.delivered
+        post_figures(result, stats)
+        absorb_wsload_report(result, report, clients, count)
+        if stats.delivered != result.expected:
+            result.errors.append(
+                f"POSTs reported {stats.delivered} deliveries, expected {result.expected}"
+            )
+        if result.clients_after != clients:
+            result.errors.append(
+                f"{result.clients_after} clients connected at the end, expected {clients}"
+            )
+        add_warnings(
+            result,
+            result.core1_busy_pct,
+            unsaturated="server used only {:.0f}% CPU: it was not saturated",
+            generators="the load generator",
         )
-    if result.clients_after != clients:
-        result.errors.append(
-            f"{result.clients_after} clients connected at the end, expected {clients}"
-        )
-    add_warnings(result)
-    if wsload.stderr_lines:
-        result.errors.extend(f"wsload: {line}" for line in wsload.stderr_lines[:5])
-    return result
+        if wsload.stderr_lines:
+            result.errors.extend(f"wsload: {line}" for line in wsload.stderr_lines[:5])
+        return result
 
 
 async def anchor_publish(
@@ -393,63 +428,6 @@ async def anchor_publish(
     stats.delivered += subscribers * int(answer.get("published", 0))
 
 
-class ServerDied(RuntimeError):
-    """The server under test exited during a run."""
-
-
-async def wait_done_or_dead(
-    server: ServerProcess, wsload: WsLoad, timeout: float, result: RunResult
-) -> None:
-    """Wait for wsload's DONE; give up at once if the server exits meanwhile."""
-    assert server.proc is not None
-    done = asyncio.ensure_future(wsload.done(timeout))
-    dead = asyncio.ensure_future(server.proc.wait())
-    try:
-        await asyncio.wait({done, dead}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        dead.cancel()
-    if not done.done():
-        done.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await done
-        raise ServerDied(f"{server.kind} exited with status {server.proc.returncode} mid-run")
-    exc = done.exception()
-    if exc is not None:
-        result.errors.append(f"wsload did not finish: {exc!r}")
-
-
-async def guarded_phase(
-    run: ServerRun, mode: str, count: int, rate: float | None, measure_memory: bool
-) -> RunResult:
-    """run_phase, with a run that cannot complete reported as a failed result."""
-    try:
-        return await run_phase(run, mode, count, rate, measure_memory)
-    except (RuntimeError, TimeoutError, OSError, ValueError, aiohttp.ClientError) as exc:
-        result = RunResult(run.server.kind, run.clients, mode, count, rate_pubs_per_s=rate)
-        result.expected = run.clients * count
-        result.errors.append(f"run aborted: {exc!r}")
-        return result
-
-
-def add_warnings(result: RunResult) -> None:
-    """Flag measurements whose conditions were not the intended ones."""
-    if result.mode == "max" and result.server_cpu_pct < 90:
-        result.warnings.append(
-            f"server used only {result.server_cpu_pct:.0f}% CPU: it was not saturated"
-        )
-    if result.core1_busy_pct is not None and result.core1_busy_pct > 90:
-        result.warnings.append(
-            f"client core {result.core1_busy_pct:.0f}% busy: the load generator may be the limit"
-        )
-    if result.other_cpu_pct is not None and result.other_cpu_pct > 15:
-        result.warnings.append(
-            f"{result.other_cpu_pct:.0f}% of a core used by other processes during the run: "
-            "the measurement was disturbed, run it again"
-        )
-    if result.steal_pct is not None and result.steal_pct > 2:
-        result.warnings.append(f"{result.steal_pct:.0f}% steal time: the host was busy")
-
-
 def absorb_wsload_report(
     result: RunResult, report: dict[str, Any], clients: int, count: int
 ) -> None:
@@ -474,66 +452,6 @@ def absorb_wsload_report(
     if result.received != result.expected:
         result.errors.append(f"wsload received {result.received} of {result.expected} messages")
     result.errors.extend(wsload_errors(report, clients, count))
-
-
-async def bench_server(
-    kind: str,
-    clients: int,
-    settings: Settings,
-    wsload_bin: Path,
-    session: aiohttp.ClientSession,
-    messages: MessageFactory,
-    baseline_capacity: float | None,
-) -> list[RunResult]:
-    """Both phases against one freshly started server."""
-    busy = await wait_until_idle(settings.wait_idle) if settings.wait_idle > 0 else None
-    extra = settings.slurmcast_args if kind == "slurmcast" else ()
-    server = ServerProcess(kind, clients, settings.ping_interval, extra)
-    await server.start(session)
-    results: list[RunResult] = []
-    run = ServerRun(server, session, wsload_bin, settings, messages, clients)
-    try:
-        count = settings.messages_for(clients)
-        log(f"[{kind} N={clients}] max phase: {count} publications x {clients} clients")
-        maximum = await guarded_phase(run, "max", count, None, True)
-        if busy:
-            maximum.warnings.append(busy)
-        results.append(maximum)
-        log_result(maximum)
-        alive = server.proc is not None and server.proc.returncode is None
-        if settings.latency_seconds > 0 and alive:
-            if settings.latency_rate is not None:
-                rate = settings.latency_rate
-            else:
-                capacity = baseline_capacity if baseline_capacity else maximum.pubs_per_s
-                rate = settings.latency_fraction * capacity
-            if rate > 0:
-                fixed_count = fixed_phase_count(rate, settings.latency_seconds)
-                log(f"[{kind} N={clients}] fixed phase: {fixed_count} publications at {rate:.2f}/s")
-                fixed = await guarded_phase(run, "fixed", fixed_count, rate, False)
-                results.append(fixed)
-                log_result(fixed)
-    finally:
-        code = await server.stop()
-        problem = server.log_problem()
-        if results:
-            if problem:
-                results[0].errors.append(problem)
-            # Node has no SIGTERM handler: it dies of the signal, which is its normal end.
-            if code not in (0, None) and not (server.is_anchor and code == -signal.SIGTERM):
-                results[-1].errors.append(f"{kind} exited with status {code}")
-    return results
-
-
-def log_result(r: RunResult) -> None:
-    status = status_text(r.errors, r.warnings)
-    log(
-        f"    {r.msgs_per_s:>9,.0f} msgs/s (driver {r.driver_msgs_per_s:,.0f})  "
-        f"p50 {r.p50_ms:.2f} ms  p99 {r.p99_ms:.2f} ms  "
-        f"server CPU {r.server_cpu_pct:.0f}% (sys {r.server_sys_pct:.0f}%)  "
-        f"wsload CPU {r.wsload_cpu_pct:.0f}%  "
-        f"publisher CPU {r.publisher_cpu_pct:.0f}%  [{status}]"
-    )
 
 
 # --------------------------------------------------------------------------- report
@@ -612,24 +530,21 @@ def target_verdict(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {"goals": goals, "met": all(goal["met"] for goal in goals)}
 
 
-def table(results: list[RunResult]) -> str:
-    header = (
-        "| run | server | clients | phase | delivered msgs/s | pubs/s | p50 ms | p99 ms | "
-        "server CPU % (sys) | wsload CPU % | publisher CPU % | other CPU % | "
-        "RSS/conn KiB | ok |"
-    )
-    lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    for r in results:
-        lines.append(
-            f"| {r.repeat} | {r.server} | {r.clients} | {phase_cell(r.mode, r.rate_pubs_per_s)} | "
-            f"{r.msgs_per_s:,.0f} | "
-            f"{r.pubs_per_s:.1f} | {fmt(r.p50_ms, '.2f')} | {fmt(r.p99_ms, '.2f')} | "
-            f"{fmt(r.server_cpu_pct, '.0f')} ({fmt(r.server_sys_pct, '.0f')}) | "
-            f"{fmt(r.wsload_cpu_pct, '.0f')} | {fmt(r.publisher_cpu_pct, '.0f')} | "
-            f"{fmt(r.other_cpu_pct, '.0f')} | {fmt(r.rss_per_conn_kib, '.1f')} | "
-            f"{ok_cell(r.errors, r.warnings)} |"
-        )
-    return "\n".join(lines)
+#: The table's columns: header, cell.
+COLUMNS: list[Column] = [
+    ("run", lambda r: str(r.repeat)),
+    ("server", lambda r: r.server),
+    *RATE_COLUMNS,
+    (
+        "server CPU % (sys)",
+        lambda r: f"{fmt(r.server_cpu_pct, '.0f')} ({fmt(r.server_sys_pct, '.0f')})",
+    ),
+    ("wsload CPU %", lambda r: fmt(r.wsload_cpu_pct, ".0f")),
+    ("publisher CPU %", lambda r: fmt(r.publisher_cpu_pct, ".0f")),
+    ("other CPU %", lambda r: fmt(r.other_cpu_pct, ".0f")),
+    ("RSS/conn KiB", lambda r: fmt(r.rss_per_conn_kib, ".1f")),
+    ("ok", ok_cell),
+]
 
 
 def ratio_lines(rows: list[dict[str, Any]], verdict: dict[str, Any] | None) -> str:
@@ -667,14 +582,6 @@ def ratio_lines(rows: list[dict[str, Any]], verdict: dict[str, Any] | None) -> s
 # --------------------------------------------------------------------------- main
 
 
-@dataclass(frozen=True, slots=True)
-class Options:
-    settings: Settings
-    json: bool
-    json_out: Path | None
-    check_target: bool
-
-
 def parse_args(argv: Sequence[str] | None) -> Options:
     parser = argparse.ArgumentParser(
         description="WebSocket fan-out benchmark: slurmcast vs Node ws and uWebSockets.js.",
@@ -697,20 +604,13 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument(
         "--only", default=None, help="one server only (shorthand for --servers NAME)"
     )
-    parser.add_argument(
-        "--publishers", type=int, default=2, help="concurrent POSTs in the max phase"
-    )
-    parser.add_argument(
-        "--latency-fraction",
-        type=float,
-        default=0.5,
-        help="fixed phase rate as a fraction of the first server's max-phase publications/s",
-    )
-    parser.add_argument(
-        "--latency-rate", type=float, default=None, help="fixed phase publications/s (overrides)"
-    )
-    parser.add_argument(
-        "--latency-seconds", type=float, default=5.0, help="fixed phase length; 0 skips it"
+    add_phase_arguments(
+        parser,
+        rate="--latency-rate",
+        fraction="--latency-fraction",
+        seconds="--latency-seconds",
+        fraction_of="the first server's max-phase",
+        rate_first=False,
     )
     add_run_arguments(
         parser,
@@ -728,10 +628,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         "--check-target", action="store_true", help="exit 3 if the issue's target is missed"
     )
     args = parser.parse_args(argv)
-    try:
-        clients = tuple(int(part) for part in args.clients.split(",") if part.strip())
-    except ValueError:
-        parser.error("--clients takes comma-separated integers")
+    clients = int_list(parser, args.clients, "--clients")
     if not clients or min(clients) < 1:
         parser.error("--clients needs positive counts")
     messages: int | None = None
@@ -742,10 +639,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
             parser.error("--messages-per-client takes an integer or 'auto'")
         if messages < 1:
             parser.error("--messages-per-client must be positive")
-    if args.repeat < 1:
-        parser.error("--repeat must be positive")
-    if args.publishers < 1:
-        parser.error("--publishers must be positive")
+    require_positive(parser, args, ("repeat", "publishers"))
     only = tuple(part.strip() for part in (args.only or args.servers).split(",") if part.strip())
     unknown = [kind for kind in only if kind not in SERVERS]
     if unknown or not only:
@@ -770,33 +664,22 @@ async def run_all(settings: Settings) -> dict[str, Any]:
     if any(kind in ANCHORS for kind in settings.only):
         await prepare_anchors()
     wsload_bin, messages = await prepare_load(settings.wsload_src, settings.size)
-    results: list[RunResult] = []
     async with client_session(settings.recv_timeout) as session:
-        for repeat, clients in itertools.product(range(1, settings.repeat + 1), settings.clients):
-            if settings.repeat > 1:
-                log(f"--- run {repeat} of {settings.repeat}")
-            baseline_capacity: float | None = None
-            for kind in settings.only:
-                runs = await bench_server(
-                    kind,
-                    clients,
-                    settings,
-                    wsload_bin,
-                    session,
-                    messages,
-                    baseline_capacity,
-                )
-                if baseline_capacity is None and runs and runs[0].ok:
-                    baseline_capacity = runs[0].pubs_per_s
-                for run in runs:
-                    run.repeat = repeat
-                results.extend(runs)
+
+        def groups() -> Iterable[list[ServerUnit]]:
+            for n in settings.clients:
+                yield [
+                    ServerUnit(kind, n, settings, session, wsload_bin, messages)
+                    for kind in settings.only
+                ]
+
+        results = await run_matrix(settings.repeat, groups)
     rows = ratios(results)
     return {
         "machine": machine_info(),
         "settings": settings_json(settings, messages)
         | {"messages_per_client": {str(n): settings.messages_for(n) for n in settings.clients}},
-        "results": [dataclasses.asdict(r) | {"ok": r.ok} for r in results],
+        "results": results_json(results),
         "ratios": rows,
         "target": target_verdict(rows),
         "ok": all(r.ok for r in results),
@@ -804,38 +687,27 @@ async def run_all(settings: Settings) -> dict[str, Any]:
     }
 
 
+def show(report: dict[str, Any], results: list[RunResult]) -> None:
+    fingerprint = report["machine"]["slurmcast_src_sha256"]
+    print_report(
+        report,
+        results,
+        intro=[f"slurmcast source fingerprint (sha256 of src/**/*.py): {fingerprint}"],
+        layout=f"server on core {SERVER_CORE}, wsload + publisher on core {CLIENT_CORE}",
+        body=[table(COLUMNS, results), "", ratio_lines(report["ratios"], report["target"])],
+        label=lambda r: f"{r.server} N={r.clients}",
+    )
+
+
+def verdict(options: Options, report: dict[str, Any]) -> int:
+    """With --check-target, 3 when a goal is missed."""
+    missed = not (report["target"] and report["target"]["met"])
+    return 3 if options.check_target and missed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
-    settings = options.settings
-    report = run_benchmark("fanout", settings.wsload_src, functools.partial(run_all, settings))
-    if report is None:
-        return 2
-    results: list[RunResult] = report.pop("_results")
-    write_json(report, options.json_out, options.json)
-    if not options.json:
-        m = report["machine"]
-        print(machine_line(m))
-        print(f"slurmcast source fingerprint (sha256 of src/**/*.py): {m['slurmcast_src_sha256']}")
-        print(
-            f"message {report['settings']['message_bytes']} B; server on core {SERVER_CORE}, "
-            f"wsload + publisher on core {CLIENT_CORE}; {report['elapsed_s']} s\n"
-        )
-        print(table(results))
-        print()
-        print(ratio_lines(report["ratios"], report["target"]))
-        for r in results:
-            for error in r.errors:
-                print(f"ERROR {r.server} N={r.clients} {r.mode}: {error}")
-            for warning_text in r.warnings:
-                print(f"warning {r.server} N={r.clients} {r.mode}: {warning_text}")
-    if not report["ok"]:
-        return 1
-    if options.check_target and not (report["target"] and report["target"]["met"]):
-        return 3
-    return 0
+    return run_main("fanout", parse_args(argv), run_all, show, verdict=verdict)
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        sys.exit(main())
-    sys.exit(130)
+    entry(main)
