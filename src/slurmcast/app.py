@@ -56,7 +56,7 @@ def new_notification_id() -> str:
 
 def build_source(settings: Settings) -> Source:
     if settings.source == "simulator":
-        from slurmcast.sources.simulator import SimulatorSource
+        from slurmcast.sources.simulator.source import SimulatorSource
 
         return SimulatorSource(
             seed=settings.sim_seed,

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
 
+from slurmcast.app import SlurmcastApp
 from slurmcast.core.snapshot import TERMINAL_JOB_STATES
 
 from support.server import Client, running_server
 from support.waiting import eventually
+
+if TYPE_CHECKING:
+    from slurmcast.sources.simulator.source import SimulatorSource
 
 FINAL = {state.value for state in TERMINAL_JOB_STATES}
 
@@ -17,10 +22,11 @@ class Dashboard:
     """What a client keeps: the documented rules for applying deltas to a snapshot."""
 
     def __init__(self) -> None:
-        self.jobs: dict[str, dict] = {}
-        self.nodes: dict[str, dict] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.nodes: dict[str, dict[str, Any]] = {}
 
-    def apply(self, message: dict) -> None:
+    def apply(self, message: dict[str, Any]) -> None:
+        data: Any
         kind, data = message["type"], message.get("data")
         if kind == "snapshot":
             target = self.jobs if message["channel"] == "jobs" else self.nodes
@@ -46,7 +52,7 @@ async def test_snapshot_plus_deltas_equals_the_source_after_a_simulated_hour() -
     }
     async with running_server(**busy) as app, Client.connect(app, max_queue=None) as client:
         await eventually(lambda: _ready(app), bool)
-        start = app.source.cluster.now
+        start = cast("SimulatorSource", app.source).cluster.now
         dashboard = Dashboard()
         for channel in ("jobs", "nodes"):
             await client.send({"type": "subscribe", "channel": channel, "snapshot": True})
@@ -71,6 +77,7 @@ async def test_snapshot_plus_deltas_equals_the_source_after_a_simulated_hour() -
         await reader
 
         # The truth: what the source returned at the last poll of each kind.
+        assert app.monitor.jobs is not None and app.monitor.nodes is not None
         truth_jobs = {
             job_id: job
             for job_id, job in app.monitor.jobs.jobs.items()
@@ -88,9 +95,9 @@ async def test_snapshot_plus_deltas_equals_the_source_after_a_simulated_hour() -
             assert dashboard.nodes[name]["state"] == node.state.value
 
 
-async def _ready(app) -> bool:
+async def _ready(app: SlurmcastApp) -> bool:
     return app.monitor.jobs is not None and app.monitor.nodes is not None
 
 
-async def _sim_time(app):
-    return app.source.cluster.now
+async def _sim_time(app: SlurmcastApp) -> datetime:
+    return cast("SimulatorSource", app.source).cluster.now

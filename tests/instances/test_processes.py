@@ -15,18 +15,18 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from instances.test_instances import check_transitions
-from slurmcast.sources.simulator import SimulatorSource
+from slurmcast.sources.simulator.source import SimulatorSource
 
 from support.redis import REDIS_URL, PrivateRedis, free_port, shared_prefix
 from support.server import Client
@@ -260,7 +260,10 @@ async def test_redis_stopped_and_started_during_a_stream() -> None:
             await redis_server.stop()
             # Publishing is refused, clearly; the instances stay up and say why.
             assert await b.post({"channel": "jobs", "message": {"n": 5}}) == 503
-            health = await eventually(a.health, lambda h: h["broker"]["connected"] is False)
+            health = await eventually(
+                a.health, lambda h: cast("dict[str, Any]", h)["broker"]["connected"] is False
+            )
+            assert health is not None
             assert health["status"] == "degraded"
             assert (await client.request({"type": "ping"}))["type"] == "pong"
             await redis_server.start()
@@ -282,10 +285,12 @@ async def test_redis_stopped_and_started_during_a_stream() -> None:
             assert await b.post({"channel": "jobs", "message": {"n": 6}}) == 200
             live = await client.wait_for(lambda m: m.get("type") == "broadcast", timeout=60)
             assert live["data"] == {"n": 6} and live["epoch"] == reply["position"]["epoch"]
-        await eventually(a.health, lambda h: h["status"] == "ok", timeout=60)
+        await eventually(
+            a.health, lambda h: cast("dict[str, Any]", h)["status"] == "ok", timeout=60
+        )
 
 
-def polls_of(instances: list[Instance]):
+def polls_of(instances: list[Instance]) -> Callable[[], Awaitable[int]]:
     """A probe: jobs polls made so far by these instances together."""
 
     async def total() -> int:

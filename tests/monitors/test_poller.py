@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from slurmcast.app import SlurmcastApp
 from slurmcast.core.snapshot import JobRecord, JobsSnapshot, NodesSnapshot
 from slurmcast.errors import SourceError
-from slurmcast.sources.simulator import SimulatorSource
+from slurmcast.sources.simulator.source import SimulatorSource
 
 from support.server import Client, http_json, server_settings
+
+Predicate = Callable[[dict[str, Any]], bool]
 
 
 class FlakySource:
@@ -74,7 +76,7 @@ async def start(source: FlakySource) -> SlurmcastApp:
     return app
 
 
-def is_source_alert(status: str):
+def is_source_alert(status: str) -> Predicate:
     return lambda m: (
         m["type"] == "alert"
         and m["data"]["id"] == "source_unavailable"
@@ -90,8 +92,8 @@ async def test_failing_source_degrades_alerts_once_and_recovers_without_losing_j
         async with Client.connect(app) as client:
             await client.subscribe("alerts", "jobs")
 
-            def watch(predicate):
-                def check(message):
+            def watch(predicate: Predicate) -> Predicate:
+                def check(message: dict[str, Any]) -> bool:
                     if message["type"] == "job_submitted":
                         submitted.append(int(message["data"]["job_id"]))
                     return predicate(message)
