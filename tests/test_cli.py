@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -29,13 +30,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def health(port: int) -> dict | None:
+async def health(port: int) -> dict[str, Any] | None:
     try:
         async with (
             aiohttp.ClientSession() as session,
             session.get(f"http://127.0.0.1:{port}/health") as resp,
         ):
-            return await resp.json()
+            document: dict[str, Any] = await resp.json()
+            return document
     except aiohttp.ClientError:
         return None
 
@@ -207,6 +209,7 @@ def test_token_command_mints_a_verifiable_token() -> None:
     principal = JwtVerifier(JwtSettings(secret=secret))(result.stdout.strip())
     assert principal.user == "alice" and principal.is_admin
     assert principal.channels == frozenset({"jobs"})
+    assert principal.expires_at is not None
     assert 3500 < principal.expires_at - time.time() <= 3600
 
 
@@ -281,7 +284,9 @@ def test_slurmrestd_configuration_errors_exit_with_clear_messages(
         ('history_size = "jobs=\\u00b2"\n', "history_size: expected entries like jobs=1000"),
     ],
 )
-def test_a_config_file_with_a_bad_value_exits_with_one_line(tmp_path: Path, config, words) -> None:
+def test_a_config_file_with_a_bad_value_exits_with_one_line(
+    tmp_path: Path, config: str, words: str
+) -> None:
     path = tmp_path / "slurmcast.toml"
     path.write_text(config)
     # The ports from the environment would win over the file's ws_port.
@@ -300,7 +305,7 @@ def test_a_config_file_with_a_bad_value_exits_with_one_line(tmp_path: Path, conf
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1"])
-def test_a_bad_leeway_in_the_environment_exits_with_one_line(value) -> None:
+def test_a_bad_leeway_in_the_environment_exits_with_one_line(value: str) -> None:
     result = subprocess.run(
         [str(SLURMCAST), "serve"],
         capture_output=True,
@@ -314,7 +319,7 @@ def test_a_bad_leeway_in_the_environment_exits_with_one_line(value) -> None:
 
 
 @pytest.mark.parametrize("ttl", ["nan", "inf", "infs", "-infd", "99999d"])
-def test_token_command_refuses_a_ttl_that_is_not_a_finite_duration(ttl) -> None:
+def test_token_command_refuses_a_ttl_that_is_not_a_finite_duration(ttl: str) -> None:
     env = dict(os.environ, SLURMCAST_JWT_SECRET="x" * 40)
     result = subprocess.run(
         [str(SLURMCAST), "token", "--sub", "alice", f"--ttl={ttl}"],

@@ -44,7 +44,7 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
         ({"MOCK_MODE": "false", "SLURMCAST_SOURCE": "simulator"}, "simulator"),
     ],
 )
-def test_mock_mode_alias(env, source) -> None:
+def test_mock_mode_alias(env: dict[str, str], source: str) -> None:
     assert load_settings({}, env).source == source
 
 
@@ -64,7 +64,9 @@ def test_flag_beats_mock_mode() -> None:
         ({"sim_nodes": "4"}, {}, "must be at least 8"),
     ],
 )
-def test_bad_values_name_their_origin(flags, env, message) -> None:
+def test_bad_values_name_their_origin(
+    flags: dict[str, str], env: dict[str, str], message: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(flags, env)
     assert message in info.value.message
@@ -101,7 +103,9 @@ def flag(name: str) -> str:
 
 @pytest.mark.parametrize("name", FLOAT_OPTIONS)
 @pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "Infinity", "1e400"])
-def test_float_options_refuse_nan_and_infinity_from_flags_and_environment(name, value) -> None:
+def test_float_options_refuse_nan_and_infinity_from_flags_and_environment(
+    name: str, value: str
+) -> None:
     with pytest.raises(ConfigError) as from_flag:
         load_settings({name: value}, {})
     assert from_flag.value.message.startswith(f"{flag(name)}: ")
@@ -113,7 +117,9 @@ def test_float_options_refuse_nan_and_infinity_from_flags_and_environment(name, 
 
 @pytest.mark.parametrize("name", FLOAT_OPTIONS)
 @pytest.mark.parametrize("literal", ["nan", "inf", "-inf", "+inf"])
-def test_float_options_refuse_nan_and_infinity_from_the_file(tmp_path: Path, name, literal) -> None:
+def test_float_options_refuse_nan_and_infinity_from_the_file(
+    tmp_path: Path, name: str, literal: str
+) -> None:
     config = tmp_path / "c.toml"
     config.write_text(f"{name} = {literal}\n")
     with pytest.raises(ConfigError) as info:
@@ -122,7 +128,7 @@ def test_float_options_refuse_nan_and_infinity_from_the_file(tmp_path: Path, nam
 
 
 @pytest.mark.parametrize("name", FLOAT_OPTIONS)
-def test_float_options_refuse_negative_values_and_values_past_their_maximum(name) -> None:
+def test_float_options_refuse_negative_values_and_values_past_their_maximum(name: str) -> None:
     spec = next(s for s in fields(Settings) if s.name == name)
     # Every float option is a duration, a rate, a count or a percentage: none may be negative.
     with pytest.raises(ConfigError, match=r"must be (greater than 0|at least 0)"):
@@ -162,7 +168,7 @@ def test_a_nan_leeway_cannot_switch_off_token_expiry() -> None:
     ],
 )
 def test_config_values_of_the_wrong_type_are_configuration_errors(
-    tmp_path: Path, line, message
+    tmp_path: Path, line: str, message: str
 ) -> None:
     config = tmp_path / "c.toml"
     config.write_text(line + "\n")
@@ -182,7 +188,7 @@ def test_integral_floats_and_numeric_text_still_convert(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", NUMERIC_OPTIONS)
-def test_every_numeric_option_refuses_a_list_from_the_file(tmp_path: Path, name) -> None:
+def test_every_numeric_option_refuses_a_list_from_the_file(tmp_path: Path, name: str) -> None:
     config = tmp_path / "c.toml"
     config.write_text(f"{name} = [1]\n")
     with pytest.raises(ConfigError, match=rf"{name}: expected (int|float), got \[1\]"):
@@ -193,7 +199,7 @@ INT_OPTIONS = [spec.name for spec in fields(Settings) if type(spec.default) is i
 
 
 @pytest.mark.parametrize("name", INT_OPTIONS)
-def test_integer_options_refuse_non_integers_from_every_origin(tmp_path: Path, name) -> None:
+def test_integer_options_refuse_non_integers_from_every_origin(tmp_path: Path, name: str) -> None:
     for value in ("nan", "inf", "1e400", "1.5", "0x10"):
         with pytest.raises(ConfigError, match=rf"^{flag(name)}: expected int"):
             load_settings({name: value}, {})

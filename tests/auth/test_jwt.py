@@ -7,7 +7,9 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -38,7 +40,7 @@ def test_valid_hs256_token_gives_principal() -> None:
     assert principal.expires_at is not None and principal.expires_at > time.time()
 
 
-def test_rs256_es256_from_public_key_and_jwks(keys) -> None:
+def test_rs256_es256_from_public_key_and_jwks(keys: tuple[KeyPair, KeyPair, Path]) -> None:
     rsa_pair, ec_pair, jwks = keys
     for pair in (rsa_pair, ec_pair):
         verifier = JwtVerifier(JwtSettings(public_key_file=str(pair.public_pem_file)))
@@ -70,18 +72,20 @@ def test_rs256_es256_from_public_key_and_jwks(keys) -> None:
         (lambda: hs256(channels=["weather"]), ErrorCode.INVALID_TOKEN, "channels"),
     ],
 )
-def test_bad_tokens_are_refused_with_a_reason(make, code, words) -> None:
+def test_bad_tokens_are_refused_with_a_reason(
+    make: Callable[[], str], code: ErrorCode, words: str
+) -> None:
     error = refused(JwtVerifier(JwtSettings(secret=SECRET)), make())
     assert error.code is code
     assert words in error.message
 
 
-def _part(value: dict | bytes) -> str:
+def _part(value: dict[str, Any] | bytes) -> str:
     raw = value if isinstance(value, bytes) else json.dumps(value).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def _unsigned(claims: dict) -> str:
+def _unsigned(claims: dict[str, Any]) -> str:
     return f"{_part({'alg': 'none', 'typ': 'JWT'})}.{_part(claims)}."
 
 
@@ -91,7 +95,7 @@ def test_alg_none_is_refused() -> None:
     assert "algorithm" in error.message
 
 
-def test_algorithm_confusion_is_refused(keys) -> None:
+def test_algorithm_confusion_is_refused(keys: tuple[KeyPair, KeyPair, Path]) -> None:
     rsa_pair, _, _ = keys
     # An HS256 token signed with the RSA *public* key must not pass an RS256 verifier.
     public_pem = rsa_pair.public_pem_file.read_bytes()
@@ -103,7 +107,7 @@ def test_algorithm_confusion_is_refused(keys) -> None:
     assert "algorithm" in error.message
 
 
-def test_audience_and_issuer(keys) -> None:
+def test_audience_and_issuer(keys: tuple[KeyPair, KeyPair, Path]) -> None:
     verifier = JwtVerifier(JwtSettings(secret=SECRET, audience="slurmcast", issuer="hpc-sso"))
     assert verifier(hs256(aud="slurmcast", iss="hpc-sso")).user == "alice"
     assert "audience" in refused(verifier, hs256(aud="other", iss="hpc-sso")).message
@@ -117,7 +121,7 @@ def test_small_clock_skew_is_tolerated() -> None:
     assert verifier(hs256(nbf=int(time.time()) + 3)).user == "alice"
 
 
-def test_unknown_kid_in_jwks(keys) -> None:
+def test_unknown_kid_in_jwks(keys: tuple[KeyPair, KeyPair, Path]) -> None:
     rsa_pair, _, jwks = keys
     rsa_pair_other = KeyPair(rsa_pair.private, rsa_pair.public_pem_file, "RS256", "missing")
     error = refused(JwtVerifier(JwtSettings(jwks_file=str(jwks))), rsa_pair_other.token())
@@ -168,7 +172,7 @@ def test_parse_bearer() -> None:
     ],
     ids=repr,
 )
-def test_claims_rfc_7519_does_not_allow_are_refused(claims) -> None:
+def test_claims_rfc_7519_does_not_allow_are_refused(claims: dict[str, Any]) -> None:
     error = refused(JwtVerifier(JwtSettings(secret=SECRET)), hs256(**claims))
     assert error.code is ErrorCode.INVALID_TOKEN
 
@@ -187,6 +191,6 @@ def test_times_are_still_checked_with_the_leeway() -> None:
 
 
 @pytest.mark.parametrize("token", ["\ud800.e30.x", "é.é.é", "a\x00b.c.d", "x" * 3 + "\n"])
-def test_tokens_that_are_not_printable_ascii_are_malformed(token) -> None:
+def test_tokens_that_are_not_printable_ascii_are_malformed(token: str) -> None:
     error = refused(JwtVerifier(JwtSettings(secret=SECRET)), token)
     assert error.message == "token is malformed"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from brokers.test_broker_contract import Recorder, message, numbers
+from brokers.test_broker_contract import Recorder, message, numbers, position_of
 from slurmcast.brokers.redis import RedisBroker
 from slurmcast.errors import BrokerUnavailable, Fenced
 from slurmcast.instances.lease_redis import RedisLease
@@ -104,7 +105,7 @@ async def test_a_gap_history_no_longer_holds_means_the_stream_is_lost() -> None:
         for n in range(2, 7):
             await a.publish(message("jobs", n), confirm=False)
         late = RedisBroker(REDIS_URL, prefix=prefix, instance="late", history_size=sizes)
-        late.track("jobs", on_b.received[-1].position)
+        late.track("jobs", position_of(on_b.received[-1]))
         lost = Recorder()
         await late.start(lost)
         try:
@@ -127,6 +128,7 @@ async def test_a_new_epoch_tells_local_subscribers_to_recover() -> None:
         finally:
             await raw.aclose()
         second = (await a.publish(message("jobs", 2), confirm=False)).publication.position
+        assert first is not None and second is not None
         assert second.offset == 1 and second.epoch != first.epoch
         await on_b.wait_for(lambda h: h.lost == ["jobs"] and len(h.received) == 2)
         assert on_b.received[-1].position == second
@@ -155,7 +157,7 @@ async def test_redis_outage_refuses_publishes_then_recovers_with_a_new_epoch() -
             events.append(connected)
             changed.set()
 
-        async def until(predicate) -> None:
+        async def until(predicate: Callable[[], bool]) -> None:
             async with asyncio.timeout(30):
                 while not predicate():
                     changed.clear()
@@ -181,6 +183,7 @@ async def test_redis_outage_refuses_publishes_then_recovers_with_a_new_epoch() -
             # Redis came back empty: the stream the local subscribers followed is gone.
             await handler.wait_for(lambda h: h.lost == ["jobs"])
             after = (await broker.publish(message("jobs", 3))).publication.position
+            assert before is not None and after is not None
             assert after.offset == 1 and after.epoch != before.epoch
             assert broker.describe()["connected"] is True
         finally:
@@ -218,7 +221,7 @@ async def test_a_channel_born_under_a_tracking_instance_is_delivered_whole() -> 
             await a.publish(message("user:alice", n), confirm=False)
         await on_b.wait_for(lambda h: len(h.on("user:alice")) == 3)
         assert numbers(on_b.on("user:alice")) == [1, 2, 3]
-        assert on_b.on("user:alice")[0].position.epoch != unborn.epoch
+        assert position_of(on_b.on("user:alice")[0]).epoch != unborn.epoch
         assert on_b.lost == []
 
 
@@ -271,12 +274,13 @@ async def test_same_history_reads_asked_together_share_one_redis_call() -> None:
         calls = 0
         read = broker._read
 
-        async def counted(**kwargs: object) -> object:
+        async def counted(**kwargs: Any) -> Any:
             nonlocal calls
             calls += 1
             return await read(**kwargs)
 
-        broker._read = counted  # type: ignore[method-assign,assignment]
+        # redis-py types the attribute as its AsyncScript; a coroutine function stands in.
+        broker._read = counted  # type: ignore[assignment]
         # A restart brings thousands of clients recovering from one position at once.
         results = await asyncio.gather(
             *(broker.history("jobs", since=1, limit=100) for _ in range(50))

@@ -1,6 +1,7 @@
+from collections.abc import Iterable
 from datetime import timedelta
 
-from slurmcast.core.alerts import AlertBook, AlertSeverity, AlertThresholds
+from slurmcast.core.alerts import Alert, AlertBook, AlertSeverity, AlertThresholds
 from slurmcast.core.metrics import MetricsSample
 from slurmcast.core.snapshot import NOT_RESPONDING, NodeState
 
@@ -11,7 +12,7 @@ def sample(cpu: float, memory: float = 10.0) -> MetricsSample:
     return MetricsSample(cluster={"cpu_usage": cpu, "memory_usage": memory}, nodes=[])
 
 
-def statuses(alerts):
+def statuses(alerts: Iterable[Alert]) -> list[tuple[str, str]]:
     return [(a.id, a.status.value) for a in alerts]
 
 

@@ -1,5 +1,8 @@
+from collections.abc import Mapping, Set
+
 from slurmcast.core.diff import diff_jobs, diff_nodes, needs_final_state
 from slurmcast.core.events import (
+    JobEvent,
     JobReasonChanged,
     JobStateChanged,
     JobSubmitted,
@@ -8,7 +11,7 @@ from slurmcast.core.events import (
     NodeResourceChanged,
     NodeStateChanged,
 )
-from slurmcast.core.snapshot import NOT_RESPONDING, JobState, NodeState
+from slurmcast.core.snapshot import NOT_RESPONDING, JobRecord, JobState, NodeState
 
 from support.builders import T0, by_id, by_name, finished, job, node
 
@@ -16,7 +19,12 @@ P, R = JobState.PENDING, JobState.RUNNING
 CG = JobState.COMPLETING
 
 
-def events_of(prev, curr, finals=None, carry=frozenset()):
+def events_of(
+    prev: Mapping[str, JobRecord],
+    curr: Mapping[str, JobRecord],
+    finals: Mapping[str, JobRecord] | None = None,
+    carry: Set[str] = frozenset(),
+) -> list[JobEvent]:
     events, _ = diff_jobs(prev, curr, finals, carry)
     return events
 

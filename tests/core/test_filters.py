@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 
 from slurmcast.core.filters import parse_filter, tags_for
@@ -74,7 +76,7 @@ def test_per_channel_fields() -> None:
         ("metrics", {"node": "x"}, "no filterable fields"),
     ],
 )
-def test_invalid_filters_say_what_is_wrong(channel, value, words) -> None:
+def test_invalid_filters_say_what_is_wrong(channel: str, value: Any, words: str) -> None:
     with pytest.raises(ProtocolError) as info:
         parse_filter(channel, value)
     assert info.value.code is ErrorCode.INVALID_FILTER and words in info.value.message

@@ -66,7 +66,9 @@ def test_recover_when_nothing_was_missed() -> None:
         (StreamPosition(4, "e1"), result([5, 6], 6, 1), [pub(8)], "gap between history and live"),
     ],
 )
-def test_never_a_partial_replay(since, history, held, why) -> None:
+def test_never_a_partial_replay(
+    since: StreamPosition, history: HistoryResult, held: list[Publication], why: str
+) -> None:
     outcome = recover(since, history, held)
     assert not outcome.recovered, why
     assert outcome.position == history.top

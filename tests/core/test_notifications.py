@@ -1,15 +1,16 @@
 import itertools
+from collections.abc import Iterable
 
 import pytest
 
-from slurmcast.core.events import JobStateChanged, JobSubmitted
-from slurmcast.core.notifications import notifications_for
+from slurmcast.core.events import JobEvent, JobStateChanged, JobSubmitted
+from slurmcast.core.notifications import Notification, notifications_for
 from slurmcast.core.snapshot import JobState, JobUsage
 
 from support.builders import T0, finished, job
 
 
-def make(events):
+def make(events: Iterable[JobEvent]) -> list[Notification]:
     ids = (f"n{i}" for i in itertools.count())
     return notifications_for(events, T0, lambda: next(ids))
 
@@ -35,7 +36,7 @@ def test_submission_notification() -> None:
         (JobState.TIMEOUT, "job_timeout", "warning"),
     ],
 )
-def test_finish_notifications(state, kind, severity) -> None:
+def test_finish_notifications(state: JobState, kind: str, severity: str) -> None:
     done = finished("9", state, minutes=150, exit_code=3 if state is JobState.FAILED else 0)
     (note,) = make([JobStateChanged(done, JobState.RUNNING)])
     data = note.data()

@@ -1,3 +1,5 @@
+from typing import Any, cast
+
 import pytest
 
 from slurmcast.core import protocol
@@ -5,11 +7,11 @@ from slurmcast.core.channels import Channel
 from slurmcast.errors import ErrorCode, ProtocolError
 
 
-def parse(value):
+def parse(value: Any) -> protocol.Request:
     return protocol.parse_request(value)
 
 
-def code_of(value) -> ErrorCode:
+def code_of(value: Any) -> ErrorCode:
     with pytest.raises(ProtocolError) as info:
         parse(value)
     return info.value.code
@@ -25,7 +27,8 @@ def test_unsubscribe_both_forms() -> None:
     assert parse({"type": "unsubscribe", "channel": "alerts", "id": "a"}) == protocol.Unsubscribe(
         (Channel.ALERTS,), "a"
     )
-    assert parse({"type": "unsubscribe", "channels": ["metrics"]}).channels == (Channel.METRICS,)
+    request = cast(protocol.Unsubscribe, parse({"type": "unsubscribe", "channels": ["metrics"]}))
+    assert request.channels == (Channel.METRICS,)
 
 
 def test_ping_and_broadcast() -> None:
@@ -58,7 +61,7 @@ def test_ping_and_broadcast() -> None:
         ({"type": "broadcast", "channel": "jobs", "message": "hi"}, ErrorCode.INVALID_FIELD),
     ],
 )
-def test_each_bad_request_has_its_own_code(value, code) -> None:
+def test_each_bad_request_has_its_own_code(value: Any, code: ErrorCode) -> None:
     assert code_of(value) is code
 
 
@@ -118,7 +121,7 @@ ODD_FRAMES = {
 
 
 @pytest.mark.parametrize("frame", ODD_FRAMES.values(), ids=ODD_FRAMES.keys())
-def test_values_no_encoder_can_write_back_are_refused_with_a_code(frame) -> None:
+def test_values_no_encoder_can_write_back_are_refused_with_a_code(frame: str) -> None:
     with pytest.raises(ProtocolError) as info:
         parse(protocol.decode_frame(frame))
     assert info.value.code in {ErrorCode.INVALID_JSON, ErrorCode.INVALID_FIELD}
@@ -128,9 +131,14 @@ def test_the_largest_ids_and_offsets_still_accepted() -> None:
     assert parse({"type": "ping", "id": 2**53 - 1}).request_id == 2**53 - 1
     assert parse({"type": "ping", "id": -(2**53 - 1)}).request_id == -(2**53 - 1)
     since = {"offset": 2**53 - 1, "epoch": "e"}
-    assert parse({"type": "history", "channel": "jobs", "since": since}).since.offset == 2**53 - 1
-    deep = {"a": [[[]]]}
-    assert parse({"type": "broadcast", "channel": "alerts", "message": deep}).message == deep
+    history = cast(protocol.History, parse({"type": "history", "channel": "jobs", "since": since}))
+    assert history.since is not None
+    assert history.since.offset == 2**53 - 1
+    deep: dict[str, Any] = {"a": [[[]]]}
+    broadcast = cast(
+        protocol.Broadcast, parse({"type": "broadcast", "channel": "alerts", "message": deep})
+    )
+    assert broadcast.message == deep
 
 
 def test_integers_beyond_64_bits_decode_as_floats_that_encode_again() -> None:
@@ -138,7 +146,7 @@ def test_integers_beyond_64_bits_decode_as_floats_that_encode_again() -> None:
         '{"type": "broadcast", "channel": "alerts", "message": '
         '{"n": 123456789012345678901234567890}}'
     )
-    request = parse(value)
+    request = cast(protocol.Broadcast, parse(value))
     assert isinstance(request.message["n"], float)
     import orjson
 

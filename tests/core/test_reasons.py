@@ -2,6 +2,7 @@
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -89,7 +90,7 @@ OLDER_CODES = (
 EVERY_CODE = tuple(dict.fromkeys(code for code in CURRENT_CODES + OLDER_CODES if code != "None"))
 
 # Specifics a job can carry; each test takes what it needs.
-FULL = {
+FULL: dict[str, Any] = {
     "partition": "gpu",
     "qos": "normal",
     "account": "physics",
@@ -103,11 +104,18 @@ FULL = {
 PLACEHOLDER = re.compile(r"\{\w*\}")
 
 
-def explain(code, job_id="7", **fields):
+def explain(code: str, job_id: str = "7", **fields: Any) -> str | None:
     return explain_reason(job(job_id, reason=code, **fields))
 
 
-def assert_sentence(text, code):
+def explained(code: str, job_id: str = "7", **fields: Any) -> str:
+    """``explain`` for a code the test expects a sentence for."""
+    text = explain(code, job_id, **fields)
+    assert text is not None, code
+    return text
+
+
+def assert_sentence(text: str | None, code: str) -> None:
     assert text is not None and text != code
     assert text[0].isupper() and text.endswith(".")
     assert not PLACEHOLDER.search(text)
@@ -115,13 +123,13 @@ def assert_sentence(text, code):
 
 
 @pytest.mark.parametrize("code", EVERY_CODE)
-def test_every_code_has_its_own_sentence(code) -> None:
+def test_every_code_has_its_own_sentence(code: str) -> None:
     assert_sentence(explain(code, **FULL), code)
 
 
 @pytest.mark.parametrize("code", EVERY_CODE)
-def test_every_code_reads_well_without_specifics(code) -> None:
-    text = explain(code)
+def test_every_code_reads_well_without_specifics(code: str) -> None:
+    text = explained(code)
     assert_sentence(text, code)
     assert "None" not in text
 
@@ -140,11 +148,11 @@ def test_summaries_are_for_slurm_codes_and_the_rest_are_limits() -> None:
     assert set(REASON_SUMMARIES) <= set(EVERY_CODE)
     # Every code without a summary is a limit of the grammar.
     for code in set(EVERY_CODE) - set(REASON_SUMMARIES):
-        assert re.search(r"allows|limit|requires", explain(code, **FULL)), code
+        assert re.search(r"allows|limit|requires", explained(code, **FULL)), code
 
 
 @pytest.mark.parametrize("code", ["", "None", "none", " None "])
-def test_no_reason(code) -> None:
+def test_no_reason(code: str) -> None:
     assert explain(code) is None
     assert explain_reason(job("7")) is None
 
@@ -157,13 +165,13 @@ def test_unknown_code_falls_back_to_itself() -> None:
 @pytest.mark.parametrize(
     "code", ["qosmaxjobsperuserlimit", "QOSMAXJOBSPERUSERLIMIT", "QosMaxJobsPerUserLimit"]
 )
-def test_grammar_codes_match_without_case(code) -> None:
+def test_grammar_codes_match_without_case(code: str) -> None:
     assert explain(code, qos="normal") == explain("QOSMaxJobsPerUserLimit", qos="normal")
 
 
 @pytest.mark.parametrize("code", ["jobhelduser", "JOBHELDUSER", "Launch Failed Requeued Held"])
-def test_fixed_codes_match_without_case(code) -> None:
-    assert "`scontrol release 7`" in explain(code)
+def test_fixed_codes_match_without_case(code: str) -> None:
+    assert "`scontrol release 7`" in explained(code)
 
 
 @pytest.mark.parametrize(
@@ -221,7 +229,7 @@ def test_fixed_codes_match_without_case(code) -> None:
         ),
     ],
 )
-def test_limit_grammar_sentences(code, expected) -> None:
+def test_limit_grammar_sentences(code: str, expected: str) -> None:
     assert explain(code, qos="normal", account="physics", time_limit_min=120) == expected
 
 
@@ -239,7 +247,7 @@ def test_limit_grammar_sentences(code, expected) -> None:
         ("MaxCpuPerAccount", "MaxCpuPerAcct"),
     ],
 )
-def test_older_spellings_read_the_same(current, older) -> None:
+def test_older_spellings_read_the_same(current: str, older: str) -> None:
     assert explain(older, **FULL) == explain(current, **FULL)
 
 
@@ -249,12 +257,12 @@ def test_qos_limit_without_qos_name() -> None:
         "You already have as many running jobs as the QOS allows per user; "
         "this job starts when one of them ends."
     )
-    assert explain("AssocGrpCPUMinutesLimit").startswith("The account has used up")
+    assert explained("AssocGrpCPUMinutesLimit").startswith("The account has used up")
 
 
 def test_unprefixed_limits_are_the_qos_s() -> None:
-    assert "QOS normal allows per account" in explain("MaxNodePerAccount", **FULL)
-    assert "QOS normal allows per user" in explain("MaxMemoryRunMinsPerUser", **FULL)
+    assert "QOS normal allows per account" in explained("MaxNodePerAccount", **FULL)
+    assert "QOS normal allows per user" in explained("MaxMemoryRunMinsPerUser", **FULL)
 
 
 def test_per_node_and_submit_limits() -> None:
@@ -278,13 +286,13 @@ def test_partition_appears() -> None:
         "PartitionTimeLimit",
         "PartitionConfig",
     ):
-        assert "partition gpu" in explain(code, partition="gpu").lower(), code
-    assert explain("PartitionDown", partition="gpu").startswith("Partition gpu is down;")
+        assert "partition gpu" in explained(code, partition="gpu").lower(), code
+    assert explained("PartitionDown", partition="gpu").startswith("Partition gpu is down;")
 
 
 def test_qos_and_account_appear() -> None:
-    assert "QOS normal" in explain("QOSJobLimit", qos="normal")
-    assert "QOS normal" in explain("InvalidQOS", qos="normal")
+    assert "QOS normal" in explained("QOSJobLimit", qos="normal")
+    assert "QOS normal" in explained("InvalidQOS", qos="normal")
     for code in (
         "AssociationJobLimit",
         "AssociationResourceLimit",
@@ -293,24 +301,24 @@ def test_qos_and_account_appear() -> None:
         "AssocMaxJobsLimit",
         "InvalidAccount",
     ):
-        assert "account physics" in explain(code, account="physics").lower(), code
+        assert "account physics" in explained(code, account="physics").lower(), code
 
 
 def test_dependency_is_quoted_whole() -> None:
     dependency = "afterany:12_*(unfulfilled),afterok:15(failed)"
-    assert f'("{dependency}")' in explain("Dependency", dependency=dependency)
-    text = explain("DependencyNeverSatisfied", dependency=dependency)
+    assert f'("{dependency}")' in explained("Dependency", dependency=dependency)
+    text = explained("DependencyNeverSatisfied", dependency=dependency)
     assert f'"{dependency}"' in text
     assert "never start" in text and "cancel it or change the dependency" in text
 
 
 @pytest.mark.parametrize("code", ["Reservation", "ReservationDeleted", "ReservationInvalid"])
-def test_reservation_appears(code) -> None:
-    assert "reservation maint" in explain(code, reservation="maint").lower()
+def test_reservation_appears(code: str) -> None:
+    assert "reservation maint" in explained(code, reservation="maint").lower()
 
 
 def test_reservation_deleted_says_how_to_go_on() -> None:
-    text = explain("ReservationDeleted", "42", reservation="maint")
+    text = explained("ReservationDeleted", "42", reservation="maint")
     assert "on hold" in text and "administrator" in text and "`scontrol release 42`" in text
 
 
@@ -324,8 +332,8 @@ def test_reservation_deleted_says_how_to_go_on() -> None:
         (None, None),
     ],
 )
-def test_unavailable_nodes(detail, nodes) -> None:
-    text = explain("ReqNodeNotAvail", reason_detail=detail)
+def test_unavailable_nodes(detail: str | None, nodes: str | None) -> None:
+    text = explained("ReqNodeNotAvail", reason_detail=detail)
     if nodes is None:
         assert text == REASON_SUMMARIES["ReqNodeNotAvail"]
     else:
@@ -333,15 +341,15 @@ def test_unavailable_nodes(detail, nodes) -> None:
 
 
 def test_nodes_reserved_for_maintenance_suggest_a_shorter_time_limit() -> None:
-    text = explain("ReqNodeNotAvail", reason_detail="ReqNodeNotAvail, Reserved for maintenance")
+    text = explained("ReqNodeNotAvail", reason_detail="ReqNodeNotAvail, Reserved for maintenance")
     assert "maintenance" in text and "shorter time limit" in text
 
 
 def test_begin_time_is_formatted_in_utc() -> None:
     at = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
-    assert explain("BeginTime", expected_start_time=at).endswith("at 2026-03-01 09:30 UTC.")
+    assert explained("BeginTime", expected_start_time=at).endswith("at 2026-03-01 09:30 UTC.")
     two_hours_east = datetime(2026, 3, 1, 11, 30, tzinfo=timezone(timedelta(hours=2)))
-    assert "2026-03-01 09:30 UTC" in explain("BeginTime", expected_start_time=two_hours_east)
+    assert "2026-03-01 09:30 UTC" in explained("BeginTime", expected_start_time=two_hours_east)
     assert explain("BeginTime") == REASON_SUMMARIES["BeginTime"]
 
 
@@ -355,8 +363,8 @@ def test_held_by_user_says_how_to_release() -> None:
     "code",
     ["PartitionTimeLimit", "QOSMaxWallDurationPerJobLimit", "AssocMaxWallDurationPerJobLimit"],
 )
-def test_time_limit_too_long_says_to_lower_it(code) -> None:
-    text = explain(code, "9", time_limit_min=2880)
+def test_time_limit_too_long_says_to_lower_it(code: str) -> None:
+    text = explained(code, "9", time_limit_min=2880)
     assert "(2d)" in text and "lower it with `scontrol update JobId=9 TimeLimit=" in text
 
 
@@ -380,8 +388,8 @@ def test_time_limit_too_long_says_to_lower_it(code) -> None:
         ("SchedDefer", "immediately"),
     ],
 )
-def test_finished_job_reasons(code, words) -> None:
-    text = explain(code, state=JobState.FAILED)
+def test_finished_job_reasons(code: str, words: str) -> None:
+    text = explained(code, state=JobState.FAILED)
     assert words in text
 
 

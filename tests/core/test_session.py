@@ -1,3 +1,6 @@
+from collections.abc import Iterable
+from typing import Any, cast
+
 import orjson
 import pytest
 
@@ -7,8 +10,10 @@ from slurmcast.core.policy import AccessPolicy, Principal
 from slurmcast.core.position import StreamPosition
 from slurmcast.core.publication import Publication
 from slurmcast.core.session import (
+    Action,
     AddSubscription,
     MarkNotificationsRead,
+    PublishBroadcast,
     RemoveSubscription,
     SendHistory,
     SendPublication,
@@ -20,13 +25,16 @@ from slurmcast.core.views import Snapshot
 from slurmcast.errors import ErrorCode
 
 
-def replies(actions):
+def replies(actions: Iterable[Action]) -> list[dict[str, Any]]:
     return [a.reply for a in actions if isinstance(a, SendReply)]
 
 
 def test_subscribe_many_gives_one_subscription_per_channel_with_the_id() -> None:
     session = Session()
-    actions = session.receive('{"type":"subscribe","channels":["jobs","nodes"],"id":42}', 0.0)
+    actions = cast(
+        list[AddSubscription],
+        session.receive('{"type":"subscribe","channels":["jobs","nodes"],"id":42}', 0.0),
+    )
     # The transport replies `subscribed` for each, with the position it starts at.
     assert [(a.channel, a.request_id) for a in actions] == [("jobs", 42), ("nodes", 42)]
     assert all(isinstance(a, AddSubscription) for a in actions)
@@ -139,7 +147,10 @@ def jwt_session(principal: Principal) -> Session:
 def test_a_started_subscription_sends_reply_snapshot_then_the_visible_replay() -> None:
     alice = Principal(user="alice", roles=frozenset({"user"}))
     session = jwt_session(alice)
-    (action,) = session.receive('{"type":"subscribe","channel":"jobs","snapshot":true,"id":1}', 0)
+    (action,) = cast(
+        list[AddSubscription],
+        session.receive('{"type":"subscribe","channel":"jobs","snapshot":true,"id":1}', 0),
+    )
     snapshot = Snapshot(
         "jobs",
         StreamPosition(2, "e"),
@@ -162,12 +173,17 @@ def test_a_started_subscription_sends_reply_snapshot_then_the_visible_replay() -
 def test_a_snapshot_is_sent_in_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("slurmcast.core.session.SNAPSHOT_CHUNK", 2)
     session = Session()
-    (action,) = session.receive('{"type":"subscribe","channel":"nodes","snapshot":true}', 0)
+    (action,) = cast(
+        list[AddSubscription],
+        session.receive('{"type":"subscribe","channel":"nodes","snapshot":true}', 0),
+    )
     items = [{"node": f"n{i}"} for i in range(5)]
     start = SubscriptionStart(
         StreamPosition(0, "e"), None, Snapshot("nodes", StreamPosition(0, "e"), items)
     )
-    parts = [a.reply for a in session.subscription_started(action, start)[1:]]
+    parts = [
+        a.reply for a in cast(list[SendReply], session.subscription_started(action, start))[1:]
+    ]
     assert [(p["part"], p["parts"], len(p["data"])) for p in parts] == [
         (1, 3, 2),
         (2, 3, 2),
@@ -177,7 +193,9 @@ def test_a_snapshot_is_sent_in_parts(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_failed_subscription_is_not_kept_and_the_client_is_told() -> None:
     session = Session()
-    (action,) = session.receive('{"type":"subscribe","channel":"jobs","id":7}', 0)
+    (action,) = cast(
+        list[AddSubscription], session.receive('{"type":"subscribe","channel":"jobs","id":7}', 0)
+    )
     (error,) = replies(session.request_failed(action, ErrorCode.BROKER_UNAVAILABLE, "down"))
     assert error == {"type": "error", "code": "broker_unavailable", "message": "down", "id": 7}
     assert session.channels == set()
@@ -185,7 +203,9 @@ def test_a_failed_subscription_is_not_kept_and_the_client_is_told() -> None:
 
 def test_a_failed_subscription_does_not_drop_the_one_that_replaced_it() -> None:
     session = Session()
-    (first,) = session.receive('{"type":"subscribe","channel":"jobs"}', 0)
+    (first,) = cast(
+        list[AddSubscription], session.receive('{"type":"subscribe","channel":"jobs"}', 0)
+    )
     session.receive('{"type":"subscribe","channel":"jobs","filter":{"user":"bob"}}', 0)
     session.request_failed(first, ErrorCode.BROKER_UNAVAILABLE, "down")
     assert session.channels == {"jobs"}
@@ -193,9 +213,12 @@ def test_a_failed_subscription_does_not_drop_the_one_that_replaced_it() -> None:
 
 def test_history_answer_hides_what_the_client_may_not_see_and_says_if_complete() -> None:
     session = jwt_session(Principal(user="alice", roles=frozenset({"user"})))
-    (action,) = session.receive(
-        '{"type":"history","channel":"jobs","limit":10,"since":{"offset":2,"epoch":"e"},"id":"h"}',
-        0,
+    (action,) = cast(
+        list[SendHistory],
+        session.receive(
+            '{"type":"history","channel":"jobs","limit":10,"since":{"offset":2,"epoch":"e"},"id":"h"}',
+            0,
+        ),
     )
     found = HistoryResult([stored(3, "alice"), stored(4, "bob")], StreamPosition(4, "e"), 1)
     (reply,) = replies(session.history_found(action, found))
@@ -212,9 +235,14 @@ def test_history_answer_hides_what_the_client_may_not_see_and_says_if_complete()
 def test_broadcast_and_mark_read_answers() -> None:
     root = Principal(user="root", roles=frozenset({"admin"}))
     session = jwt_session(root)
-    (action,) = session.receive('{"type":"broadcast","channel":"alerts","message":{},"id":3}', 0)
-    assert replies(session.broadcast_done(action, 5)) == [
+    (broadcast,) = cast(
+        list[PublishBroadcast],
+        session.receive('{"type":"broadcast","channel":"alerts","message":{},"id":3}', 0),
+    )
+    assert replies(session.broadcast_done(broadcast, 5)) == [
         {"type": "published", "channel": "alerts", "delivered": 5, "id": 3}
     ]
-    (action,) = session.receive('{"type":"mark_read","ids":["a"]}', 0)
-    assert replies(session.marked_read(action, ["a"])) == [{"type": "marked_read", "ids": ["a"]}]
+    (mark,) = cast(
+        list[MarkNotificationsRead], session.receive('{"type":"mark_read","ids":["a"]}', 0)
+    )
+    assert replies(session.marked_read(mark, ["a"])) == [{"type": "marked_read", "ids": ["a"]}]

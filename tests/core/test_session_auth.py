@@ -1,9 +1,12 @@
 """Authentication, expiry, refresh and rate limits of the session state machine."""
 
 import json
+from collections.abc import Iterable
+from typing import Any, cast
 
 from slurmcast.core.policy import AccessPolicy, JobsVisibility, Principal
 from slurmcast.core.session import (
+    Action,
     AddSubscription,
     Authenticated,
     CloseConnection,
@@ -27,10 +30,10 @@ TOKENS = {
 }
 
 
-def subscribing(actions):
+def subscribing(actions: list[Action]) -> list[str]:
     """The channels ``actions`` subscribe to, if they are only subscriptions."""
     assert all(isinstance(a, AddSubscription) for a in actions), actions
-    return [a.channel for a in actions]
+    return [a.channel for a in cast(list[AddSubscription], actions)]
 
 
 def verify(token: str) -> Principal:
@@ -41,19 +44,19 @@ def verify(token: str) -> Principal:
     return TOKENS[token]
 
 
-def session(principal=None, **limits) -> Session:
+def session(principal: Principal | None = None, **limits: Any) -> Session:
     return Session(SECURE, SessionLimits(**limits), verify, T0, principal)
 
 
-def send(s: Session, message: dict | str, now: float = T0):
+def send(s: Session, message: dict[str, Any] | str, now: float = T0) -> list[Action]:
     return s.receive(message if isinstance(message, str) else json.dumps(message), now)
 
 
-def replies(actions):
+def replies(actions: Iterable[Action]) -> list[dict[str, Any]]:
     return [a.reply for a in actions if isinstance(a, SendReply)]
 
 
-def closes(actions):
+def closes(actions: Iterable[Action]) -> list[CloseConnection]:
     return [a for a in actions if isinstance(a, CloseConnection)]
 
 
@@ -114,7 +117,7 @@ def test_expiry_grace_and_refresh_before_the_end() -> None:
     actions = send(s, {"type": "refresh", "token": "alice-later", "id": 7}, T0 + 70)
     (reply,) = replies(actions)
     assert reply["type"] == "refreshed" and reply["id"] == 7
-    assert s.state is SessionState.OPEN and s.deadline == T0 + 3600
+    assert cast(SessionState, s.state) is SessionState.OPEN and s.deadline == T0 + 3600
 
 
 def test_refresh_before_expiry_moves_the_deadline() -> None:
@@ -251,5 +254,8 @@ def test_an_admin_kept_from_notifications_marks_only_its_own_read() -> None:
     (action,) = send(session(limited), {"type": "mark_read", "ids": ["n1"]})
     assert isinstance(action, MarkNotificationsRead) and action.user == "root"
     allowed = Principal("root", frozenset({"admin"}), channels=frozenset({"notifications"}))
-    (action,) = send(session(allowed), {"type": "mark_read", "ids": ["n1"]})
+    (action,) = cast(
+        list[MarkNotificationsRead],
+        send(session(allowed), {"type": "mark_read", "ids": ["n1"]}),
+    )
     assert action.user is None

@@ -30,7 +30,7 @@ def test_iso_z_is_utc_with_z() -> None:
         (-1, None),
     ],
 )
-def test_format_duration(seconds, text) -> None:
+def test_format_duration(seconds: float | None, text: str | None) -> None:
     assert format_duration(seconds) == text
 
 
@@ -38,5 +38,5 @@ def test_format_duration(seconds, text) -> None:
     ("mib", "text"),
     [(65536, "64GB"), (1536, "1.5GB"), (512, "512MB"), (0, "0MB"), (2 * 1024 * 1024, "2TB")],
 )
-def test_format_memory(mib, text) -> None:
+def test_format_memory(mib: int, text: str) -> None:
     assert format_memory(mib) == text

@@ -1,3 +1,6 @@
+from collections.abc import Iterable
+from typing import Any
+
 from slurmcast.core.views import (
     SNAPSHOT_CHANNELS,
     ChannelState,
@@ -7,7 +10,11 @@ from slurmcast.core.views import (
 )
 
 
-def replay(channel: str, messages, seed=()) -> list[dict]:
+def replay(
+    channel: str,
+    messages: Iterable[tuple[str, Any]],
+    seed: Iterable[dict[str, Any]] = (),
+) -> list[dict[str, Any]]:
     state = ChannelState()
     state.reset(state_items(channel, seed))
     for event_type, data in messages:

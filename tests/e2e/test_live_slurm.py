@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,7 +158,7 @@ async def test_efficiency_and_reasons_on_real_slurm(local_slurm: Path) -> None:
                 assert waiting[later]["expected_start_time"] is not None
                 assert "UTC" in waiting[later]["reason_text"]
 
-                def waits_on_dependency(message: dict) -> bool:
+                def waits_on_dependency(message: dict[str, Any]) -> bool:
                     data = message["data"]
                     return (
                         message["type"] in ("job_submitted", "job_update")
@@ -213,7 +214,7 @@ async def test_job_purged_between_polls_gets_exact_final_state_from_sacct(
             # The job runs, ends, and slurmctld forgets it (MinJobAge=5) unseen.
             await eventually(listed, lambda is_listed: not is_listed, SLOW)
 
-            async def poll_and_look() -> list[dict]:
+            async def poll_and_look() -> list[dict[str, Any]]:
                 await app.monitor.poll_jobs()
                 return seen.matching(job_event("job_update", job, "FAILED"))
 

@@ -8,6 +8,7 @@ expires mid-run and is renewed through the token file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,7 @@ async def test_tcp_with_jwt_and_a_token_renewed_through_its_file(
             # The token expires mid-run: one clear alert saying so and how to renew.
             token_file.write_text(scontrol_token(2) + "\n")
 
-            def source_alert(status: str):
+            def source_alert(status: str) -> Callable[[dict[str, Any]], bool]:
                 return lambda m: (
                     m["type"] == "alert"
                     and m["data"]["id"] == "source_unavailable"

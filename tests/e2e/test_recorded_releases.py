@@ -47,7 +47,7 @@ async def _get(port: int, path: str) -> dict[str, Any]:
 @pytest.mark.parametrize(("release", "api", "output_format"), CASES)
 async def test_server_shows_a_recorded_release(
     tmp_path: Path, release: str, api: str, output_format: str
-):
+) -> None:
     fake = FakeSlurm.recording(tmp_path, release, api)
     recorded_jobs = orjson.loads((FIXTURES / release / f"rest_{api}_jobs.json").read_bytes())
     recorded_nodes = orjson.loads((FIXTURES / release / f"rest_{api}_nodes.json").read_bytes())

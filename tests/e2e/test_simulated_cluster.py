@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 from support.server import Client, running_server
 
@@ -53,7 +53,7 @@ def check_envelope(message: dict[str, Any], channel: str) -> dict[str, Any]:
     assert isinstance(message["epoch"], str) and message["epoch"]
     assert message["channel"] == channel
     assert ISO_Z.match(message["timestamp"]), message["timestamp"]
-    return message["data"]
+    return cast("dict[str, Any]", message["data"])
 
 
 async def test_every_channel_delivers_documented_events() -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
+
+from slurmcast.app import SlurmcastApp
 
 from support.server import http_json, running_server
 from support.tokens import SECRET, admin, hs256
@@ -12,7 +16,7 @@ BODY = {"channel": "all", "message": {"text": "hello"}}
 
 
 @pytest.fixture
-async def app():
+async def app() -> AsyncIterator[SlurmcastApp]:
     async with running_server(auth="jwt", jwt_secret=SECRET, api_key=KEY) as app:
         yield app
 
@@ -27,13 +31,17 @@ async def app():
         ({"Authorization": f"Bearer {admin(ttl=-600)}"}, 401, "token_expired"),
     ],
 )
-async def test_broadcast_refused_without_admin(app, headers, status, code) -> None:
+async def test_broadcast_refused_without_admin(
+    app: SlurmcastApp, headers: dict[str, str], status: int, code: str
+) -> None:
     got, reply = await http_json(app, "POST", "/broadcast", BODY, headers=headers)
     assert (got, reply["code"]) == (status, code)
 
 
 @pytest.mark.parametrize("headers", [{"X-API-Key": KEY}, {"Authorization": f"Bearer {admin()}"}])
-async def test_broadcast_allowed_for_api_key_and_admin_token(app, headers) -> None:
+async def test_broadcast_allowed_for_api_key_and_admin_token(
+    app: SlurmcastApp, headers: dict[str, str]
+) -> None:
     status, reply = await http_json(app, "POST", "/broadcast", BODY, headers=headers)
     assert status == 200 and reply["success"] is True
 
@@ -46,7 +54,7 @@ async def test_api_key_alone_protects_an_otherwise_open_server() -> None:
         ] == 200
 
 
-async def test_health_shows_only_counts_to_the_public(app) -> None:
+async def test_health_shows_only_counts_to_the_public(app: SlurmcastApp) -> None:
     status, public = await http_json(app, "GET", "/health")
     assert status == 200
     assert set(public) == {"status", "version", "clients", "subscriptions", "uptime_s"}
@@ -61,7 +69,7 @@ async def test_body_limit_still_applies_to_admins() -> None:
         assert status == 413 and reply["code"] == "body_too_large"
 
 
-async def test_an_admin_tokens_channels_claim_binds_http_broadcast_too(app) -> None:
+async def test_an_admin_tokens_channels_claim_binds_http_broadcast_too(app: SlurmcastApp) -> None:
     restricted = {"Authorization": f"Bearer {admin(channels=['nodes'])}"}
     status, reply = await http_json(app, "POST", "/broadcast", BODY, headers=restricted)
     assert (status, reply["code"]) == (403, "forbidden")

@@ -1,18 +1,23 @@
 """The HTTP API over real sockets."""
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import pytest
+
+from slurmcast.app import SlurmcastApp
 
 from support.server import Client, http_json, running_server
 from support.waiting import eventually
 
 
 @pytest.fixture
-async def app():
+async def app() -> AsyncIterator[SlurmcastApp]:
     async with running_server() as app:
         yield app
 
 
-async def test_broadcast_to_one_channel_reaches_only_its_subscribers(app) -> None:
+async def test_broadcast_to_one_channel_reaches_only_its_subscribers(app: SlurmcastApp) -> None:
     async with Client.connect(app) as jobs, Client.connect(app) as nodes:
         await jobs.subscribe("jobs")
         await nodes.subscribe("nodes")
@@ -29,7 +34,7 @@ async def test_broadcast_to_one_channel_reaches_only_its_subscribers(app) -> Non
         assert await nodes.request({"type": "ping"}) == {"type": "pong"}
 
 
-async def test_broadcast_all_reaches_every_client(app) -> None:
+async def test_broadcast_all_reaches_every_client(app: SlurmcastApp) -> None:
     async with Client.connect(app) as a, Client.connect(app) as b:
         await a.subscribe("alerts")
         status, body = await http_json(
@@ -41,7 +46,7 @@ async def test_broadcast_all_reaches_every_client(app) -> None:
             assert message["channel"] == "all" and message["data"] == {"m": 1}
 
 
-async def test_broadcast_defaults_to_all(app) -> None:
+async def test_broadcast_defaults_to_all(app: SlurmcastApp) -> None:
     async with Client.connect(app) as a:
         status, body = await http_json(app, "POST", "/broadcast", {"message": {"m": 2}})
         assert status == 200 and body["delivered"] == 1
@@ -59,7 +64,9 @@ async def test_broadcast_defaults_to_all(app) -> None:
         ({"channel": 5, "message": {}}, None, "invalid_field"),
     ],
 )
-async def test_bad_broadcasts_get_400_with_json_error(app, body, raw, code) -> None:
+async def test_bad_broadcasts_get_400_with_json_error(
+    app: SlurmcastApp, body: Any, raw: bytes | None, code: str
+) -> None:
     status, reply = await http_json(app, "POST", "/broadcast", body, raw=raw)
     assert status == 400
     assert reply["success"] is False and reply["code"] == code and reply["message"]
@@ -73,12 +80,12 @@ async def test_body_over_limit_gets_413() -> None:
         assert status == 413 and reply["code"] == "body_too_large"
 
 
-async def test_unknown_route_is_a_json_404(app) -> None:
+async def test_unknown_route_is_a_json_404(app: SlurmcastApp) -> None:
     status, reply = await http_json(app, "GET", "/nope")
     assert status == 404 and reply["success"] is False
 
 
-async def test_health_counts_follow_clients(app) -> None:
+async def test_health_counts_follow_clients(app: SlurmcastApp) -> None:
     status, health = await http_json(app, "GET", "/health")
     assert status == 200
     assert health["status"] == "ok" and health["clients"] == 0
@@ -93,8 +100,8 @@ async def test_health_counts_follow_clients(app) -> None:
             assert health["clients"] == 2
             assert health["subscriptions"]["jobs"] == 2
             assert health["subscriptions"]["metrics"] == 1
-        health = await eventually(
+        _, health = await eventually(
             lambda: http_json(app, "GET", "/health"), lambda r: r[1]["clients"] == 1
         )
-        assert health[1]["subscriptions"]["jobs"] == 1
+        assert health["subscriptions"]["jobs"] == 1
     await eventually(lambda: http_json(app, "GET", "/health"), lambda r: r[1]["clients"] == 0)

@@ -28,7 +28,7 @@ def nested(levels: int) -> Any:
         ({"a": [1, 2], "b": {"c": [[]]}}, 4, False),
     ],
 )
-def test_nesting_counts_levels_of_objects_and_arrays(value, limit, exceeds) -> None:
+def test_nesting_counts_levels_of_objects_and_arrays(value: Any, limit: int, exceeds: bool) -> None:
     assert nesting_exceeds(value, limit) is exceeds
 
 

@@ -38,12 +38,14 @@ def verify(token: str) -> Principal:
         ({"X-API-Key": ""}, Credentials(api_key="", bearer=None)),
     ],
 )
-def test_credentials_are_the_api_key_header_and_the_bearer_token(headers, expected) -> None:
+def test_credentials_are_the_api_key_header_and_the_bearer_token(
+    headers: dict[str, str], expected: Credentials
+) -> None:
     assert credentials(request(**headers)) == expected
 
 
 @pytest.mark.parametrize("authorization", ["Basic dXNlcjpwdw==", "Bearer", "Bearer   ", "abc", ""])
-def test_an_authorization_header_that_is_not_bearer_offers_no_token(authorization) -> None:
+def test_an_authorization_header_that_is_not_bearer_offers_no_token(authorization: str) -> None:
     offered = credentials(request(Authorization=authorization))
     assert offered.bearer is None
     assert offered.token() is None
@@ -72,7 +74,9 @@ def test_an_open_api_takes_everyone_for_an_admin_and_a_reader() -> None:
         ({"X-API-Key": KEY, "Authorization": "Bearer t\u00f6ken"}, "api-key"),
     ],
 )
-def test_an_admin_comes_with_the_api_key_or_an_admin_token(headers, who) -> None:
+def test_an_admin_comes_with_the_api_key_or_an_admin_token(
+    headers: dict[str, str], who: str
+) -> None:
     assert ApiGuard(KEY, verify).require_admin(request(**headers)) == who
 
 
@@ -89,7 +93,9 @@ def test_an_admin_comes_with_the_api_key_or_an_admin_token(headers, who) -> None
         (ApiGuard("", verify), {"X-API-Key": ""}, 401, "unauthorized"),
     ],
 )
-def test_an_admin_check_refuses_anyone_else(guard, headers, status, code) -> None:
+def test_an_admin_check_refuses_anyone_else(
+    guard: ApiGuard, headers: dict[str, str], status: int, code: str
+) -> None:
     with pytest.raises(HttpError) as caught:
         guard.admin(request(**headers))
     assert (caught.value.status, caught.value.wire_code) == (status, code)
@@ -107,7 +113,7 @@ def test_an_admin_check_refuses_anyone_else(guard, headers, status, code) -> Non
     ],
 )
 def test_a_reader_is_anyone_without_jwt_auth_else_the_key_or_a_token(
-    guard, headers, principal
+    guard: ApiGuard, headers: dict[str, str], principal: Principal
 ) -> None:
     assert guard.reader(request(**headers)) == principal
 
@@ -121,7 +127,7 @@ def test_a_reader_is_anyone_without_jwt_auth_else_the_key_or_a_token(
         ({"Authorization": "Bearer forged"}, "invalid_token"),
     ],
 )
-def test_a_reader_without_valid_credentials_is_refused(headers, code) -> None:
+def test_a_reader_without_valid_credentials_is_refused(headers: dict[str, str], code: str) -> None:
     with pytest.raises(HttpError) as caught:
         ApiGuard(KEY, verify).reader(request(**headers))
     assert (caught.value.status, caught.value.wire_code) == (401, code)

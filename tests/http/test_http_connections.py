@@ -14,14 +14,16 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, TypeVar, cast
 
 import aiohttp
 import orjson
 import pytest
 
+from slurmcast.app import SlurmcastApp
 from slurmcast.http.connections import LogThrottle
 
 from support.server import WAIT, http_json, running_server
@@ -33,10 +35,13 @@ OTHER_ADDRESS = "127.0.0.2"
 SLURMCAST = Path(sys.executable).with_name("slurmcast")
 
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+T = TypeVar("T")
 
 
 @contextlib.asynccontextmanager
-async def raw(app, local: str = "127.0.0.1") -> AsyncIterator[Connection]:
+async def raw(
+    app: SlurmcastApp | SimpleNamespace, local: str = "127.0.0.1"
+) -> AsyncIterator[Connection]:
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", app.http.port, local_addr=(local, 0)
     )
@@ -233,8 +238,8 @@ def test_the_log_throttle_logs_once_per_interval(caplog: pytest.LogCaptureFixtur
     assert [r.getMessage() for r in caplog.records] == ["event 1", "event 7"]
 
 
-def awaitable(function):
-    async def call():
+def awaitable(function: Callable[[], T]) -> Callable[[], Awaitable[T]]:
+    async def call() -> T:
         return function()
 
     return call
@@ -246,14 +251,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def health_from_elsewhere(port: int) -> dict | None:
+async def health_from_elsewhere(port: int) -> dict[str, Any] | None:
     connector = aiohttp.TCPConnector(local_addr=(OTHER_ADDRESS, 0))
     try:
         async with (
             aiohttp.ClientSession(connector=connector) as session,
             session.get(f"http://127.0.0.1:{port}/health") as response,
         ):
-            return await response.json()
+            return cast("dict[str, Any]", await response.json())
     except aiohttp.ClientError:
         return None
 
@@ -282,14 +287,17 @@ async def test_the_limits_hold_in_the_real_server_process(tmp_path: Path) -> Non
             for writer in (w1, w2):
                 writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n")
             await eventually(
-                lambda: health_from_elsewhere(port), lambda h: h["http"]["connections"] >= 2
+                lambda: health_from_elsewhere(port),
+                lambda h: cast("dict[str, Any]", h)["http"]["connections"] >= 2,
             )
             async with raw(app) as (reader, writer):
                 writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
                 assert (await until_closed(reader)).startswith(b"HTTP/1.1 429")
             for reader in (first, second):
                 assert await until_closed(reader) == b""
-        stats = (await health_from_elsewhere(port))["http"]
+        health = await health_from_elsewhere(port)
+        assert health is not None
+        stats = health["http"]
         assert (stats["refused_per_ip"], stats["timed_out"]) == (1, 2)
     finally:
         process.terminate()

@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from typing import Any
 
 import orjson
 import pytest
+
+from slurmcast.app import SlurmcastApp
 
 from support.databases import Backend
 from support.server import WAIT, Client, http_json, running_server
@@ -21,7 +24,7 @@ QUIET = {"jobs_interval": 3600.0, "nodes_interval": 3600.0, "metrics_interval": 
 KEY = "k-0123456789abcdef"
 
 
-async def raw_request(app, request: bytes) -> tuple[int, dict]:
+async def raw_request(app: SlurmcastApp, request: bytes) -> tuple[int, dict[str, Any]]:
     """Send ``request`` (which should say ``Connection: close``); the status and JSON body."""
     reader, writer = await asyncio.open_connection("127.0.0.1", app.http.port)
     try:
@@ -132,8 +135,8 @@ async def test_an_api_key_that_is_not_ascii_is_just_wrong(
     [("POST", "/broadcast"), ("GET", "/notifications"), ("GET", "/snapshot/jobs")],
 )
 async def test_an_authorization_header_that_is_not_ascii_gets_401(
-    caplog, value: bytes, method: str, path: str
-):
+    caplog: pytest.LogCaptureFixture, value: bytes, method: str, path: str
+) -> None:
     async with running_server(**QUIET, auth="jwt", jwt_secret=SECRET, api_key=KEY) as app:
         body = b"{}" if method == "POST" else None
         headers = [(b"Authorization", value), JSON]
@@ -180,7 +183,7 @@ async def test_a_forged_cursor_is_a_400_not_a_storage_outage(backend: Backend, b
 @pytest.mark.parametrize("notification_id", ["a%00b", "x" * 65, "%ff", "%F0%9F%92%A9"])
 async def test_marking_an_impossible_id_is_a_404_not_a_storage_outage(
     backend: Backend, notification_id: str
-):
+) -> None:
     async with running_server(**QUIET, database_url=backend.url) as app:
         status, reply = await http_json(app, "POST", f"/notifications/{notification_id}/read")
         assert (status, reply["code"]) == (404, "not_found"), reply
@@ -269,7 +272,7 @@ async def test_an_admin_token_still_works_beside_all_this() -> None:
 @pytest.mark.parametrize("path", ["/broadcast", "/health", "/no-such-route"])
 @pytest.mark.parametrize("expect", [b"\x80\xff", b"something-else"])
 async def test_an_unknown_expectation_gets_417_whatever_its_bytes(
-    caplog: pytest.LogCaptureFixture, path, expect
+    caplog: pytest.LogCaptureFixture, path: str, expect: bytes
 ) -> None:
     async with running_server(**QUIET) as app:
         headers = [JSON, (b"Expect", expect)]

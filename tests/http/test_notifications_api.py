@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any, cast
 
 from sqlalchemy import text
 
+from slurmcast.app import SlurmcastApp
 from slurmcast.storage.engine import create_engine, parse_url
 
 from support.databases import Backend, slow_lock_url, writes_refused
@@ -20,7 +22,7 @@ QUIET = {"jobs_interval": 3600.0, "nodes_interval": 3600.0, "metrics_interval": 
 FAST = {"sim_speed": 600.0, "jobs_interval": 0.05, "nodes_interval": 0.05}
 
 
-def announcement(title: str, user: str | None = None) -> dict:
+def announcement(title: str, user: str | None = None) -> dict[str, Any]:
     body = {"type": "system", "title": title, "message": f"{title}!", "severity": "warning"}
     if user is not None:
         body["user"] = user
@@ -168,12 +170,12 @@ async def test_database_down_then_back(backend: Backend) -> None:
         assert page[1]["notifications"]
 
 
-async def _storage(app) -> dict:
-    return app.health()["storage"]
+async def _storage(app: SlurmcastApp) -> dict[str, Any]:
+    return cast("dict[str, Any]", app.health()["storage"])
 
 
-def nested(levels: int) -> dict:
-    value: dict = {}
+def nested(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
     for _ in range(levels - 1):
         value = {"a": value}
     return value
@@ -258,7 +260,7 @@ async def test_the_storage_alert_fires_once_while_reads_work_and_writes_fail(
         assert [a["data"]["status"] for a in alerts] == ["firing", "resolved"]
 
 
-def storage_alert(message: dict, status: str | None = None) -> bool:
+def storage_alert(message: dict[str, Any], status: str | None = None) -> bool:
     return (
         message.get("type") == "alert"
         and message["data"]["id"] == "storage_unavailable"

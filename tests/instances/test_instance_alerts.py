@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -20,7 +21,7 @@ async def started_node() -> Node:
     return node
 
 
-async def alert_messages(node: Node) -> list[dict]:
+async def alert_messages(node: Node) -> list[dict[str, Any]]:
     history = await node.history("alerts", since=None, limit=100)
     return [orjson.loads(p.wire()) for p in history.publications]
 

@@ -25,7 +25,11 @@ from support.redis import REDIS_URL, PrivateRedis, shared_prefix
 from support.server import Client, http_json, running_server
 from support.waiting import eventually
 
-QUIET = {"jobs_interval": 3600.0, "nodes_interval": 3600.0, "metrics_interval": 3600.0}
+QUIET: dict[str, Any] = {
+    "jobs_interval": 3600.0,
+    "nodes_interval": 3600.0,
+    "metrics_interval": 3600.0,
+}
 
 
 @contextlib.asynccontextmanager
@@ -50,7 +54,9 @@ async def instances(
         yield apps
 
 
-async def broadcast(app: SlurmcastApp, channel: str, data: dict[str, Any]) -> tuple[int, dict]:
+async def broadcast(
+    app: SlurmcastApp, channel: str, data: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
     return await http_json(app, "POST", "/broadcast", {"channel": channel, "message": data})
 
 
@@ -135,7 +141,7 @@ async def test_history_and_snapshots_are_the_same_on_every_instance() -> None:
             assert [p["offset"] for p in reply["publications"]] == [1, 2, 3, 4]
 
 
-FAST = {
+FAST: dict[str, Any] = {
     "sim_seed": 5,
     "sim_speed": 60.0,
     # The same cluster on every instance: whoever polls sees the same jobs.
@@ -309,6 +315,7 @@ async def test_a_dashboard_client_rides_out_a_redis_restart() -> None:
                                 if live["type"] == "broadcast":
                                     break
                         break
+                assert sub.position is not None
                 assert live["epoch"] == sub.position.epoch != old
         finally:
             await client.close()

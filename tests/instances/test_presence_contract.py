@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -13,6 +13,8 @@ from slurmcast.instances.presence_redis import RedisPresence
 from slurmcast.ports import Presence
 
 from support.redis import REDIS_URL, shared_prefix
+
+MakePresence = Callable[[], contextlib.AbstractAsyncContextManager[Presence]]
 
 
 @contextlib.asynccontextmanager
@@ -31,25 +33,26 @@ async def in_redis() -> AsyncIterator[Presence]:
 
 
 @pytest.fixture(params=[local, in_redis], ids=["local", "redis"])
-def make_presence(request: pytest.FixtureRequest) -> object:
-    return request.param
+def make_presence(request: pytest.FixtureRequest) -> MakePresence:
+    make: MakePresence = request.param
+    return make
 
 
 COUNTS = {"clients": 3, "subscriptions": {"jobs": 2, "nodes": 1}, "leader": True}
 
 
-async def test_nothing_reported_means_no_instance(make_presence) -> None:
+async def test_nothing_reported_means_no_instance(make_presence: MakePresence) -> None:
     async with make_presence() as presence:
         assert await presence.instances() == {}
 
 
-async def test_an_instance_reads_back_what_it_reported(make_presence) -> None:
+async def test_an_instance_reads_back_what_it_reported(make_presence: MakePresence) -> None:
     async with make_presence() as presence:
         await presence.report("a", COUNTS)
         assert await presence.instances() == {"a": COUNTS}
 
 
-async def test_a_new_report_replaces_the_previous_one(make_presence) -> None:
+async def test_a_new_report_replaces_the_previous_one(make_presence: MakePresence) -> None:
     async with make_presence() as presence:
         await presence.report("a", COUNTS)
         await presence.report("a", {**COUNTS, "clients": 7})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slurmcast.instances.presence_local import LocalPresence
@@ -59,7 +60,7 @@ async def test_an_unreachable_store_empties_the_totals_and_the_loop_goes_on() ->
         await asyncio.gather(task, return_exceptions=True)
 
 
-def _value(reporter: PresenceReporter):
+def _value(reporter: PresenceReporter) -> Callable[[], Awaitable[dict[str, Any]]]:
     async def probe() -> dict[str, Any]:
         return reporter.totals
 

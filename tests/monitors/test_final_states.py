@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from slurmcast.app import SlurmcastApp
 
 from support.fakeslurm import FakeSlurm, sacct_line, squeue_line
 from support.server import Client, running_server
@@ -21,13 +25,13 @@ def fake(tmp_path: Path) -> FakeSlurm:
     return slurm
 
 
-def slurm_server(fake: FakeSlurm, **extra):
+def slurm_server(fake: FakeSlurm, **extra: Any) -> AbstractAsyncContextManager[SlurmcastApp]:
     return running_server(
         source="slurm", slurm_bin_dir=str(fake.bin), slurm_format="delimited", **FAST, **extra
     )
 
 
-async def polls_after(app, count: int) -> None:
+async def polls_after(app: SlurmcastApp, count: int) -> None:
     """Wait until the jobs loop has completed ``count`` more polls."""
     start = app.health()["polls"]["jobs"]
 
@@ -37,7 +41,7 @@ async def polls_after(app, count: int) -> None:
     await eventually(polls, lambda n: n >= start + count)
 
 
-async def baseline_taken(app) -> None:
+async def baseline_taken(app: SlurmcastApp) -> None:
     await polls_after(app, 2)
 
 
@@ -127,7 +131,7 @@ async def test_job_listed_finished_waits_for_accounting_then_carries_its_usage(
 
 async def test_job_listed_finished_is_reported_as_listed_when_accounting_never_has_it(
     fake: FakeSlurm,
-):
+) -> None:
     async with slurm_server(fake, final_state_attempts=3) as app, Client.connect(app) as client:
         await client.subscribe("jobs")
         await baseline_taken(app)

@@ -35,7 +35,7 @@ def fake(tmp_path: Path) -> FakeSlurm:
     return FakeSlurm(tmp_path)
 
 
-def source_for(fake: FakeSlurm, **settings) -> SlurmCliSource:
+def source_for(fake: FakeSlurm, **settings: Any) -> SlurmCliSource:
     return SlurmCliSource(SlurmSettings(bin_dir=str(fake.bin), timeout=5, **settings))
 
 
@@ -259,7 +259,7 @@ RECORDINGS = [
 @pytest.mark.parametrize(("release", "api"), RECORDINGS)
 async def test_recorded_release_shows_jobs_and_nodes(
     tmp_path: Path, release: str, api: str, output_format: str
-):
+) -> None:
     fake = FakeSlurm.recording(tmp_path, release, api)
     source = source_for(fake, output_format=output_format)
     await source.start()
@@ -329,7 +329,7 @@ def test_fake_lines_parse_like_real_ones() -> None:
 
 async def test_auto_mode_bounds_the_json_document_by_its_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+) -> None:
     import slurmcast.sources.slurm_cli as cli
 
     fake = FakeSlurm.recording(tmp_path, "25.11", "v0.0.44")

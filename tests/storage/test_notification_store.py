@@ -419,7 +419,9 @@ async def test_a_row_whose_data_cannot_be_sent_is_listed_with_empty_data(
             for id in stored:
                 assert by_id[id]["data"] == {} and by_id[id]["title"] == "Job Completed"
             orjson.dumps(page.items)  # the page as a whole can be sent
-        assert (await store.get(f"{backend.name}-poisoned"))["data"] == {}
+        poisoned = await store.get(f"{backend.name}-poisoned")
+        assert poisoned is not None
+        assert poisoned["data"] == {}
     warnings = [r.getMessage() for r in caplog.records if "sent with empty data" in r.getMessage()]
     assert len(warnings) == len(stored)  # once per row, not once per page
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from alembic import command
@@ -22,6 +23,7 @@ from slurmcast.storage.models import Base
 from support.databases import Backend
 
 VERSION_TABLE = "slurmcast_alembic_version"
+T = TypeVar("T")
 
 
 def schema(connection: Connection) -> dict[str, Any]:
@@ -46,14 +48,14 @@ def differences(connection: Connection) -> list[Any]:
     return list(compare_metadata(context, Base.metadata))
 
 
-async def run(engine: AsyncEngine, function: Any) -> Any:
+async def run(engine: AsyncEngine, function: Callable[[Connection], T]) -> T:
     async with engine.connect() as connection:
         return await connection.run_sync(function)
 
 
 async def test_migrate_creates_the_models_schema_and_a_second_run_changes_nothing(
     backend: Backend,
-):
+) -> None:
     engine = create_engine(parse_url(backend.url))
     try:
         await migrate(backend.url)

@@ -31,7 +31,7 @@ def test_default_url_is_an_absolute_sqlite_file(
         ("postgresql+asyncpg://slurmcast@db/slurmcast", "postgresql+asyncpg"),
     ],
 )
-def test_urls_get_the_async_driver(given, driver) -> None:
+def test_urls_get_the_async_driver(given: str, driver: str) -> None:
     assert parse_url(given).drivername == driver
 
 
@@ -45,7 +45,7 @@ def test_urls_get_the_async_driver(given, driver) -> None:
         ("not a url", "not valid"),
     ],
 )
-def test_other_databases_are_refused_at_construction(given, reason) -> None:
+def test_other_databases_are_refused_at_construction(given: str, reason: str) -> None:
     with pytest.raises(ConfigError, match=reason):
         NotificationStore(given)
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import jwt
 import orjson
@@ -33,7 +34,7 @@ def token(seconds: float, user: str = "root") -> str:
     return jwt.encode(claims, "secret-of-the-slurm-cluster-0123456789", algorithm="HS256")
 
 
-def source_for(fake: FakeRestd, **settings) -> SlurmRestSource:
+def source_for(fake: FakeRestd, **settings: Any) -> SlurmRestSource:
     api = settings.pop("api", "auto")
     return SlurmRestSource(RestSettings(url=fake.url, timeout=5, **settings), api=api)
 
