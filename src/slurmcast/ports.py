@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from slurmcast.core.history import HistoryResult
 from slurmcast.core.position import StreamPosition
 from slurmcast.core.publication import Publication
-from slurmcast.core.snapshot import JobRecord, JobsSnapshot, NodesSnapshot
+from slurmcast.core.records import JobRecord, JobsListing, NodesListing
 from slurmcast.core.views import Snapshot
 
 
@@ -30,10 +30,10 @@ class Source(Protocol):
     async def start(self) -> None:
         """Prepare the source (detect capabilities); may raise SourceError."""
 
-    async def jobs(self) -> JobsSnapshot:
+    async def jobs(self) -> JobsListing:
         """Every job the source currently knows, finished ones included."""
 
-    async def nodes(self) -> NodesSnapshot:
+    async def nodes(self) -> NodesListing:
         """Every node the source currently knows."""
 
     async def final_states(

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 from slurmcast.core.alerts import Alert, AlertBook, AlertSeverity, AlertThresholds
 from slurmcast.core.metrics import MetricsSample
-from slurmcast.core.snapshot import NOT_RESPONDING, NodeState
+from slurmcast.core.records import NOT_RESPONDING, NodeState
 
 from support.builders import T0, by_name, node
 

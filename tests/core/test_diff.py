@@ -11,7 +11,7 @@ from slurmcast.core.events import (
     NodeResourceChanged,
     NodeStateChanged,
 )
-from slurmcast.core.snapshot import NOT_RESPONDING, JobRecord, JobState, NodeState
+from slurmcast.core.records import NOT_RESPONDING, JobRecord, JobState, NodeState
 
 from support.builders import T0, by_id, by_name, finished, job, node
 

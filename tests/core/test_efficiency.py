@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from slurmcast.core.efficiency import job_efficiency
-from slurmcast.core.snapshot import JobState, JobUsage
+from slurmcast.core.records import JobState, JobUsage
 
 from support.builders import T0, finished, job
 

@@ -1,5 +1,5 @@
 from slurmcast.core.metrics import cluster_metrics
-from slurmcast.core.snapshot import NOT_RESPONDING, JobState, NodeState
+from slurmcast.core.records import NOT_RESPONDING, JobState, NodeState
 
 from support.builders import by_id, by_name, finished, job, node
 

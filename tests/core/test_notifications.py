@@ -5,7 +5,7 @@ import pytest
 
 from slurmcast.core.events import JobEvent, JobStateChanged, JobSubmitted
 from slurmcast.core.notifications import Notification, notifications_for
-from slurmcast.core.snapshot import JobState, JobUsage
+from slurmcast.core.records import JobState, JobUsage
 
 from support.builders import T0, finished, job
 

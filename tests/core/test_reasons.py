@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from slurmcast.core.reasons import REASON_SUMMARIES, explain_reason
-from slurmcast.core.snapshot import JobState
+from slurmcast.core.records import JobState
 
 from support.builders import job
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from slurmcast.app import SlurmcastApp
-from slurmcast.core.snapshot import TERMINAL_JOB_STATES
+from slurmcast.core.records import TERMINAL_JOB_STATES
 
 from support.server import Client, running_server
 from support.waiting import eventually

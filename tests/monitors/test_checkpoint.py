@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 
 from slurmcast.core.alerts import Alert, AlertSeverity, AlertStatus
-from slurmcast.core.snapshot import JobRecord, JobsSnapshot, JobState, NodeRecord, NodeState
+from slurmcast.core.records import JobRecord, JobsListing, JobState, NodeRecord, NodeState
 from slurmcast.monitors import checkpoint
 
 T = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
@@ -51,14 +51,12 @@ def test_every_part_round_trips() -> None:
         T,
     )
     parts = {
-        checkpoint.JOBS: checkpoint.encode_jobs(
-            JobsSnapshot(T, {"42": job, "43": done}), {"44": 2}
-        ),
+        checkpoint.JOBS: checkpoint.encode_jobs(JobsListing(T, {"42": job, "43": done}), {"44": 2}),
         checkpoint.NODES: checkpoint.encode_nodes({"n1": node}),
         checkpoint.ALERTS: checkpoint.encode_alerts({alert.id: alert}),
     }
     baseline = checkpoint.decode(parts)
-    assert baseline.jobs == JobsSnapshot(T, {"42": job, "43": done})
+    assert baseline.jobs == JobsListing(T, {"42": job, "43": done})
     assert baseline.unresolved == {"44": 2}
     assert baseline.nodes == {"n1": node}
     assert baseline.alerts == {alert.id: alert}

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from slurmcast.app import SlurmcastApp
-from slurmcast.core.snapshot import JobRecord, JobsSnapshot, NodesSnapshot
+from slurmcast.core.records import JobRecord, JobsListing, NodesListing
 from slurmcast.errors import SourceError
 from slurmcast.sources.simulator.source import SimulatorSource
 
@@ -36,11 +36,11 @@ class FlakySource:
     async def start(self) -> None:
         await self.inner.start()
 
-    async def jobs(self) -> JobsSnapshot:
+    async def jobs(self) -> JobsListing:
         await self._gate()
         return await self.inner.jobs()
 
-    async def nodes(self) -> NodesSnapshot:
+    async def nodes(self) -> NodesListing:
         await self._gate()
         return await self.inner.nodes()
 

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from slurmcast.core.snapshot import JobState
+from slurmcast.core.records import JobState
 from slurmcast.errors import ErrorCode, SourceError
 from slurmcast.ports import Source
 from slurmcast.sources.slurm_cli import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from slurmcast.core.snapshot import JobRecord, JobState, NodeRecord, NodeState
+from slurmcast.core.records import JobRecord, JobState, NodeRecord, NodeState
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from slurmcast.app import SlurmcastApp
-from slurmcast.core.snapshot import TERMINAL_JOB_STATES
+from slurmcast.core.records import TERMINAL_JOB_STATES
 
 from support.recorder import Recorder
 from support.server import Client, http_json, running_server

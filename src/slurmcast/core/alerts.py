@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from slurmcast.core.channels import Channel
 from slurmcast.core.metrics import MetricsSample
-from slurmcast.core.snapshot import UNAVAILABLE_NODE_STATES, NodeRecord, NodeState
+from slurmcast.core.records import UNAVAILABLE_NODE_STATES, NodeRecord, NodeState
 from slurmcast.core.timefmt import iso_z
 
 

@@ -21,7 +21,7 @@ from slurmcast.core.events import (
     NodeResourceChanged,
     NodeStateChanged,
 )
-from slurmcast.core.snapshot import JobRecord, JobState, NodeRecord
+from slurmcast.core.records import JobRecord, JobState, NodeRecord
 
 
 def needs_final_state(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from slurmcast.core.snapshot import JobRecord
+from slurmcast.core.records import JobRecord
 
 
 @dataclass(frozen=True, slots=True)

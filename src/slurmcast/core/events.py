@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Protocol
 from slurmcast.core.channels import Channel
 from slurmcast.core.efficiency import job_efficiency
 from slurmcast.core.reasons import explain_reason
-from slurmcast.core.snapshot import JobRecord, JobState, NodeRecord, NodeState
+from slurmcast.core.records import JobRecord, JobState, NodeRecord, NodeState
 from slurmcast.core.timefmt import iso_z
 from slurmcast.core.units import format_memory
 

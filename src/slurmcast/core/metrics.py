@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from slurmcast.core.channels import Channel
-from slurmcast.core.snapshot import (
+from slurmcast.core.records import (
     UNAVAILABLE_NODE_STATES,
     JobRecord,
     JobState,

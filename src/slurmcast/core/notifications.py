@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from slurmcast.core.channels import Channel
 from slurmcast.core.efficiency import job_efficiency
 from slurmcast.core.events import JobEvent, JobStateChanged, JobSubmitted
-from slurmcast.core.snapshot import JobRecord, JobState
+from slurmcast.core.records import JobRecord, JobState
 from slurmcast.core.timefmt import format_duration, iso_z
 
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Final
 
-from slurmcast.core.snapshot import JobRecord, JobState
+from slurmcast.core.records import JobRecord, JobState
 from slurmcast.core.timefmt import format_duration
 
 # Fixed codes. Fields: {job_id} {partition} {qos} {account} {reservation} are

@@ -26,7 +26,7 @@ from typing import Any
 
 from slurmcast.core.channels import Channel
 from slurmcast.core.position import StreamPosition
-from slurmcast.core.snapshot import TERMINAL_JOB_STATES
+from slurmcast.core.records import TERMINAL_JOB_STATES
 
 _FINAL = frozenset(state.value for state in TERMINAL_JOB_STATES)
 

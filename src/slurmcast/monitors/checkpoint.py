@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from slurmcast.core.alerts import Alert, AlertSeverity, AlertStatus
-from slurmcast.core.snapshot import JobRecord, JobsSnapshot, JobState, NodeRecord, NodeState
+from slurmcast.core.records import JobRecord, JobsListing, JobState, NodeRecord, NodeState
 
 JOBS, NODES, ALERTS = "jobs", "nodes", "alerts"
 
@@ -40,7 +40,7 @@ def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value is not None else None
 
 
-def encode_jobs(snapshot: JobsSnapshot, unresolved: Mapping[str, int]) -> bytes:
+def encode_jobs(snapshot: JobsListing, unresolved: Mapping[str, int]) -> bytes:
     return _dumps(
         {
             "taken_at": snapshot.taken_at,
@@ -58,12 +58,12 @@ def _job(raw: dict[str, Any]) -> JobRecord:
     return JobRecord(**raw)
 
 
-def decode_jobs(data: bytes) -> tuple[JobsSnapshot, dict[str, int]]:
+def decode_jobs(data: bytes) -> tuple[JobsListing, dict[str, int]]:
     raw = orjson.loads(data)
     taken_at = _time(raw["taken_at"])
     assert taken_at is not None
     jobs = {job.job_id: job for job in map(_job, raw["jobs"])}
-    return JobsSnapshot(taken_at, jobs), {k: int(v) for k, v in raw["unresolved"].items()}
+    return JobsListing(taken_at, jobs), {k: int(v) for k, v in raw["unresolved"].items()}
 
 
 def encode_nodes(nodes: Mapping[str, NodeRecord]) -> bytes:
@@ -121,7 +121,7 @@ def decode_alerts(data: bytes) -> dict[str, Alert]:
 class Baseline:
     """What a poller resumes from (None / empty: that part was never committed)."""
 
-    jobs: JobsSnapshot | None
+    jobs: JobsListing | None
     unresolved: dict[str, int]
     nodes: dict[str, NodeRecord] | None
     alerts: dict[str, Alert]

@@ -26,7 +26,7 @@ from slurmcast.core.diff import diff_jobs, diff_nodes, needs_final_state
 from slurmcast.core.events import Event, job_payload, node_payload
 from slurmcast.core.metrics import cluster_metrics
 from slurmcast.core.notifications import Notification, notifications_for
-from slurmcast.core.snapshot import JobRecord, JobsSnapshot, NodeRecord, NodesSnapshot
+from slurmcast.core.records import JobRecord, JobsListing, NodeRecord, NodesListing
 from slurmcast.errors import ErrorCode, PublishError, SourceError
 from slurmcast.gcpause import paused
 from slurmcast.monitors import checkpoint
@@ -76,8 +76,8 @@ class ClusterMonitor:
         self.fence = fence
         self.health = SourceHealth(source.kind)
         self.alerts = AlertBook(settings.thresholds)
-        self.jobs: JobsSnapshot | None = None
-        self.nodes: NodesSnapshot | None = None
+        self.jobs: JobsListing | None = None
+        self.nodes: NodesListing | None = None
         self._reported_nodes: dict[str, NodeRecord] | None = None
         self._unresolved: dict[str, int] = {}
         self.polls = {"jobs": 0, "nodes": 0, "metrics": 0}
@@ -176,7 +176,7 @@ class ClusterMonitor:
             events, baseline = diff_jobs(previous.jobs, current.jobs, finals, carry)
         now = self.clock()
         notes = notifications_for(events, now, self.new_id)
-        jobs = JobsSnapshot(current.taken_at, baseline)
+        jobs = JobsListing(current.taken_at, baseline)
         unresolved = {job_id: n for job_id, n in self._unresolved.items() if job_id in carry}
         await self._commit(
             [*events, *notes],
@@ -276,7 +276,7 @@ class ClusterMonitor:
                 code=ErrorCode.SOURCE_TIMEOUT,
             ) from None
 
-    async def _encode_jobs(self, jobs: JobsSnapshot, unresolved: Mapping[str, int]) -> bytes:
+    async def _encode_jobs(self, jobs: JobsListing, unresolved: Mapping[str, int]) -> bytes:
         if len(jobs.jobs) > OFF_LOOP_DIFF_JOBS:
             return await asyncio.to_thread(paused(checkpoint.encode_jobs), jobs, unresolved)
         return checkpoint.encode_jobs(jobs, unresolved)

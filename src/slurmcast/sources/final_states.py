@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from slurmcast.core.snapshot import JobRecord
+from slurmcast.core.records import JobRecord
 from slurmcast.errors import SourceError
 from slurmcast.sources.slurm.sacct import FinalState, apply_final_state
 

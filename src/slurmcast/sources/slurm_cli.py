@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from slurmcast.core.snapshot import JobRecord, JobsSnapshot, NodesSnapshot
+from slurmcast.core.records import JobRecord, JobsListing, NodesListing
 from slurmcast.errors import ErrorCode, SourceError
 from slurmcast.sources.final_states import Accounting
 from slurmcast.sources.slurm._common import UnknownShapeError
@@ -209,7 +209,7 @@ class SlurmCliSource:
             self.detect_error = exc.message
             log.warning("Slurm detection failed (will retry at the next poll): %s", exc.message)
 
-    async def jobs(self) -> JobsSnapshot:
+    async def jobs(self) -> JobsListing:
         await self._ensure_detected()
         taken_at = self._clock()
         snapshot = None
@@ -228,7 +228,7 @@ class SlurmCliSource:
         self._last_job_count = len(snapshot.jobs)
         return snapshot
 
-    async def nodes(self) -> NodesSnapshot:
+    async def nodes(self) -> NodesListing:
         await self._ensure_detected()
         taken_at = self._clock()
         if self._nodes_as_json:
@@ -256,7 +256,7 @@ class SlurmCliSource:
             log.warning("%s; listing %s in the delimited format instead", exc.message, listing)
         self.json_fallbacks[listing] = exc.message
 
-    async def _with_allocations(self, snapshot: NodesSnapshot, raw: bytes) -> NodesSnapshot:
+    async def _with_allocations(self, snapshot: NodesListing, raw: bytes) -> NodesListing:
         if self._node_details_needed is None:
             # Only the oldest JSON schema lacks allocations; check once.
             self._node_details_needed = b'"alloc_memory"' not in raw

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from slurmcast.core.snapshot import (
+from slurmcast.core.records import (
     NOT_RESPONDING,
     TERMINAL_JOB_STATES,
     UNAVAILABLE_NODE_STATES,
     JobRecord,
-    JobsSnapshot,
+    JobsListing,
     JobState,
-    NodesSnapshot,
+    NodesListing,
     NodeState,
 )
 from slurmcast.sources.simulator.cluster import SimulatedCluster
@@ -39,7 +39,7 @@ def busy_admin(seed: int, nodes: int = 16) -> SimulatedCluster:
 
 def sample(
     cluster: SimulatedCluster, until: datetime, every: timedelta
-) -> Iterator[tuple[JobsSnapshot, NodesSnapshot]]:
+) -> Iterator[tuple[JobsListing, NodesListing]]:
     """Advance in ``every`` steps up to ``until``, yielding both snapshots each time."""
     t = cluster.now
     while t < until:
@@ -49,7 +49,7 @@ def sample(
 
 
 def check_invariants(
-    jobs: JobsSnapshot, nodes: NodesSnapshot, *, min_job_age: timedelta = timedelta(seconds=300)
+    jobs: JobsListing, nodes: NodesListing, *, min_job_age: timedelta = timedelta(seconds=300)
 ) -> None:
     """Everything that must hold in any pair of snapshots taken at the same time."""
     assert jobs.taken_at == nodes.taken_at
@@ -202,7 +202,7 @@ def test_start_in_another_timezone_is_normalised_to_utc() -> None:
 # -- determinism -----------------------------------------------------------------
 
 
-def full_state(cluster: SimulatedCluster) -> tuple[JobsSnapshot, NodesSnapshot, list[Any]]:
+def full_state(cluster: SimulatedCluster) -> tuple[JobsListing, NodesListing, list[Any]]:
     finals = [cluster.final_record(str(i)) for i in range(1000, 1000 + 5000)]
     return cluster.jobs_snapshot(), cluster.nodes_snapshot(), finals
 
@@ -331,7 +331,7 @@ def test_six_hours_show_every_common_job_state_and_keep_invariants() -> None:
 def test_nodes_drain_fail_and_come_back() -> None:
     cluster = busy_admin(8)
     history: dict[str, list[NodeState]] = {}
-    node_fail_jobs: list[tuple[JobRecord, NodesSnapshot]] = []
+    node_fail_jobs: list[tuple[JobRecord, NodesListing]] = []
     for jobs, nodes in sample(cluster, START + 6 * HOUR, timedelta(seconds=20)):
         check_invariants(jobs, nodes)
         for name, node in nodes.nodes.items():
@@ -457,7 +457,7 @@ def test_finished_jobs_vanish_after_min_job_age_and_stay_resolvable() -> None:
 
 def test_jobs_that_vanish_unfinished_resolve_through_final_record() -> None:
     cluster = SimulatedCluster(6, START, 16, min_job_age_s=60)
-    previous: JobsSnapshot | None = None
+    previous: JobsListing | None = None
     resolved = 0
     for jobs, _ in sample(cluster, START + 4 * HOUR, timedelta(minutes=10)):
         if previous is not None:

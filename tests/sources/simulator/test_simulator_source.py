@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from slurmcast.core.snapshot import JobState
+from slurmcast.core.records import JobState
 from slurmcast.errors import SourceError
 from slurmcast.ports import Source
 from slurmcast.sources.simulator.cluster import SimulatedCluster

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from slurmcast.core.snapshot import JobRecord, JobState
+from slurmcast.core.records import JobRecord, JobState
 from slurmcast.errors import SourceError
 from slurmcast.sources.slurm.jobs import (
     SQUEUE_ARGS,

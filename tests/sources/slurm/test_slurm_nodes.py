@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from slurmcast.core.snapshot import NOT_RESPONDING, NodeRecord, NodesSnapshot, NodeState
+from slurmcast.core.records import NOT_RESPONDING, NodeRecord, NodesListing, NodeState
 from slurmcast.errors import SourceError
 from slurmcast.sources.slurm.nodes import (
     SCONTROL_NODES_ARGS,
@@ -193,7 +193,7 @@ def test_rest_v0036_lacks_allocations_that_scontrol_fills() -> None:
 
 def test_fill_allocations_keeps_nodes_without_details() -> None:
     snapshot = parse_nodes_json((V2205 / "sinfo_N_json.json").read_bytes(), TAKEN_AT)
-    assert fill_allocations(snapshot, {}) == NodesSnapshot(TAKEN_AT, dict(snapshot.nodes))
+    assert fill_allocations(snapshot, {}) == NodesListing(TAKEN_AT, dict(snapshot.nodes))
 
 
 # ------------------------------------------------------------------ formats

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from slurmcast.core.diff import diff_jobs
-from slurmcast.core.snapshot import JobRecord, JobState, NodeRecord, NodeState
+from slurmcast.core.records import JobRecord, JobState, NodeRecord, NodeState
 from slurmcast.sources.slurm.jobs import parse_squeue_json
 from slurmcast.sources.slurm.nodes import parse_nodes_json
 from slurmcast.sources.slurm.sacct_json import parse_sacct_json

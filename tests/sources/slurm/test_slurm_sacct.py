@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from slurmcast.core.snapshot import JobRecord, JobState, JobUsage
+from slurmcast.core.records import JobRecord, JobState, JobUsage
 from slurmcast.errors import SourceError
 from slurmcast.sources.slurm.jobs import parse_squeue_json
 from slurmcast.sources.slurm.sacct import (

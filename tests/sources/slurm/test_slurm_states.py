@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from slurmcast.core.snapshot import NOT_RESPONDING, JobState, NodeState
+from slurmcast.core.records import NOT_RESPONDING, JobState, NodeState
 from slurmcast.sources.slurm.states import (
     JOB_STATE_CODES,
     job_state_from_code,

@@ -15,7 +15,7 @@ import jwt
 import orjson
 import pytest
 
-from slurmcast.core.snapshot import JobState
+from slurmcast.core.records import JobState
 from slurmcast.errors import ConfigError, ErrorCode, SourceError
 from slurmcast.ports import Source
 from slurmcast.sources.slurmrestd.client import RestSettings, TokenRefusedError

@@ -24,11 +24,11 @@ from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from slurmcast.core.snapshot import (
+from slurmcast.core.records import (
     JobRecord,
-    JobsSnapshot,
+    JobsListing,
     JobState,
-    NodesSnapshot,
+    NodesListing,
 )
 from slurmcast.sources.simulator.model import (
     CPU_NODE,
@@ -179,7 +179,7 @@ class SimulatedCluster:
             self._step()
         self._tick = max(self._tick, target)
 
-    def jobs_snapshot(self) -> JobsSnapshot:
+    def jobs_snapshot(self) -> JobsListing:
         """Pending, running and recently finished jobs, keyed by job id."""
         origin = self._origin
         records: list[JobRecord] = []
@@ -192,12 +192,12 @@ class SimulatedCluster:
         records.extend(job_record(job, JobState.RUNNING, origin) for job in self._running.values())
         records.extend(self._finished.values())
         records.sort(key=lambda r: int(r.job_id))
-        return JobsSnapshot(taken_at=self.now, jobs={r.job_id: r for r in records})
+        return JobsListing(taken_at=self.now, jobs={r.job_id: r for r in records})
 
-    def nodes_snapshot(self) -> NodesSnapshot:
+    def nodes_snapshot(self) -> NodesListing:
         """Every node with its sinfo-style display state, keyed by node name."""
         nodes = {name: node_record(node) for name, node in self._nodes.items()}
-        return NodesSnapshot(taken_at=self.now, nodes=nodes)
+        return NodesListing(taken_at=self.now, nodes=nodes)
 
     def final_record(self, job_id: str) -> JobRecord | None:
         """The final record of a finished job, listed or not; None if unknown or unfinished."""

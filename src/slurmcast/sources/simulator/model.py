@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
-from slurmcast.core.snapshot import (
+from slurmcast.core.records import (
     NOT_RESPONDING,
     JobRecord,
     JobState,

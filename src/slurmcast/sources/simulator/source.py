@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Final
 
-from slurmcast.core.snapshot import JobRecord, JobsSnapshot, NodesSnapshot
+from slurmcast.core.records import JobRecord, JobsListing, NodesListing
 from slurmcast.errors import SourceError
 from slurmcast.sources.simulator.cluster import SimulatedCluster
 
@@ -99,13 +99,13 @@ class SimulatorSource:
         """Nothing to detect: the simulator is always ready."""
         self._check_open()
 
-    async def jobs(self) -> JobsSnapshot:
+    async def jobs(self) -> JobsListing:
         """Advance to the current simulated time, then list the jobs."""
         async with self._lock:
             await self._advance()
             return self._cluster.jobs_snapshot()
 
-    async def nodes(self) -> NodesSnapshot:
+    async def nodes(self) -> NodesListing:
         """Advance to the current simulated time, then list the nodes."""
         async with self._lock:
             await self._advance()

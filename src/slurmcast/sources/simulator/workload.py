@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
-from slurmcast.core.snapshot import JobState
+from slurmcast.core.records import JobState
 from slurmcast.sources.simulator.model import CPU_NODE, GPU_NODE, NEVER, Job, User
 
 _LIMITS_MIN: Final = (5, 10, 15, 30, 60, 120, 240, 360, 480, 720, 1440)

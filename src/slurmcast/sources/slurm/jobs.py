@@ -1,4 +1,4 @@
-"""squeue output to ``JobsSnapshot``: ``squeue --json`` and a delimited fallback.
+"""squeue output to ``JobsListing``: ``squeue --json`` and a delimited fallback.
 
 Job ids are Slurm's raw job ids (``job_id`` in JSON, ``JobID`` in ``-O``,
 ``JobIDRaw`` in sacct): unique per job record, array tasks included (task
@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import Any, Final
 
-from slurmcast.core.snapshot import TERMINAL_JOB_STATES, JobRecord, JobsSnapshot, JobState
+from slurmcast.core.records import TERMINAL_JOB_STATES, JobRecord, JobsListing, JobState
 from slurmcast.errors import SourceError
 from slurmcast.sources.slurm._common import (
     decode_text,
@@ -130,7 +130,7 @@ _NO_FORECAST_AFTER: Final = timedelta(days=300)
 
 def parse_squeue_json(
     raw: bytes | str, taken_at: datetime, command: str = "squeue --json"
-) -> JobsSnapshot:
+) -> JobsListing:
     """Parse ``squeue --json`` (or slurmrestd ``GET /slurm/v0.0.3x/jobs``).
 
     Reads REST v0.0.36-v0.0.38 shapes (22.05) and the v0.0.39+ ones
@@ -157,7 +157,7 @@ def parse_squeue_json(
             jobs[record.job_id] = record
         # Free the decoded document while the collector is still paused.
         del items
-    return JobsSnapshot(taken_at=taken_at, jobs=jobs)
+    return JobsListing(taken_at=taken_at, jobs=jobs)
 
 
 def _job_from_json(item: dict[str, Any], horizon: datetime) -> JobRecord:
@@ -276,7 +276,7 @@ def _epoch_cached(seconds: int) -> datetime | None:
 
 def parse_squeue_delimited(
     raw: bytes | str, taken_at: datetime, *, tz: tzinfo = UTC
-) -> JobsSnapshot:
+) -> JobsListing:
     """Parse the output of :data:`SQUEUE_ARGS` (``squeue -O`` with :data:`SQUEUE_FIELDS`).
 
     Args:
@@ -304,7 +304,7 @@ def parse_squeue_delimited(
             except SourceError as exc:
                 raise SourceError(f"squeue: line {line_no}: {exc.message}") from None
             jobs[record.job_id] = record
-    return JobsSnapshot(taken_at=taken_at, jobs=jobs)
+    return JobsListing(taken_at=taken_at, jobs=jobs)
 
 
 def _job_from_fields(fields: Sequence[str], tz: tzinfo, horizon: datetime) -> JobRecord:

@@ -1,4 +1,4 @@
-"""sinfo / scontrol output to ``NodesSnapshot``.
+"""sinfo / scontrol output to ``NodesListing``.
 
 Inputs: a JSON node listing (:func:`parse_nodes_json`: ``sinfo --json`` up to
 22.05, ``scontrol show nodes --json`` from 23.02, slurmrestd's
@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from slurmcast.core.snapshot import NodeRecord, NodesSnapshot, NodeState
+from slurmcast.core.records import NodeRecord, NodesListing, NodeState
 from slurmcast.errors import SourceError
 from slurmcast.sources.slurm._common import (
     decode_text,
@@ -117,7 +117,7 @@ _NO_TEXT: Final = frozenset({"", "N/A", "(null)", "none", "None"})
 
 def parse_nodes_json(
     raw: bytes | str, taken_at: datetime, command: str = "sinfo --json"
-) -> NodesSnapshot:
+) -> NodesListing:
     """Parse a JSON node listing of any supported release.
 
     A ``nodes`` list (``sinfo --json`` up to 22.05, ``scontrol show nodes
@@ -153,7 +153,7 @@ def parse_nodes_json(
             for record in records:
                 _add(nodes, record)
         del items
-    return NodesSnapshot(taken_at=taken_at, nodes=nodes)
+    return NodesListing(taken_at=taken_at, nodes=nodes)
 
 
 def _node_as_list(item: dict[str, Any]) -> list[NodeRecord]:
@@ -250,7 +250,7 @@ def _node_from_json(item: dict[str, Any]) -> NodeRecord:
     )
 
 
-def parse_sinfo_delimited(raw: bytes | str, taken_at: datetime) -> NodesSnapshot:
+def parse_sinfo_delimited(raw: bytes | str, taken_at: datetime) -> NodesListing:
     """Parse the output of :data:`SINFO_ARGS` (``sinfo -N -O`` with :data:`SINFO_FIELDS`).
 
     Args:
@@ -276,7 +276,7 @@ def parse_sinfo_delimited(raw: bytes | str, taken_at: datetime) -> NodesSnapshot
                 _add(nodes, record)
         except SourceError as exc:
             raise SourceError(f"sinfo: line {line_no}: {exc.message}") from None
-    return NodesSnapshot(taken_at=taken_at, nodes=nodes)
+    return NodesListing(taken_at=taken_at, nodes=nodes)
 
 
 def _nodes_from_fields(fields: Sequence[str]) -> list[NodeRecord]:
@@ -438,7 +438,7 @@ def _node_from_pairs(pairs: Mapping[str, str]) -> NodeRecord:
     )
 
 
-def fill_allocations(snapshot: NodesSnapshot, details: Mapping[str, NodeRecord]) -> NodesSnapshot:
+def fill_allocations(snapshot: NodesListing, details: Mapping[str, NodeRecord]) -> NodesListing:
     """Take allocation figures from scontrol records into a snapshot.
 
     For every node of ``snapshot`` found in ``details``: allocated CPUs,
@@ -477,7 +477,7 @@ def fill_allocations(snapshot: NodesSnapshot, details: Mapping[str, NodeRecord])
                 cpu_load=node.cpu_load if node.cpu_load is not None else extra.cpu_load,
             )
         nodes[name] = node
-    return NodesSnapshot(taken_at=snapshot.taken_at, nodes=nodes)
+    return NodesListing(taken_at=snapshot.taken_at, nodes=nodes)
 
 
 def _add(nodes: dict[str, NodeRecord], record: NodeRecord) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Final
 
-from slurmcast.core.snapshot import TERMINAL_JOB_STATES, JobRecord, JobState, JobUsage
+from slurmcast.core.records import TERMINAL_JOB_STATES, JobRecord, JobState, JobUsage
 from slurmcast.errors import SourceError
 from slurmcast.sources.slurm._common import decode_text, split_fields
 from slurmcast.sources.slurm.gres import tres_get

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from slurmcast.core.snapshot import TERMINAL_JOB_STATES, JobState, JobUsage
+from slurmcast.core.records import TERMINAL_JOB_STATES, JobState, JobUsage
 from slurmcast.errors import SourceError
 from slurmcast.sources.slurm._common import each_record, gc_paused, load_json_list
 from slurmcast.sources.slurm.hostlist import expand

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from slurmcast.core.snapshot import NOT_RESPONDING, JobState, NodeState
+from slurmcast.core.records import NOT_RESPONDING, JobState, NodeState
 
 # --------------------------------------------------------------------------- jobs
 

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import orjson
 
-from slurmcast.core.snapshot import JobRecord, JobsSnapshot, JobState, NodesSnapshot
+from slurmcast.core.records import JobRecord, JobsListing, JobState, NodesListing
 from slurmcast.errors import ConfigError, SourceError
 from slurmcast.sources.final_states import Accounting
 from slurmcast.sources.slurm._common import document_release
@@ -83,8 +83,8 @@ class SlurmRestSource:
         self.not_modified: dict[str, int] = {"jobs": 0, "nodes": 0}
         #: Listings asked without ``update_time`` (the server mishandles it).
         self.unconditional: set[str] = set()
-        self._jobs: tuple[str, JobsSnapshot] | None = None
-        self._nodes: tuple[str, NodesSnapshot] | None = None
+        self._jobs: tuple[str, JobsListing] | None = None
+        self._nodes: tuple[str, NodesListing] | None = None
 
     # -- Source ------------------------------------------------------------
 
@@ -101,28 +101,28 @@ class SlurmRestSource:
             self.detect_error = exc.message
             log.warning("slurmrestd not ready (will retry at the next poll): %s", exc.message)
 
-    async def jobs(self) -> JobsSnapshot:
+    async def jobs(self) -> JobsListing:
         choice = await self._ready()
         path = choice.path("slurm", "jobs")
         reply = await self._listing("jobs", path, self._jobs)
         taken_at = self._clock()
         if reply.status == 304 and self._jobs is not None:
             self.not_modified["jobs"] += 1
-            return JobsSnapshot(taken_at, self._jobs[1].jobs)
+            return JobsListing(taken_at, self._jobs[1].jobs)
         snapshot = await asyncio.to_thread(
             parse_squeue_json, reply.body, taken_at, f"slurmrestd GET {path}"
         )
         self._jobs = (self._stamp(reply, taken_at), snapshot)
         return snapshot
 
-    async def nodes(self) -> NodesSnapshot:
+    async def nodes(self) -> NodesListing:
         choice = await self._ready()
         path = choice.path("slurm", "nodes")
         reply = await self._listing("nodes", path, self._nodes)
         taken_at = self._clock()
         if reply.status == 304 and self._nodes is not None:
             self.not_modified["nodes"] += 1
-            return NodesSnapshot(taken_at, self._nodes[1].nodes)
+            return NodesListing(taken_at, self._nodes[1].nodes)
         snapshot = await asyncio.to_thread(
             parse_nodes_json, reply.body, taken_at, f"slurmrestd GET {path}"
         )

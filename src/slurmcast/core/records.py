@@ -1,9 +1,9 @@
-"""The cluster snapshot model every source produces and the diff engine consumes.
+"""The Slurm records every source produces and the diff engine consumes.
 
-A snapshot is what a source saw at one instant: the jobs it knows and the
-nodes it knows, each keyed by a stable id. Records are frozen so a snapshot
-can be shared between the monitor, the metrics computation and (later) the
-snapshot-on-subscribe feature without copying.
+A listing is what a source saw at one instant: the jobs it knows and the
+nodes it knows, each keyed by a stable id. Records are frozen so a listing
+can be shared between the monitor, the metrics and the diff without copying.
+(A channel's *snapshot*, what clients get, is ``core.views.Snapshot``.)
 
 State names are Slurm's full names (``squeue --long`` / ``sacct`` spelling),
 never the compact codes, so clients never need Slurm's code tables.
@@ -233,7 +233,7 @@ class NodeRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class JobsSnapshot:
+class JobsListing:
     """Every job a source knew at ``taken_at``, keyed by job id."""
 
     taken_at: datetime
@@ -241,7 +241,7 @@ class JobsSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class NodesSnapshot:
+class NodesListing:
     """Every node a source knew at ``taken_at``, keyed by node name."""
 
     taken_at: datetime
