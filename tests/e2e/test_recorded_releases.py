@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 
 from test_cli import SLURMCAST, env_for, free_port, health
 
 from support.fakeslurm import FakeSlurm
-from support.slurm_fixtures import FIXTURES
+from support.slurm_fixtures import rest_document
 from support.waiting import eventually
 
 #: The newest API each release's recordings have, all formats on the oldest and newest.
@@ -49,8 +48,8 @@ async def test_server_shows_a_recorded_release(
     tmp_path: Path, release: str, api: str, output_format: str
 ) -> None:
     fake = FakeSlurm.recording(tmp_path, release, api)
-    recorded_jobs = orjson.loads((FIXTURES / release / f"rest_{api}_jobs.json").read_bytes())
-    recorded_nodes = orjson.loads((FIXTURES / release / f"rest_{api}_nodes.json").read_bytes())
+    recorded_jobs = rest_document(release, api, "jobs")
+    recorded_nodes = rest_document(release, api, "nodes")
     live_states = {"PENDING", "RUNNING", "SUSPENDED", "COMPLETING", "CONFIGURING"}
     live_ids = {
         str(job["job_id"]) for job in recorded_jobs["jobs"] if set(job["job_state"]) & live_states

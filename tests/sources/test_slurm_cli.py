@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from slurmcast.core.records import JobState
@@ -22,9 +21,8 @@ from slurmcast.sources.slurm_cli import (
     run_command,
 )
 
-from support.fakeslurm import FIXTURES, FakeSlurm, sacct_line, squeue_line
-from support.slurm_fixtures import FIXTURES as ALL_FIXTURES
-from support.slurm_fixtures import files, versions_with
+from support.fakeslurm import FakeSlurm, sacct_line, squeue_line
+from support.slurm_fixtures import OLDEST, fixture_text, rest_items, rest_path, rest_recordings
 from support.waiting import eventually
 
 SINCE = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)
@@ -231,10 +229,8 @@ async def test_accounting_failure_is_reported_and_heals(fake: FakeSlurm) -> None
 
 
 async def test_no_accounting_configured_means_no_sacct_calls(fake: FakeSlurm) -> None:
-    config = (
-        (FIXTURES / "scontrol_show_config.txt")
-        .read_text()
-        .replace("accounting_storage/slurmdbd", "accounting_storage/none")
+    config = fixture_text(OLDEST, "scontrol_show_config.txt").replace(
+        "accounting_storage/slurmdbd", "accounting_storage/none"
     )
     fake.serve("config.txt", config)
     source = source_for(fake)
@@ -247,12 +243,7 @@ async def test_no_accounting_configured_means_no_sacct_calls(fake: FakeSlurm) ->
 
 # -- releases after 22.05, from their recordings -------------------------------
 
-RECORDINGS = [
-    (release, path.name.split("_")[1])
-    for release in versions_with("rest_v*_jobs.json", exclude="slurmdb")
-    if release != "22.05"  # FakeSlurm(root) serves its CLI recordings
-    for path in files(release, "rest_v*_jobs.json", exclude="slurmdb")
-]
+RECORDINGS = rest_recordings(skip=(OLDEST,))  # FakeSlurm(root) serves 22.05's CLI recordings
 
 
 @pytest.mark.parametrize("output_format", ["auto", "json", "delimited"])
@@ -281,8 +272,7 @@ async def test_recorded_release_shows_jobs_and_nodes(
 
 
 def _recorded(release: str, api: str, what: str) -> list[dict[str, Any]]:
-    document = orjson.loads((ALL_FIXTURES / release / f"rest_{api}_{what}.json").read_bytes())
-    return list(document[what])
+    return rest_items(release, api, what)
 
 
 UNKNOWN_SHAPE = '{"meta": {"slurm": {"release": "26.05.0"}}, "errors": [], "hosts": []}'
@@ -333,7 +323,7 @@ async def test_auto_mode_bounds_the_json_document_by_its_size(
     import slurmcast.sources.slurm_cli as cli
 
     fake = FakeSlurm.recording(tmp_path, "25.11", "v0.0.44")
-    recorded = (ALL_FIXTURES / "25.11" / "rest_v0.0.44_jobs.json").stat().st_size
+    recorded = rest_path("25.11", "v0.0.44", "jobs").stat().st_size
     # 15 jobs at the 20 KB a 24.05+ job is assumed to print: just over the budget.
     monkeypatch.setattr(cli, "JSON_MAX_BYTES", 15 * 20 * 1024 - 1)
     source = source_for(fake)

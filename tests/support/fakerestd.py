@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from support.slurm_fixtures import FIXTURES
+from support.slurm_fixtures import REST_JOB_LISTING, files, rest_path
 
 REFUSAL_22_05 = {
     "errors": [
@@ -63,21 +63,20 @@ class FakeRestd:
     port: int = 0
 
     def __post_init__(self) -> None:
-        directory = FIXTURES / self.release
-        for path in sorted(directory.glob("rest_v*_jobs.json")):
+        for path in files(self.release, REST_JOB_LISTING):
             api = path.name.split("_")[1]
             if "slurmdb" in path.name:
                 self.documents[("slurmdb", api, "jobs")] = path.read_bytes()
                 continue
             self.documents[("slurm", api, "jobs")] = path.read_bytes()
-            nodes = directory / f"rest_{api}_nodes.json"
+            nodes = rest_path(self.release, api, "nodes")
             if nodes.exists():
                 self.documents[("slurm", api, "nodes")] = nodes.read_bytes()
-            ping = directory / f"rest_{api}_ping.json"
+            ping = rest_path(self.release, api, "ping")
             self.documents[("slurm", api, "ping")] = (
                 ping.read_bytes() if ping.exists() else b'{"errors": [], "pings": []}'
             )
-            merged = _merge_accounting(sorted(directory.glob(f"rest_{api}_slurmdb_job_*.json")))
+            merged = _merge_accounting(files(self.release, f"rest_{api}_slurmdb_job_*.json"))
             if merged is not None:
                 self.documents.setdefault(("slurmdb", api, "jobs"), merged)
 

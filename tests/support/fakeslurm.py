@@ -28,9 +28,10 @@ from slurmcast.sources.slurm.nodes import SINFO_DELIMITER, SINFO_FIELDS
 from slurmcast.sources.slurm.sacct import SACCT_FIELDS
 from slurmcast.sources.slurm.values import exit_from_json, number, to_int
 
-from support.slurm_fixtures import FIXTURES as ALL_FIXTURES
+from support.slurm_fixtures import OLDEST, files, folder, rest_path
 
-FIXTURES = ALL_FIXTURES / "22.05"
+#: The 22.05 CLI captures ``FakeSlurm(root)`` serves.
+FIXTURES = folder(OLDEST)
 
 SCRIPT = """#!/bin/sh
 state='{state}'
@@ -73,16 +74,15 @@ class FakeSlurm:
     @classmethod
     def recording(cls, root: Path, release: str, api: str) -> FakeSlurm:
         """Commands of Slurm ``release`` (a fixture folder) printing its ``api`` recordings."""
-        directory = ALL_FIXTURES / release
-        jobs = directory / f"rest_{api}_jobs.json"
-        nodes = directory / f"rest_{api}_nodes.json"
+        jobs = rest_path(release, api, "jobs")
+        nodes = rest_path(release, api, "nodes")
         jobs_doc = orjson.loads(jobs.read_bytes())
         full = _release_of(jobs_doc) or release
         fake = cls(root, version_line=f"slurm {full}")
         fake.serve("config.txt", _config(full))
         fake.serve("squeue.json", jobs)
         fake.serve("scontrol.json", nodes)
-        grouped = sorted(directory.glob("cli_sinfo_json*.json"))
+        grouped = files(release, "cli_sinfo_json*.json")
         fake.serve("sinfo.json", grouped[0] if grouped else '{"errors": [], "sinfo": []}')
         fake.serve("squeue.txt", render_squeue(jobs_doc["jobs"]))
         fake.serve("sinfo.txt", render_sinfo(orjson.loads(nodes.read_bytes())["nodes"]))

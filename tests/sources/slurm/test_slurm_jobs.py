@@ -19,9 +19,16 @@ from slurmcast.sources.slurm.jobs import (
     parse_squeue_json,
 )
 
-from support.slurm_fixtures import FIXTURES, JOB_LISTINGS, files, job_listings, versions_with
+from support.slurm_fixtures import (
+    JOB_LISTINGS,
+    OLDEST,
+    files,
+    folder,
+    job_listings,
+    versions_with,
+)
 
-V2205 = FIXTURES / "22.05"
+V2205 = folder(OLDEST)
 TAKEN_AT = datetime(2026, 11, 28, 3, 27, tzinfo=UTC)
 
 
@@ -101,7 +108,7 @@ def test_every_squeue_json_fixture_parses_completely(version: str) -> None:
 
 @pytest.mark.parametrize("version", versions_with("collector_squeue.txt"))
 def test_collector_json_and_delimited_outputs_agree(version: str) -> None:
-    directory = FIXTURES / version
+    directory = folder(version)
     raw = (directory / "collector_squeue_json.json").read_bytes()
     from_json = parse_squeue_json(raw, COLLECTED_AT).jobs
     text = (directory / "collector_squeue.txt").read_bytes()

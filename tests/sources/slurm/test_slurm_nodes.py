@@ -23,9 +23,9 @@ from slurmcast.sources.slurm.nodes import (
     scontrol_pairs,
 )
 
-from support.slurm_fixtures import FIXTURES, NODE_LISTINGS, files, versions_with
+from support.slurm_fixtures import NODE_LISTINGS, OLDEST, files, folder, versions_with
 
-V2205 = FIXTURES / "22.05"
+V2205 = folder(OLDEST)
 TAKEN_AT = datetime(2026, 11, 28, 3, 27, tzinfo=UTC)
 
 
@@ -55,7 +55,7 @@ def test_every_node_json_fixture_parses(version: str) -> None:
 @pytest.mark.parametrize("version", versions_with("collector_sinfo*.txt"))
 @pytest.mark.parametrize("suffix", ["", "_just_resumed"])
 def test_collector_json_text_and_scontrol_agree(version: str, suffix: str) -> None:
-    directory = FIXTURES / version
+    directory = folder(version)
     from_json = _json_nodes(directory / f"collector_sinfo_json{suffix}.json")
     text = (directory / f"collector_sinfo{suffix}.txt").read_bytes()
     from_text = dict(parse_sinfo_delimited(text, TAKEN_AT).nodes)

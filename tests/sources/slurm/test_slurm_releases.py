@@ -20,7 +20,7 @@ from slurmcast.sources.slurm.jobs import parse_squeue_json
 from slurmcast.sources.slurm.nodes import parse_nodes_json
 from slurmcast.sources.slurm.sacct_json import parse_sacct_json
 
-from support.slurm_fixtures import FIXTURES, files
+from support.slurm_fixtures import files, fixture_bytes, fixture_json
 
 TAKEN_AT = datetime(2025, 11, 12, 12, 0, tzinfo=UTC)
 REST_RELEASES = ("24.05", "24.11", "25.05", "25.11")
@@ -201,8 +201,7 @@ def test_accounting_records(case: tuple[str, str, Path]) -> None:
 
 def test_accounting_peak_memory_and_cpu_time_from_steps() -> None:
     # A 25.11 record with what a real cluster measures put into its batch step.
-    path = FIXTURES / "25.11" / "rest_v0.0.44_slurmdb_job_completed.json"
-    document = orjson.loads(path.read_bytes())
+    document = fixture_json("25.11", "rest_v0.0.44_slurmdb_job_completed.json")
     job = document["jobs"][0]
     step = job["steps"][0]
     step["time"]["total"] = {"seconds": 100, "microseconds": 1_500_000}
@@ -216,7 +215,7 @@ def test_accounting_peak_memory_and_cpu_time_from_steps() -> None:
 
 
 def test_2302_squeue_json() -> None:
-    raw = (FIXTURES / "23.02" / "cli_squeue_json_rivos_dataparser.json").read_bytes()
+    raw = fixture_bytes("23.02", "cli_squeue_json_rivos_dataparser.json")
     jobs = parse_squeue_json(raw, datetime(2023, 9, 15, tzinfo=UTC)).jobs
     assert set(jobs) == {"52175550", "52173767", "52410472"}
     held = jobs["52175550"]
@@ -231,7 +230,7 @@ def test_2302_squeue_json() -> None:
 
 
 def test_2302_grouped_sinfo_one_node_per_record() -> None:
-    raw = (FIXTURES / "23.02" / "cli_sinfo_json_N_localhost.json").read_bytes()
+    raw = fixture_bytes("23.02", "cli_sinfo_json_N_localhost.json")
     nodes = parse_nodes_json(raw, TAKEN_AT, "sinfo --json").nodes
     assert nodes == {
         "localhost": NodeRecord(
@@ -249,7 +248,7 @@ def test_2302_grouped_sinfo_one_node_per_record() -> None:
 
 
 def test_2302_grouped_sinfo_record_of_ten_nodes() -> None:
-    raw = (FIXTURES / "23.02" / "cli_sinfo_json_rivos_excerpt.json").read_bytes()
+    raw = fixture_bytes("23.02", "cli_sinfo_json_rivos_excerpt.json")
     nodes = parse_nodes_json(raw, TAKEN_AT, "sinfo --json").nodes
     assert list(nodes)[:3] == ["cs62", "cs63", "cs64"] and len(nodes) == 10
     node = nodes["cs204"]

@@ -18,9 +18,9 @@ from slurmcast.sources.slurm.sacct import (
     sacct_args,
 )
 
-from support.slurm_fixtures import FIXTURES, files, versions_with
+from support.slurm_fixtures import OLDEST, files, folder, versions_with
 
-V2205 = FIXTURES / "22.05"
+V2205 = folder(OLDEST)
 
 
 def _at(hour: int, minute: int, second: int) -> datetime:

@@ -15,7 +15,7 @@ from slurmcast.sources.slurm.states import (
     parse_node_state,
 )
 
-from support.slurm_fixtures import FIXTURES, versions_with
+from support.slurm_fixtures import OLDEST, folder, versions_with
 
 _CODES = {
     "R": "RUNNING",
@@ -197,7 +197,7 @@ def _pipe_rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("version", versions_with("sinfo_N_pipe_drained.txt"))
 def test_sinfo_long_and_compact_words_agree(version: str) -> None:
-    path = FIXTURES / version / "sinfo_N_pipe_drained.txt"
+    path = folder(version) / "sinfo_N_pipe_drained.txt"
     rows = _pipe_rows(path)
     assert rows
     for row in rows:
@@ -205,9 +205,7 @@ def test_sinfo_long_and_compact_words_agree(version: str) -> None:
 
 
 def test_sinfo_drained_sample_2205() -> None:
-    rows = {
-        row["NODELIST"]: row for row in _pipe_rows(FIXTURES / "22.05" / "sinfo_N_pipe_drained.txt")
-    }
+    rows = {row["NODELIST"]: row for row in _pipe_rows(folder(OLDEST) / "sinfo_N_pipe_drained.txt")}
     assert parse_node_state(rows["node003"]["STATE"]) == (NodeState.DRAINING, frozenset({DRAIN}))
     assert parse_node_state(rows["node003"]["STATE_COMPACT"]) == (
         NodeState.DRAINING,
@@ -223,8 +221,7 @@ def test_sinfo_drained_sample_2205() -> None:
 
 def test_sinfo_just_resumed_sample_2205() -> None:
     rows = {
-        row["NODELIST"]: row
-        for row in _pipe_rows(FIXTURES / "22.05" / "sinfo_N_pipe_just_resumed.txt")
+        row["NODELIST"]: row for row in _pipe_rows(folder(OLDEST) / "sinfo_N_pipe_just_resumed.txt")
     }
     assert parse_node_state(rows["node004"]["STATE"]) == (
         NodeState.IDLE,

@@ -22,11 +22,11 @@ from slurmcast.sources.slurmrestd.client import RestSettings, TokenRefusedError
 from slurmcast.sources.slurmrestd.source import SlurmRestSource
 
 from support.fakerestd import FakeRestd
-from support.slurm_fixtures import FIXTURES
+from support.slurm_fixtures import rest_items, rest_recordings, rest_releases
 
 SINCE = datetime(2025, 11, 1, tzinfo=UTC)
-RELEASES = ["22.05", "24.05", "24.11", "25.05", "25.11"]
-SERVED = [(release, api) for release in RELEASES for api in FakeRestd(release).apis]
+RELEASES = rest_releases()
+SERVED = rest_recordings()
 
 
 def token(seconds: float, user: str = "root") -> str:
@@ -49,9 +49,8 @@ async def started(source: SlurmRestSource) -> AsyncIterator[SlurmRestSource]:
 
 
 def recorded(release: str, api: str, what: str) -> set[str]:
-    document = orjson.loads((FIXTURES / release / f"rest_{api}_{what}.json").read_bytes())
     key = "job_id" if what == "jobs" else "name"
-    return {str(item[key]) for item in document[what]}
+    return {str(item[key]) for item in rest_items(release, api, what)}
 
 
 @pytest.mark.parametrize("release", RELEASES)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
 from slurmcast.errors import ConfigError
 from slurmcast.sources.slurmrestd.versions import SUPPORTED, Offered, choose, offered_by
 
-from support.slurm_fixtures import FIXTURES
+from support.slurm_fixtures import fixture_json
 
 
 def _offered(release: str) -> Offered:
-    return offered_by(orjson.loads((FIXTURES / release / "openapi_v3.json").read_bytes()))
+    return offered_by(fixture_json(release, "openapi_v3.json"))
 
 
 @pytest.mark.parametrize(
