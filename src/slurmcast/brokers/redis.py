@@ -22,6 +22,9 @@ offset order. The reader trusts nothing it cannot check:
 redis-py's own reconnect-and-retry is turned off: a Pub/Sub connection that
 silently reconnects loses messages without telling anyone. This module
 reconnects itself, with backoff, and checks positions when it does.
+
+Longer than ~400 lines on purpose: publishing, the ordered reader, gap filling and the
+audit share one connection's state and one set of offsets.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ and resubscribes every subscription from its last position. The server
 replays what was missed, or answers ``recovered: false`` and sends a fresh
 snapshot in the same reply, and the subscription tells the application to
 resync.
+
+Longer than ~400 lines on purpose: the client's one state machine (connect, serve,
+reconnect, resubscribe) and the public API that drives it; the pure parts live in the
+modules named above.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ States::
           +-- bad token / timeout: close 1008              +-- grace over: close 4001
 
 ``now`` is wall-clock seconds (token expiry times are wall-clock).
+
+Longer than ~400 lines on purpose: every protocol rule of one client is decided here, in
+one state machine, so that each can be tested with plain values.
 """
 
 from __future__ import annotations

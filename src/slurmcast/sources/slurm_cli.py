@@ -17,6 +17,9 @@ groups nodes). In ``auto`` format a JSON document of a shape the parsers do
 not know switches that listing to the delimited format, said once in the log
 and in ``describe()``; with ``--slurm-format json`` it is a clear error naming
 the command, the release and the missing key.
+
+Longer than ~400 lines on purpose: detection of what the installed Slurm can do, and the
+four commands, share one set of settings and counters.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ Outgoing messages (publications, replies, websockets' own PONG and close
 frames) are queued and written in one call per loop iteration (``Flusher``).
 What is queued plus what the transport could not send yet is this client's
 backlog: past ``buffer_limit`` it is closed with 4008, alone.
+
+Longer than ~400 lines on purpose: one connection's whole life (handshake, frames,
+deadlines, writes, close) is one state machine; split, its invariants would span
+modules.
 """
 
 from __future__ import annotations

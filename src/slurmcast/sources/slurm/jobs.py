@@ -15,6 +15,9 @@ What the records hold, whatever the format:
   that have not ended;
 * ``memory_mb`` the job's total memory (the ``mem`` TRES: per-node or per-CPU
   requests already multiplied out), ``gpus`` the job's total GPUs.
+
+Longer than ~400 lines on purpose: two input formats produce the same records, and what
+each field means across releases is written down beside its parsing.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ evenly over its nodes otherwise; the source asks ``scontrol`` instead.
 
 A node appears once per partition in ``sinfo -N`` text output (and may in
 JSON): duplicates are merged, partitions collected in order of appearance.
+
+Longer than ~400 lines on purpose: three input shapes (JSON listings of every release,
+delimited sinfo, scontrol lines) produce the same records, and they share their helpers.
 """
 
 from __future__ import annotations
