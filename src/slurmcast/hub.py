@@ -9,33 +9,12 @@ slow client cannot delay the next (each enforces its own buffer bound).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable
-from typing import Protocol
 
 from slurmcast.core.channels import CHANNEL_NAMES
 from slurmcast.core.publication import Publication
 from slurmcast.core.registry import SubscriptionRegistry
 from slurmcast.core.subscription import Subscription
-
-
-class FrameEncoder(Hashable, Protocol):
-    """Turns a publication's JSON wire form into a whole frame; equal encoders, equal frames."""
-
-    def frame(self, envelope_json: bytes) -> bytes: ...
-
-
-class Subscriber(Hashable, Protocol):
-    """A connected client as the hub sees it."""
-
-    @property
-    def encoding(self) -> FrameEncoder: ...
-
-    def deliver(self, publication: Publication, frame: bytes) -> bool:
-        """Write the prepared ``frame`` of ``publication`` without blocking, if
-        this client may see it (its subscription wanted it); True if written."""
-
-    def stream_lost(self, channel: str) -> None:
-        """The channel's stream broke: make the client reconnect and recover."""
+from slurmcast.ports import FrameEncoder, Subscriber
 
 
 class Hub:

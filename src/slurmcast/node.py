@@ -29,8 +29,8 @@ from slurmcast.core.position import StreamPosition
 from slurmcast.core.publication import Publication
 from slurmcast.core.subscription import Subscription, SubscriptionStart
 from slurmcast.core.views import Snapshot, state_change, state_items
-from slurmcast.hub import Hub, Subscriber
-from slurmcast.ports import Batch, Broker
+from slurmcast.hub import Hub
+from slurmcast.ports import Batch, Broker, Subscriber
 
 
 class Node:

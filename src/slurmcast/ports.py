@@ -1,17 +1,20 @@
 """The pluggable parts of slurmcast, as ``typing.Protocol`` classes.
 
 Each port has one module per implementation under a folder named for the
-part (``sources/``, ``brokers/``); only ``app.py`` picks the concrete class.
+part (``sources/``, ``brokers/``, ``instances/``, ``storage/``, ``transport/``);
+only ``app.py`` picks the concrete class.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import builtins
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from slurmcast.core.history import HistoryResult
+from slurmcast.core.notifications import Notification
 from slurmcast.core.position import StreamPosition
 from slurmcast.core.publication import Publication
 from slurmcast.core.records import JobRecord, JobsListing, NodesListing
@@ -190,3 +193,72 @@ class Presence(Protocol):
 
     async def instances(self) -> dict[str, dict[str, Any]]:
         """Every live instance's last report."""
+
+
+# --------------------------------------------------------------------------- clients
+
+
+class FrameEncoder(Hashable, Protocol):
+    """Turns a publication's JSON wire form into a whole frame; equal encoders, equal frames."""
+
+    def frame(self, envelope_json: bytes) -> bytes: ...
+
+
+class Subscriber(Hashable, Protocol):
+    """A connected client as the hub sees it."""
+
+    @property
+    def encoding(self) -> FrameEncoder: ...
+
+    def deliver(self, publication: Publication, frame: bytes) -> bool:
+        """Write the prepared ``frame`` of ``publication`` without blocking, if
+        this client may see it (its subscription wanted it); True if written."""
+
+    def stream_lost(self, channel: str) -> None:
+        """The channel's stream broke: make the client reconnect and recover."""
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationPage:
+    """One page of ``list``: items newest first; pass ``next_before`` for the next page."""
+
+    items: list[dict[str, Any]]
+    next_before: str | None
+
+
+class NotificationStorePort(Protocol):
+    """Where notifications are kept for people who were not connected."""
+
+    async def start(self) -> None: ...
+
+    def enqueue(self, notification: Notification) -> None: ...
+
+    async def add(self, notifications: list[Notification]) -> None: ...
+
+    async def list(
+        self,
+        user: str | None,
+        *,
+        unread_only: bool = False,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> NotificationPage: ...
+
+    async def mark_read(self, ids: builtins.list[str], user: str | None) -> builtins.list[str]: ...
+
+    async def mark_all_read(self, user: str | None) -> int: ...
+
+    async def get(self, id: str) -> dict[str, Any] | None: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
+
+
+class NotificationReader(Protocol):
+    """What a connection needs of the notification store."""
+
+    async def mark_read(self, ids: list[str], user: str | None) -> list[str]: ...

@@ -17,7 +17,8 @@ from sqlalchemy import select, text
 
 from slurmcast.core.notifications import Notification, NotificationType, Severity
 from slurmcast.errors import ErrorCode, ProtocolError, StorageError
-from slurmcast.storage import MAX_PAGE, NotificationStore, NotificationStorePort
+from slurmcast.ports import NotificationStorePort
+from slurmcast.storage import MAX_PAGE, NotificationStore
 from slurmcast.storage.engine import create_engine, parse_url
 from slurmcast.storage.models import NotificationRow
 from slurmcast.storage.rows import encode_cursor

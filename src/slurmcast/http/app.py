@@ -31,7 +31,7 @@ from slurmcast.http.middleware import json_errors, require_json
 from slurmcast.http.notifications import add_routes
 from slurmcast.http.snapshots import snapshot
 from slurmcast.node import Node
-from slurmcast.storage import NotificationStorePort
+from slurmcast.ports import NotificationStorePort
 
 
 def create_app(

@@ -10,7 +10,7 @@ from aiohttp import web
 from slurmcast.core.policy import AccessPolicy
 from slurmcast.http.guard import ApiGuard
 from slurmcast.node import Node
-from slurmcast.storage import NotificationStorePort
+from slurmcast.ports import NotificationStorePort
 
 HealthProvider = Callable[[], dict[str, Any]]
 

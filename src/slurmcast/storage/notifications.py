@@ -28,8 +28,7 @@ import builtins
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from alembic.util import CommandError
 from sqlalchemy import Table, and_, false, or_, select, update
@@ -40,6 +39,7 @@ from sqlalchemy.sql.dml import Insert
 
 from slurmcast.core.notifications import Notification
 from slurmcast.errors import ErrorCode, ProtocolError, StorageError
+from slurmcast.ports import NotificationPage
 from slurmcast.storage import engine as engines
 from slurmcast.storage.availability import Availability
 from slurmcast.storage.migrate import upgrade
@@ -55,43 +55,6 @@ CLOSE_TIMEOUT = 5.0
 #: Ids per statement in ``mark_read``: old SQLite builds allow 999 parameters.
 _IDS_PER_STATEMENT = 500
 _TABLE: Table = NotificationRow.metadata.tables["notifications"]
-
-
-@dataclass(frozen=True, slots=True)
-class NotificationPage:
-    """One page of ``list``: items newest first; pass ``next_before`` for the next page."""
-
-    items: list[dict[str, Any]]
-    next_before: str | None
-
-
-class NotificationStorePort(Protocol):
-    """Where notifications are kept for people who were not connected."""
-
-    async def start(self) -> None: ...
-
-    def enqueue(self, notification: Notification) -> None: ...
-
-    async def add(self, notifications: list[Notification]) -> None: ...
-
-    async def list(
-        self,
-        user: str | None,
-        *,
-        unread_only: bool = False,
-        limit: int = 50,
-        before: str | None = None,
-    ) -> NotificationPage: ...
-
-    async def mark_read(self, ids: builtins.list[str], user: str | None) -> builtins.list[str]: ...
-
-    async def mark_all_read(self, user: str | None) -> int: ...
-
-    async def get(self, id: str) -> dict[str, Any] | None: ...
-
-    def health(self) -> dict[str, Any]: ...
-
-    async def close(self) -> None: ...
 
 
 class NotificationStore:

@@ -26,7 +26,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
@@ -67,12 +67,6 @@ _ids = itertools.count(1)
 
 #: The payload of keepalive pings (any bytes do: the pong echoes them).
 _PING = b"slurmcast"
-
-
-class NotificationReader(Protocol):
-    """What a connection needs of the notification store."""
-
-    async def mark_read(self, ids: list[str], user: str | None) -> list[str]: ...
 
 
 #: Actions that wait on the broker or the store (the rest are carried out at once).

@@ -43,9 +43,10 @@ from slurmcast.core.policy import AccessPolicy
 from slurmcast.core.session import SessionLimits, Verifier
 from slurmcast.errors import AuthError
 from slurmcast.node import Node
+from slurmcast.ports import NotificationReader
 from slurmcast.transport.encoding import MSGPACK_SUBPROTOCOL
 from slurmcast.transport.timers import Deadlines, Flusher
-from slurmcast.transport.ws_connection import NotificationReader, WsConnection
+from slurmcast.transport.ws_connection import WsConnection
 
 log = logging.getLogger("slurmcast.ws")
 #: websockets' own logger for server connections: it logs request headers
