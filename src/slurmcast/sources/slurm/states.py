@@ -61,22 +61,10 @@ JOB_FLAG_PRECEDENCE: tuple[JobState, ...] = (
     JobState.SIGNALING,
 )
 
-_JOB_BASE_STATES = frozenset(
-    {
-        JobState.PENDING,
-        JobState.RUNNING,
-        JobState.SUSPENDED,
-        JobState.COMPLETED,
-        JobState.CANCELLED,
-        JobState.FAILED,
-        JobState.TIMEOUT,
-        JobState.NODE_FAIL,
-        JobState.PREEMPTED,
-        JobState.BOOT_FAIL,
-        JobState.DEADLINE,
-        JobState.OUT_OF_MEMORY,
-    }
-)
+#: Base states: every state the model knows that is not a flag (nor UNKNOWN,
+#: the model's own word for what Slurm did not say). Derived, not listed, so
+#: the model's enum stays the one list of job states.
+_JOB_BASE_STATES = frozenset(JobState) - frozenset(JOB_FLAG_PRECEDENCE) - {JobState.UNKNOWN}
 
 #: Every word that names a job state: full names and compact codes.
 _JOB_WORDS: dict[str, JobState] = {
