@@ -53,9 +53,13 @@ class Leadership:
                 self.first_step.set()
                 await asyncio.sleep(self.ttl / 3)
         finally:
-            await self._stop_polling()
-            with contextlib.suppress(Exception):
-                await self.lease.release()
+            try:
+                await self._stop_polling()
+            finally:
+                # Even when stopping re-raised our own cancellation: another
+                # instance takes over now, not once the lease has expired.
+                with contextlib.suppress(Exception):
+                    await self.lease.release()
 
     async def _step(self) -> None:
         try:
