@@ -37,10 +37,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.dml import Insert
 
+import slurmcast.storage.engine as engines
 from slurmcast.core.notifications import Notification
 from slurmcast.errors import ErrorCode, ProtocolError, StorageError
 from slurmcast.ports import NotificationPage
-from slurmcast.storage import engine as engines
 from slurmcast.storage.availability import Availability
 from slurmcast.storage.migrate import upgrade
 from slurmcast.storage.models import NotificationRow
