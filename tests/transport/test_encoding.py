@@ -10,9 +10,12 @@ import orjson
 import pytest
 from websockets.frames import Frame, Opcode
 
+from slurmcast.core.position import StreamPosition
+from slurmcast.core.publication import Publication
 from slurmcast.transport.encoding import (
     COMPRESS_FROM,
     PLAIN_JSON,
+    REPLAY_FRAMES,
     Encoding,
     WireFormat,
     decode_msgpack_request,
@@ -85,3 +88,34 @@ def test_msgpack_requests_become_the_json_the_session_reads() -> None:
     for bad in (b"", b"\xc1", msgpack.packb({"a": b"\x00"}), msgpack.packb({1: 2})):
         with pytest.raises(ValueError):
             decode_msgpack_request(bad)
+
+
+def _positioned(offset: int, data: str = "x" * 300) -> Publication:
+    payload = orjson.dumps({"channel": "jobs", "type": "job_update", "data": data})
+    return Publication("jobs", payload).at(StreamPosition(offset, "e1"))
+
+
+def test_a_replayed_publication_is_encoded_once_per_encoding() -> None:
+    # After a restart thousands of clients replay the same messages: one deflate
+    # per message, not one per client.
+    encoding = Encoding(WireFormat.JSON, 15)
+    first, size = encoding.publication_frame(_positioned(7))
+    again, _ = encoding.publication_frame(_positioned(7))
+    assert again is first
+    assert size == len(_positioned(7).wire())
+    assert first[0] & 0x40, "compressed (RSV1)"
+    header = 2 if first[1] & 0x7F < 126 else 4
+    inflated = zlib.decompressobj(-15).decompress(first[header:] + b"\x00\x00\xff\xff")
+    assert inflated == _positioned(7).wire()
+    assert encoding.publication_frame(_positioned(8))[0] is not first
+
+
+def test_the_replay_frames_kept_are_bounded() -> None:
+    encoding = Encoding(WireFormat.MSGPACK)
+    oldest, _ = encoding.publication_frame(_positioned(1))
+    for offset in range(2, REPLAY_FRAMES + 2):
+        encoding.publication_frame(_positioned(offset))
+    assert encoding.publication_frame(_positioned(1))[0] is not oldest
+    assert encoding.publication_frame(_positioned(REPLAY_FRAMES + 1))[0] == server_frame(
+        Opcode.BINARY, msgpack.packb(orjson.loads(_positioned(REPLAY_FRAMES + 1).wire()))
+    )

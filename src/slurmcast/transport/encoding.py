@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
@@ -25,11 +25,16 @@ import msgpack
 import orjson
 from websockets.frames import Opcode
 
+from slurmcast.core.publication import Publication
+
 #: The subprotocol a client asks for to get msgpack (``Sec-WebSocket-Protocol``).
 MSGPACK_SUBPROTOCOL: Final = "slurmcast.msgpack"
 #: Deflating less than this costs more than it saves (a frame header and the
 #: deflate block overhead are about a dozen bytes).
 COMPRESS_FROM: Final = 128
+#: Replayed publications whose frames each encoding keeps: a restart brings
+#: thousands of clients recovering the same recent messages.
+REPLAY_FRAMES: Final = 4096
 # permessage-deflate's empty-block tail, which the sender removes (RFC 7692 7.2.1).
 _TAIL: Final = b"\x00\x00\xff\xff"
 
@@ -49,6 +54,27 @@ class Encoding:
 
     format: WireFormat = WireFormat.JSON
     deflate_bits: int | None = None
+    # (channel, offset, epoch) -> (frame, size before compression), oldest first.
+    _replayed: dict[tuple[str, int, str], tuple[bytes, int]] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
+
+    def publication_frame(self, publication: Publication) -> tuple[bytes, int]:
+        """A publication's frame outside the hub's fan-out (a replay, a held one),
+        and its size before compression: built once per encoding and position,
+        not once per client, like the live frames."""
+        position = publication.position
+        if position is None:
+            wire = publication.wire()
+            return self.frame(wire), len(wire)
+        key = (publication.channel, position.offset, position.epoch)
+        known = self._replayed.get(key)
+        if known is None:
+            wire = publication.wire()
+            known = self._replayed[key] = (self.frame(wire), len(wire))
+            if len(self._replayed) > REPLAY_FRAMES:
+                del self._replayed[next(iter(self._replayed))]
+        return known
 
     def frame(self, envelope_json: bytes) -> bytes:
         """A whole frame for one message, given as its JSON encoding."""

@@ -466,8 +466,8 @@ class WsConnection(asyncio.Protocol):
                     )
                 return self.send_reply(reply)
             case SendPublication(publication):
-                wire = publication.wire()
-                return len(wire) if self.write_frame(self.encoding.frame(wire)) else 0
+                frame, size = self.encoding.publication_frame(publication)
+                return size if self.write_frame(frame) else 0
             case RemoveSubscription(channel):
                 self.server.node.unsubscribe(self, channel)
             case Authenticated(principal):
