@@ -10,13 +10,10 @@ fails the example that caused it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import socket
-import tempfile
-import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -25,10 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slurmcast.app import SlurmcastApp
-
 from support.databases import reset_schema, run_in_thread, sqlalchemy_url
-from support.server import server_settings
+from support.threaded import ServerThread, Tracebacks, collect_tracebacks, serving
 from support.tokens import SECRET, admin, hs256
 
 KEY = "k-0123456789abcdef"
@@ -194,49 +189,18 @@ def requests(draw: st.DrawFn) -> bytes:
     return b"\r\n".join([head, *(n + b": " + v for n, v in headers)]) + b"\r\n\r\n" + payload
 
 
-class Problems(logging.Handler):
-    """Keeps what the server logs at ERROR or above, or with a traceback (at WARNING or above)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno >= logging.ERROR or (record.exc_info and record.exc_info[0]):
-            self.records.append(record)
-
-
-class ServerThread:
+class HttpServer(ServerThread):
     def __init__(self, database_url: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.data_dir = tempfile.TemporaryDirectory(prefix="slurmcast-http-fuzz-")
-        self.app = SlurmcastApp(
-            server_settings(
-                auth="jwt",
-                jwt_secret=SECRET,
-                api_key=KEY,
-                data_dir=self.data_dir.name,
-                database_url=database_url,
-                jobs_interval=3600.0,
-                nodes_interval=3600.0,
-                metrics_interval=3600.0,
-            )
+        super().__init__(
+            "slurmcast-http-fuzz-",
+            auth="jwt",
+            jwt_secret=SECRET,
+            api_key=KEY,
+            database_url=database_url,
+            jobs_interval=3600.0,
+            nodes_interval=3600.0,
+            metrics_interval=3600.0,
         )
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self.app.start())
-        self.ready.set()
-        self.loop.run_forever()
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.app.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
-        self.loop.close()
-        self.data_dir.cleanup()
 
     def exchange(self, request: bytes) -> bytes:
         """Send a request; everything the server answers until it closes the connection."""
@@ -253,26 +217,20 @@ class ServerThread:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest) -> Iterator[ServerThread]:
+def server(request: pytest.FixtureRequest) -> Iterator[HttpServer]:
     database_url = ""  # SQLite in the server's data directory
     if request.param == "postgresql":
         name: str = request.getfixturevalue("postgres_database")
         run_in_thread(reset_schema(name))
         database_url = sqlalchemy_url(name)
-    running = ServerThread(database_url)
-    running.thread.start()
-    assert running.ready.wait(30)
-    yield running
-    running.stop()
+    with serving(HttpServer(database_url)) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
-def problems() -> Iterator[Problems]:
-    handler = Problems()
-    root = logging.getLogger()
-    root.addHandler(handler)
-    yield handler
-    root.removeHandler(handler)
+def problems() -> Iterator[Tracebacks]:
+    with collect_tracebacks(logging.WARNING) as handler:
+        yield handler
 
 
 def status_of(answer: bytes) -> int:
@@ -288,7 +246,7 @@ def status_of(answer: bytes) -> int:
 )
 @given(request=requests())
 def test_garbage_never_breaks_the_http_api(
-    server: ServerThread, problems: Problems, request: bytes
+    server: HttpServer, problems: Tracebacks, request: bytes
 ) -> None:
     problems.records.clear()
     answer = server.exchange(request)

@@ -10,11 +10,7 @@ typed error (or a documented close), never 1011, never a traceback in the log.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import tempfile
-import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -25,9 +21,7 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from slurmcast.app import SlurmcastApp
-
-from support.server import server_settings
+from support.threaded import ServerThread, Tracebacks, collect_tracebacks, serving
 from support.tokens import SECRET, hs256
 
 #: Strings with what UTF-8 cannot carry (json.dumps escapes them as \\udXXX).
@@ -148,74 +142,35 @@ def requests(draw: st.DrawFn) -> str | bytes:
     return text
 
 
-class ServerThread:
+class WsServer(ServerThread):
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.data_dir = tempfile.TemporaryDirectory(prefix="slurmcast-fuzz-")
-        self.app = SlurmcastApp(
-            server_settings(
-                auth="jwt",
-                jwt_secret=SECRET,
-                # The bystander pings once per example: never rate-limit it here.
-                rate_limit=10_000_000,
-                rate_burst=10_000,
-                data_dir=self.data_dir.name,
-            )
+        super().__init__(
+            "slurmcast-fuzz-",
+            auth="jwt",
+            jwt_secret=SECRET,
+            # The bystander pings once per example: never rate-limit it here.
+            rate_limit=10_000_000,
+            rate_burst=10_000,
         )
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self.app.start())
-        self.ready.set()
-        self.loop.run_forever()
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.app.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
-        self.loop.close()
-        self.data_dir.cleanup()
 
     def url(self, query: str = "") -> str:
         return f"ws://127.0.0.1:{self.app.ws.port}/{query}"
 
 
-class Tracebacks(logging.Handler):
-    """Every record the server logs at ERROR or with a traceback (any thread)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno >= logging.ERROR or record.exc_info:
-            self.records.append(record)
-
-
 @pytest.fixture(scope="module")
 def tracebacks() -> Iterator[Tracebacks]:
-    handler = Tracebacks()
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
+    with collect_tracebacks() as handler:
         yield handler
-    finally:
-        root.removeHandler(handler)
 
 
 @pytest.fixture(scope="module")
-def server(tracebacks: Tracebacks) -> Iterator[ServerThread]:
-    running = ServerThread()
-    running.thread.start()
-    assert running.ready.wait(30)
-    yield running
-    running.stop()
+def server(tracebacks: Tracebacks) -> Iterator[WsServer]:
+    with serving(WsServer()) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
-def bystander(server: ServerThread) -> Iterator[ClientConnection]:
+def bystander(server: WsServer) -> Iterator[ClientConnection]:
     with connect(server.url(f"?token={hs256('alice')}")) as ws:
         ws.send(json.dumps({"type": "subscribe", "channel": "jobs"}))
         assert json.loads(ws.recv(10))["type"] == "subscribed"
@@ -233,7 +188,7 @@ def bystander(server: ServerThread) -> Iterator[ClientConnection]:
     token=st.one_of(st.just(hs256("alice")), st.just(hs256("root", roles=["admin"])), TOKENS),
 )
 def test_garbage_never_breaks_the_server(
-    server: ServerThread,
+    server: WsServer,
     bystander: ClientConnection,
     tracebacks: Tracebacks,
     frames: list[str | bytes],
