@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from sqlalchemy import text
-
 from slurmcast.app import SlurmcastApp
-from slurmcast.storage.engine import create_engine, parse_url
 
-from support.databases import Backend, slow_lock_url, writes_refused
+from support.databases import Backend, set_raw_data, slow_lock_url, writes_refused
 from support.recorder import Recorder
 from support.server import Client, http_json, running_server
 from support.tokens import SECRET, admin, hs256
@@ -266,17 +263,3 @@ def storage_alert(message: dict[str, Any], status: str | None = None) -> bool:
         and message["data"]["id"] == "storage_unavailable"
         and status in (None, message["data"]["status"])
     )
-
-
-async def set_raw_data(url: str, values: dict[str, str]) -> None:
-    """Write ``data`` columns as JSON text, past every check, as another program could."""
-    engine = create_engine(parse_url(url))
-    try:
-        async with engine.begin() as conn:
-            for id, raw in values.items():
-                await conn.execute(
-                    text("UPDATE notifications SET data = :raw WHERE id = :id"),
-                    {"raw": raw, "id": id},
-                )
-    finally:
-        await engine.dispose()

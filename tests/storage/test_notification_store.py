@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import orjson
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from slurmcast.core.notifications import Notification, NotificationType, Severity
 from slurmcast.errors import ErrorCode, ProtocolError, StorageError
@@ -24,7 +24,7 @@ from slurmcast.storage.models import NotificationRow
 from slurmcast.storage.rows import encode_cursor
 
 from support.builders import T0
-from support.databases import Backend, slow_lock_url, writes_refused
+from support.databases import Backend, set_raw_data, slow_lock_url, writes_refused
 from support.waiting import eventually
 
 T = TypeVar("T")
@@ -425,17 +425,3 @@ async def test_a_row_whose_data_cannot_be_sent_is_listed_with_empty_data(
         assert poisoned["data"] == {}
     warnings = [r.getMessage() for r in caplog.records if "sent with empty data" in r.getMessage()]
     assert len(warnings) == len(stored)  # once per row, not once per page
-
-
-async def set_raw_data(url: str, values: dict[str, str]) -> None:
-    """Write ``data`` columns as JSON text, past the store's checks, as another program could."""
-    engine = create_engine(parse_url(url))
-    try:
-        async with engine.begin() as conn:
-            for id, raw in values.items():
-                await conn.execute(
-                    text("UPDATE notifications SET data = :raw WHERE id = :id"),
-                    {"raw": raw, "id": id},
-                )
-    finally:
-        await engine.dispose()

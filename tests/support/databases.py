@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+
+from slurmcast.storage.engine import create_engine, parse_url
 
 ADMIN_DSN = os.environ.get(
     "SLURMCAST_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -154,3 +157,17 @@ async def writes_refused(url: str) -> AsyncIterator[None]:
             "DROP FUNCTION IF EXISTS refuse_writes()"
         )
         await connection.close()
+
+
+async def set_raw_data(url: str, values: dict[str, str]) -> None:
+    """Write ``data`` columns as JSON text, past the store's checks, as another program could."""
+    engine = create_engine(parse_url(url))
+    try:
+        async with engine.begin() as conn:
+            for id, raw in values.items():
+                await conn.execute(
+                    text("UPDATE notifications SET data = :raw WHERE id = :id"),
+                    {"raw": raw, "id": id},
+                )
+    finally:
+        await engine.dispose()

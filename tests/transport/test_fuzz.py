@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from slurmcast.core.protocol import REQUEST_TYPES
+
 from support.threaded import ServerThread, Tracebacks, collect_tracebacks, serving
 from support.tokens import SECRET, hs256
 
@@ -38,21 +40,8 @@ JSON_VALUES = st.recursive(
 )
 #: Nesting as deep as the decoder allows (1024), and deeper.
 DEPTHS = st.sampled_from([33, 255, 256, 1023, 1024, 1025, 3000])
-TYPES = st.sampled_from(
-    [
-        "auth",
-        "refresh",
-        "subscribe",
-        "unsubscribe",
-        "ping",
-        "broadcast",
-        "history",
-        "mark_read",
-        "pong",
-        "",
-        "SUBSCRIBE",
-    ]
-)
+# Every request type, and near misses.
+TYPES = st.sampled_from([*REQUEST_TYPES, "pong", "", "SUBSCRIBE"])
 CHANNELS = st.sampled_from(
     ["jobs", "nodes", "alerts", "user:alice", "user:bob", "user:", "all", "", 3, None, "\ud800"]
 )
