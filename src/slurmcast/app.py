@@ -14,6 +14,7 @@ import logging
 import signal
 import socket
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ from slurmcast.errors import AuthError, ConfigError
 from slurmcast.health import HealthReport
 from slurmcast.http.app import create_app
 from slurmcast.http.connections import ConnectionLimits
+from slurmcast.http.dashboard import DashboardConfig
 from slurmcast.http.guard import ApiGuard
 from slurmcast.http.server import HttpServer
 from slurmcast.hub import Hub
@@ -154,6 +156,17 @@ def websocket_settings(settings: Settings) -> WebSocketSettings:
     )
 
 
+def dashboard_config(settings: Settings, ws_port: Callable[[], int]) -> DashboardConfig | None:
+    if not settings.dashboard:
+        return None
+    return DashboardConfig(
+        ws_port=ws_port,
+        public_ws_url=settings.public_ws_url,
+        auth=settings.auth,
+        jobs_visibility=settings.jobs_visibility,
+    )
+
+
 def monitor_settings(settings: Settings) -> MonitorSettings:
     return MonitorSettings(
         jobs_interval=settings.jobs_interval,
@@ -261,6 +274,7 @@ class SlurmcastApp:
                 self.policy,
                 self.notifications,
                 new_notification_id,
+                dashboard_config(settings, lambda: self.ws.port),
             ),
             settings.host,
             settings.http_port,

@@ -25,6 +25,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from slurmcast.errors import ConfigError
 
@@ -215,6 +216,12 @@ class Settings:
         100,
         "HTTP API connections per client address; more are refused with 429",
         minimum=1,
+    )
+    dashboard: bool = option(True, "serve the web dashboard at / on the HTTP port")
+    public_ws_url: str = option(
+        "",
+        "WebSocket URL the dashboard connects to, when a proxy serves it elsewhere "
+        "(default: the page's host name and --ws-port)",
     )
     data_dir: str = option("data", "directory for the default SQLite database")
     database_url: str = option(
@@ -412,6 +419,16 @@ def load_settings(
     return Settings(**values)
 
 
+def _is_ws_url(text: str) -> bool:
+    # It goes into the page's Content-Security-Policy: nothing but a plain URL may pass.
+    parts = urlsplit(text)
+    return (
+        parts.scheme in ("ws", "wss")
+        and bool(parts.hostname)
+        and not any(c.isspace() or c in ";,'\"" for c in text)
+    )
+
+
 def _read_file(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
@@ -453,6 +470,8 @@ def _convert(spec: Field[Any], raw: Any, origin: str) -> Any:
         except ConfigError as exc:
             detail = exc.message.removeprefix("history_size: ")  # origin names the option
             raise ConfigError(f"{origin}: {detail}") from None
+    if spec.name == "public_ws_url" and value and not _is_ws_url(value):
+        raise ConfigError(f"{origin}: expected a ws:// or wss:// URL with a host, got {value!r}")
     if meta.get("choices") and value not in meta["choices"]:
         raise ConfigError(f"{origin}: {value!r} is not one of {', '.join(meta['choices'])}")
     if meta.get("positive") and not value > 0:

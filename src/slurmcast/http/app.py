@@ -2,7 +2,10 @@
 
 * ``POST /broadcast`` (``http.broadcast``), ``GET /health`` (``http.health``);
 * ``GET /snapshot/<channel>`` (``http.snapshots``);
-* ``/notifications`` (``http.notifications``), when notifications are stored.
+* ``/notifications`` (``http.notifications``), when notifications are stored;
+* ``/``, ``/static/...``, ``/dashboard.json``: the web dashboard (``http.dashboard``).
+
+Every answer carries the security headers of ``http.headers``.
 
 Who may call what is ``http.guard``'s; the error format ``http.responses``'s;
 serving it is ``http.server``'s.
@@ -15,6 +18,8 @@ from collections.abc import Callable
 from aiohttp import web
 
 from slurmcast.core.policy import AccessPolicy
+from slurmcast.http import dashboard
+from slurmcast.http.assets import StaticAssets
 from slurmcast.http.broadcast import broadcast
 from slurmcast.http.context import (
     GUARD_KEY,
@@ -25,13 +30,16 @@ from slurmcast.http.context import (
     STORE_KEY,
     HealthProvider,
 )
+from slurmcast.http.dashboard import DashboardConfig
 from slurmcast.http.guard import ApiGuard
+from slurmcast.http.headers import add_security_headers
 from slurmcast.http.health import health
 from slurmcast.http.middleware import json_errors, require_json
 from slurmcast.http.notifications import add_routes
 from slurmcast.http.snapshots import snapshot
 from slurmcast.node import Node
 from slurmcast.ports import NotificationStorePort
+from slurmcast.web import STATIC_DIR
 
 
 def create_app(
@@ -42,8 +50,10 @@ def create_app(
     policy: AccessPolicy | None = None,
     store: NotificationStorePort | None = None,
     new_id: Callable[[], str] | None = None,
+    dashboard_config: DashboardConfig | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[json_errors, require_json], client_max_size=max_body)
+    app.on_response_prepare.append(add_security_headers)
     app[NODE_KEY] = node
     app[HEALTH_KEY] = health_provider
     app[GUARD_KEY] = guard or ApiGuard("", None)
@@ -55,4 +65,6 @@ def create_app(
         add_routes(app)
     app.router.add_post("/broadcast", broadcast)
     app.router.add_get("/health", health)
+    if dashboard_config is not None:
+        dashboard.add_routes(app, dashboard_config, StaticAssets.load(STATIC_DIR))
     return app
