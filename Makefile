@@ -13,7 +13,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # where PYTHONDONTWRITEBYTECODE keeps Python from caching them itself.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: run test test-js lint lock lock-check upgrade bench bench-cluster install install-test clean
+.PHONY: run test test-js lint lock lock-check upgrade vendor vendor-check screenshots bench bench-cluster install install-test clean
 
 # uv itself, at the version and hashes pinned in tools/uv.txt, in a venv of its own.
 $(UV): tools/uv.txt
@@ -51,7 +51,7 @@ test-js: install-test
 
 ## Static checks: ruff and mypy --strict.
 lint: install-test
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench tools
 	$(BIN)/mypy
 
 ## Re-resolve uv.lock after editing pyproject.toml's dependencies (keeps every other pin).
@@ -70,6 +70,28 @@ upgrade: | $(UV)
 	$(UV) pip compile --quiet --generate-hashes --universal --python-version 3.11 --upgrade \
 		--custom-compile-command "make lock" tools/uv.in -o tools/uv.txt
 	@echo "uv.lock and tools/uv.txt upgraded: run 'make lint test', then commit both with what changed."
+
+# The dashboard's third-party files (uPlot), exactly as tools/web/package-lock.json pins them.
+# They are committed, so that running the page needs neither npm nor a build step.
+VENDOR_FILES := uplot/dist/uPlot.esm.js uplot/dist/uPlot.min.css uplot/LICENSE
+VENDOR_DIR := src/slurmcast/web/static/vendor
+
+## Copy the dashboard's pinned third-party files into the package (after editing tools/web/).
+vendor:
+	cd tools/web && npm ci --no-audit --no-fund --silent
+	cp $(addprefix tools/web/node_modules/,$(VENDOR_FILES)) $(VENDOR_DIR)/
+	mv $(VENDOR_DIR)/LICENSE $(VENDOR_DIR)/uPlot.LICENSE.txt
+
+## Fail if the committed third-party files differ from what the lock file gives (CI runs this).
+vendor-check:
+	cd tools/web && npm ci --no-audit --no-fund --silent
+	cmp tools/web/node_modules/uplot/dist/uPlot.esm.js $(VENDOR_DIR)/uPlot.esm.js
+	cmp tools/web/node_modules/uplot/dist/uPlot.min.css $(VENDOR_DIR)/uPlot.min.css
+	cmp tools/web/node_modules/uplot/LICENSE $(VENDOR_DIR)/uPlot.LICENSE.txt
+
+## Retake the README's pictures of the dashboard (docs/images/; needs chromium and chromedriver).
+screenshots: install-test
+	$(BIN)/python tools/screenshots.py
 
 ## Fan-out benchmark (see docs/performance.md).
 bench: install-test
