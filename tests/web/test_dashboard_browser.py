@@ -1,0 +1,249 @@
+"""The dashboard in a real headless chromium against a real ``slurmcast serve``.
+
+The simulator runs fast (two simulated minutes per second, polls every half
+second) so that jobs change state while the test watches. Every wait is for
+something the page shows; WAIT bounds it against hanging, not as a speed goal.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from websockets.sync.client import connect
+
+from support.browser import (
+    DashboardServer,
+    chrome,
+    console_problems,
+    emulate_phone,
+    wait_for,
+)
+from support.redis import REDIS_URL, REQUIRE_REDIS
+from support.server import WAIT
+from support.tokens import SECRET, admin, hs256
+
+FAST = (
+    "--sim-speed",
+    "120",
+    "--jobs-interval",
+    "0.5",
+    "--nodes-interval",
+    "0.5",
+    "--metrics-interval",
+    "1",
+)
+FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[DashboardServer]:
+    with DashboardServer(*FAST) as running:
+        yield running
+
+
+def rows(driver: WebDriver) -> dict[str, dict[str, str]]:
+    """The jobs table as the page shows it: job id -> its row's state and user."""
+    found: dict[str, dict[str, str]] = driver.execute_script(
+        """
+        const rows = {};
+        for (const tr of document.querySelectorAll('#jobs-table tbody tr[data-job-id]')) {
+          rows[tr.dataset.jobId] = {state: tr.dataset.state, user: tr.dataset.user};
+        }
+        return rows;
+        """
+    )
+    return found
+
+
+def open_dashboard(driver: WebDriver, url: str) -> None:
+    driver.get(url)
+    wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+
+
+def connection_state(driver: WebDriver) -> str | None:
+    return driver.find_element(By.ID, "connection").get_attribute("data-state")
+
+
+def test_page_shows_every_node_and_job_without_console_errors(server: DashboardServer) -> None:
+    with chrome() as driver:
+        open_dashboard(driver, server.url)
+        nodes = server.get_json("snapshot/nodes")["data"]
+        names = {node["node"] for node in nodes}
+        shown = wait_for(
+            driver,
+            lambda d: (
+                {
+                    element.get_attribute("data-node")
+                    for element in d.find_elements(By.CSS_SELECTOR, "#node-grid .node")
+                }
+                or None
+            ),
+        )
+        assert shown == names and len(names) == 16
+        # Every job the server holds is in the table (the server's state moves on meanwhile:
+        # each probe compares the page with a fresh snapshot).
+        wait_for(driver, lambda d: connection_state(d) == "live")
+        wait_for(
+            driver, lambda d: set(rows(d)) >= {str(job["job_id"]) for job in current_jobs(server)}
+        )
+        for chart in ("chart-cpu", "chart-memory", "chart-gpu", "chart-jobs"):
+            assert driver.find_element(By.ID, chart).find_elements(By.TAG_NAME, "canvas")
+        assert driver.find_element(By.ID, "gauges").text.strip()
+        assert console_problems(driver) == []
+
+
+def current_jobs(server: DashboardServer) -> list[dict[str, Any]]:
+    jobs: list[dict[str, Any]] = server.get_json("snapshot/jobs")["data"]
+    return [job for job in jobs if job["status"] not in FINAL_STATES]
+
+
+def test_a_job_state_change_updates_its_row_in_place(server: DashboardServer) -> None:
+    with (
+        chrome() as driver,
+        connect(f"ws://127.0.0.1:{server.ws_port}/", open_timeout=WAIT) as ws,
+    ):
+        open_dashboard(driver, server.url)
+        wait_for(driver, lambda d: connection_state(d) == "live")
+        ws.send('{"type": "subscribe", "channel": "jobs"}')
+        # The first job to reach a final state from here on: it changes no more.
+        while True:
+            message = json.loads(ws.recv(WAIT))
+            data = message.get("data") or {}
+            if message.get("type") == "job_update" and data.get("status") in FINAL_STATES:
+                break
+        job_id, status = str(data["job_id"]), data["status"]
+        wait_for(driver, lambda d: rows(d).get(job_id, {}).get("state") == status)
+        row = driver.find_element(By.CSS_SELECTOR, f'#jobs-table tr[data-job-id="{job_id}"]')
+        assert status in row.text
+        if data.get("exit_code") is not None:
+            assert str(data["exit_code"]) in row.text
+        assert console_problems(driver) == []
+
+
+def test_a_posted_broadcast_appears(server: DashboardServer) -> None:
+    text = f"maintenance window {secrets.token_hex(3)}"
+    with chrome() as driver:
+        open_dashboard(driver, server.url)
+        wait_for(driver, lambda d: connection_state(d) == "live")
+        reply = server.post_json("broadcast", {"channel": "all", "message": {"text": text}})
+        assert reply["success"] is True
+        wait_for(
+            driver,
+            lambda d: any(
+                text in element.text
+                for element in d.find_elements(By.CSS_SELECTOR, "#announcements .announcement")
+            ),
+        )
+
+
+def test_filters_go_to_the_server(server: DashboardServer) -> None:
+    with chrome() as driver:
+        open_dashboard(driver, server.url)
+        wait_for(driver, lambda d: connection_state(d) == "live")
+        users = {row["user"] for row in wait_for(driver, rows).values()}
+        user = sorted(users)[0]
+        field = driver.find_element(By.ID, "filter-user")
+        field.clear()
+        field.send_keys(user, Keys.TAB)  # leaving the field applies it
+        wait_for(
+            driver,
+            lambda d: (shown := rows(d)) and {row["user"] for row in shown.values()} == {user},
+        )
+
+
+def test_mobile_width_stacks_without_sideways_scrolling(server: DashboardServer) -> None:
+    with chrome() as driver:
+        emulate_phone(driver)
+        open_dashboard(driver, server.url)
+        assert driver.execute_script("return window.innerWidth") == 390
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        viewport = driver.execute_script("return window.innerWidth")
+        assert width <= viewport
+        grid = driver.find_element(By.ID, "node-grid")
+        assert grid.is_displayed() and grid.size["width"] <= viewport
+        assert driver.find_element(By.ID, "jobs-table").is_displayed()
+        assert console_problems(driver) == []
+
+
+def test_a_user_token_sees_only_that_users_jobs() -> None:
+    with DashboardServer(*FAST, "--auth", "jwt", "--jwt-secret", SECRET) as server:
+        jobs = server.get_json("snapshot/jobs", token=admin())["data"]
+        counts: dict[str, int] = {}
+        for job in jobs:
+            counts[job["user"]] = counts.get(job["user"], 0) + 1
+        user = max(counts, key=lambda name: counts[name])
+        with chrome() as driver:
+            driver.get(server.url + "?token=" + hs256(user))
+            wait_for(
+                driver,
+                lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"),
+            )
+            # The token was taken once and removed from the address bar.
+            assert "token=" not in driver.current_url
+            assert driver.execute_script("return Object.keys(sessionStorage).length") >= 1
+            assert user in driver.find_element(By.ID, "user-badge").text
+            shown = wait_for(driver, rows)
+            assert {row["user"] for row in shown.values()} == {user}
+            assert not driver.find_elements(By.CSS_SELECTOR, "#broadcast-form:not([hidden])")
+        with chrome() as driver:
+            driver.get(server.url + "?token=" + admin())
+            wait_for(driver, lambda d: d.find_element(By.ID, "broadcast-form").is_displayed())
+
+
+def test_sign_in_box_takes_a_token() -> None:
+    with (
+        DashboardServer(*FAST, "--auth", "jwt", "--jwt-secret", SECRET) as server,
+        chrome() as driver,
+    ):
+        driver.get(server.url)
+        box = wait_for(driver, lambda d: d.find_element(By.ID, "token-input"))
+        box.send_keys(hs256("alice"))
+        box.submit()
+        wait_for(driver, lambda d: "alice" in d.find_element(By.ID, "user-badge").text)
+        wait_for(driver, lambda d: connection_state(d) == "live")
+
+
+def test_a_server_restart_shows_reconnecting_then_recovered() -> None:
+    prefix = f"sctest-{secrets.token_hex(5)}"
+    store = redis.Redis.from_url(REDIS_URL)
+    try:
+        store.ping()
+    except redis.RedisError as exc:
+        store.close()
+        if REQUIRE_REDIS:
+            pytest.fail(f"Redis unreachable: {exc}, and SLURMCAST_REQUIRE_REDIS=1")
+        pytest.skip(f"Redis unreachable: {exc}")
+    # Slower than FAST: the table is compared with the server's state, so it must hold still.
+    args = ("--broker", "redis", "--redis-url", REDIS_URL, "--redis-prefix", prefix)
+    try:
+        with DashboardServer(*args) as server, chrome() as driver:
+            open_dashboard(driver, server.url)
+            wait_for(driver, lambda d: connection_state(d) == "live")
+            server.stop()
+            wait_for(driver, lambda d: connection_state(d) == "reconnecting")
+            server.start()
+            wait_for(driver, lambda d: connection_state(d) == "recovered")
+            # Nothing missing: the table shows every job the server holds, in its state.
+            wait_for(driver, lambda d: shown_states(d).items() >= server_states(server).items())
+            assert console_problems(driver) is not None  # drained: failed reconnects are logged
+    finally:
+        keys = list(store.scan_iter(match=f"{prefix}:*", count=500))
+        if keys:
+            store.delete(*keys)
+        store.close()
+
+
+def server_states(server: DashboardServer) -> dict[str, str]:
+    return {str(job["job_id"]): job["status"] for job in server.get_json("snapshot/jobs")["data"]}
+
+
+def shown_states(driver: WebDriver) -> dict[str, str]:
+    return {job_id: row["state"] for job_id, row in rows(driver).items()}
