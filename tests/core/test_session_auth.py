@@ -200,6 +200,19 @@ def test_visibility_all_is_a_policy_matter_not_a_session_one() -> None:
     assert s.policy.may_see(s.principal, "jobs", "alice")
 
 
+def test_a_rate_limited_request_is_named_by_its_id() -> None:
+    s = session(TOKENS["root-token"], rate=1.0, burst=1, flood_warnings=10)
+    assert replies(send(s, {"type": "ping", "id": 1}))[0] == {"type": "pong", "id": 1}
+    (limited,) = replies(send(s, {"type": "subscribe", "channel": "jobs", "id": "sub-7"}))
+    assert limited["code"] == "rate_limited" and limited["id"] == "sub-7"
+    (no_id,) = replies(send(s, {"type": "ping"}))
+    assert no_id["code"] == "rate_limited" and "id" not in no_id
+    # What cannot be read has no id to echo, and is refused all the same.
+    for frame in ("{not json", '["a list"]', '{"type": "ping", "id": true}'):
+        (refused,) = replies(s.receive(frame, T0))
+        assert refused["code"] == "rate_limited" and "id" not in refused
+
+
 def test_ping_frames_cost_a_message_and_a_flood_of_them_is_closed() -> None:
     s = session(TOKENS["root-token"], rate=1.0, burst=3, flood_warnings=2)
     assert [s.receive_control(T0) for _ in range(3)] == [[], [], []]

@@ -1,9 +1,9 @@
 """Requests waiting for their reply, matched by ``id``.
 
 The server answers a connection's requests in the order they were sent, and
-copies each request's ``id`` into its reply. The one reply without an ``id``
-is a ``rate_limited`` refusal; since replies are ordered it answers the
-oldest request still waiting.
+copies each request's ``id`` into its reply. A ``rate_limited`` refusal of a
+frame the server could not read has no ``id``; since replies are ordered it
+answers the oldest request still waiting.
 """
 
 from __future__ import annotations

@@ -139,6 +139,24 @@ def decode_frame(frame: str) -> Any:
         raise ProtocolError(ErrorCode.INVALID_JSON, f"message is not valid JSON: {exc}") from None
 
 
+def peek_request_id(frame: str) -> RequestId | None:
+    """The ``id`` of a frame that will not be handled (rate-limited), if it has a valid one.
+
+    A refusal that names its request lets a client with several requests in
+    flight retry the right one.
+    """
+    try:
+        value = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    try:
+        return _parse_id(value)
+    except ProtocolError:
+        return None
+
+
 def parse_request(value: Any) -> Request:
     """Validate one decoded client message.
 

@@ -309,7 +309,7 @@ class Session:
 
     def receive(self, frame: str | bytes, now: float) -> list[Action]:
         """Handle one frame from the client (text as str, binary as bytes)."""
-        refused = self._charge(now)
+        refused = self._charge(now, frame)
         if refused is not None:
             return refused
         if isinstance(frame, bytes):
@@ -335,13 +335,14 @@ class Session:
             return refused
         return [_error(ErrorCode.INVALID_MSGPACK, reason)]
 
-    def _charge(self, now: float) -> list[Action] | None:
+    def _charge(self, now: float, frame: str | bytes = b"") -> list[Action] | None:
         """What one frame costs: None when it may be handled, else the answer instead."""
         if self.state is SessionState.CLOSED:
             return []
         retry_after = self.bucket.take(now)
         if retry_after:
-            return self._rate_limited(retry_after)
+            request_id = protocol.peek_request_id(frame) if isinstance(frame, str) else None
+            return self._rate_limited(retry_after, request_id)
         self.refused_in_a_row = 0
         return None
 
@@ -566,22 +567,19 @@ class Session:
         self.state = SessionState.OPEN
         self.deadline = principal.expires_at
 
-    def _rate_limited(self, retry_after: float) -> list[Action]:
+    def _rate_limited(
+        self, retry_after: float, request_id: protocol.RequestId | None = None
+    ) -> list[Action]:
         self.refused_in_a_row += 1
         if self.refused_in_a_row > self.limits.flood_warnings:
             return self._close(
                 CloseCode.POLICY_VIOLATION, "rate limit exceeded after repeated warnings"
             )
-        return [
-            SendReply(
-                {
-                    "type": "error",
-                    "code": ErrorCode.RATE_LIMITED.value,
-                    "message": f"too many messages; retry in {retry_after:.1f}s",
-                    "retry_after": round(retry_after, 3),
-                }
-            )
-        ]
+        reply = protocol.error(
+            ErrorCode.RATE_LIMITED, f"too many messages; retry in {retry_after:.1f}s", request_id
+        )
+        reply["retry_after"] = round(retry_after, 3)
+        return [SendReply(reply)]
 
     def _close(self, code: CloseCode, reason: str) -> list[Action]:
         self.state = SessionState.CLOSED
