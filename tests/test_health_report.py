@@ -43,7 +43,7 @@ async def app() -> AsyncIterator[SlurmcastApp]:
 async def test_a_healthy_instance_reports_ok_with_every_part(app: SlurmcastApp) -> None:
     report = app.health()
     assert set(report) == KEYS
-    assert report["status"] == "ok"
+    assert report["status"] == "healthy"
     assert report["version"] == __version__
     assert report["instance"] == {"id": app.instance_id, "leader": True}
     assert report["broker"] == {"kind": "memory", "connected": True}
@@ -71,7 +71,7 @@ async def test_the_http_endpoint_serves_the_same_report(app: SlurmcastApp) -> No
     status, body = await http_json(app, "GET", "/health")
     assert status == 200
     assert set(body) == KEYS
-    assert body["status"] == "ok" and body["instance"]["id"] == app.instance_id
+    assert body["status"] == "healthy" and body["instance"]["id"] == app.instance_id
 
 
 async def test_clients_and_subscriptions_are_counted(app: SlurmcastApp) -> None:
@@ -101,9 +101,9 @@ async def test_a_failing_monitor_loop_degrades_and_its_success_restores(
     assert report["source"]["last_error"] == "SourceError: squeue timed out"
     assert report["source"]["last_error_at"] is not None
     app.monitor.health.record_success("nodes", now)
-    assert app.health()["status"] == "ok"
+    assert app.health()["status"] == "healthy"
     status, body = await http_json(app, "GET", "/health")
-    assert status == 200 and body["status"] == "ok"
+    assert status == 200 and body["status"] == "healthy"
 
 
 class TroubledSource:

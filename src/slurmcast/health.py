@@ -66,7 +66,7 @@ class HealthReport:
             or not broker["connected"]
         )
         return {
-            "status": "degraded" if degraded else "ok",
+            "status": "degraded" if degraded else "healthy",
             "version": __version__,
             "instance": {"id": self.instance, "leader": self.leadership.is_leader},
             "broker": broker,

@@ -73,7 +73,7 @@ async def test_server_shows_a_recorded_release(
             lambda h: h is not None and h["source"]["details"]["commands"].get("squeue", 0) >= 4,
         )
         assert report is not None
-        assert report["status"] == "ok", report
+        assert report["status"] == "healthy", report
         details = report["source"]["details"]
         assert details["version"].startswith(release) and details["problems"] == []
         assert details["nodes_format"] == ("delimited" if output_format == "delimited" else "json")

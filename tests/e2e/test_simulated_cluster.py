@@ -159,7 +159,7 @@ async def test_health_reports_polls_and_source() -> None:
         await client.subscribe("metrics")
         await client.wait_for(lambda m: m["type"] == "metrics_update")
         health = app.health()
-        assert health["status"] == "ok"
+        assert health["status"] == "healthy"
         assert health["source"]["last_success"] is not None
         assert health["source"]["details"]["kind"] == "simulator"
         assert health["polls"]["jobs"] > 0 and health["polls"]["nodes"] > 0

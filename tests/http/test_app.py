@@ -88,7 +88,7 @@ async def test_unknown_route_is_a_json_404(app: SlurmcastApp) -> None:
 async def test_health_counts_follow_clients(app: SlurmcastApp) -> None:
     status, health = await http_json(app, "GET", "/health")
     assert status == 200
-    assert health["status"] == "ok" and health["clients"] == 0
+    assert health["status"] == "healthy" and health["clients"] == 0
     assert set(health) >= {"status", "clients", "subscriptions", "uptime_s", "source"}
     assert health["source"]["kind"] == "simulator"
     assert set(health["source"]) >= {"kind", "last_success", "last_error"}

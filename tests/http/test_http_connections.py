@@ -90,7 +90,7 @@ async def test_requests_whose_headers_never_arrive_are_closed_and_others_served(
             writer.write(b"GET /health HTTP/1.1\r\nHost: slow\r\nX-Slow: a")
         # The fifth sends nothing at all. A well-behaved client is served meanwhile.
         status, health = await http_json(app, "GET", "/health")
-        assert status == 200 and health["status"] == "ok"
+        assert status == 200 and health["status"] == "healthy"
         for reader, _ in slow:
             assert await until_closed(reader) == b""
         assert app.health()["http"]["timed_out"] == 5
@@ -127,7 +127,7 @@ async def test_a_stalled_request_on_a_kept_alive_connection_is_closed() -> None:
     ):
         writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         head, body = await read_response(reader)
-        assert head.startswith(b"HTTP/1.1 200") and orjson.loads(body)["status"] == "ok"
+        assert head.startswith(b"HTTP/1.1 200") and orjson.loads(body)["status"] == "healthy"
         writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n")
         assert await until_closed(reader) == b""
         assert app.health()["http"]["timed_out"] == 1

@@ -169,7 +169,7 @@ async def test_one_instance_polls_and_health_describes_the_cluster() -> None:
                 lambda bodies: all((body["cluster"] or {}).get("clients") == 2 for body in bodies),
             )
         for app, body in zip(apps, reports, strict=True):
-            assert body["status"] == "ok"
+            assert body["status"] == "healthy"
             assert body["instance"] == {
                 "id": app.instance_id,
                 "leader": app.leadership.is_leader,
@@ -268,7 +268,7 @@ async def test_redis_outage_keeps_clients_refuses_publishes_and_recovers() -> No
             assert status == 200
             live = await back.wait_for(lambda m: m.get("type") == "broadcast")
             assert live["data"] == {"n": 3} and live["epoch"] == reply["position"]["epoch"]
-            await eventually(lambda: _health([a]), lambda bodies: bodies[0]["status"] == "ok")
+            await eventually(lambda: _health([a]), lambda bodies: bodies[0]["status"] == "healthy")
 
 
 async def _value(value: Any) -> Any:

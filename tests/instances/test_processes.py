@@ -286,7 +286,7 @@ async def test_redis_stopped_and_started_during_a_stream() -> None:
             live = await client.wait_for(lambda m: m.get("type") == "broadcast", timeout=60)
             assert live["data"] == {"n": 6} and live["epoch"] == reply["position"]["epoch"]
         await eventually(
-            a.health, lambda h: cast("dict[str, Any]", h)["status"] == "ok", timeout=60
+            a.health, lambda h: cast("dict[str, Any]", h)["status"] == "healthy", timeout=60
         )
 
 
