@@ -8,6 +8,7 @@ from slurmcast.core.channels import Channel
 from slurmcast.core.history import HistoryResult
 from slurmcast.core.policy import AccessPolicy, Principal
 from slurmcast.core.position import StreamPosition
+from slurmcast.core.protocol import MAX_HISTORY_LIMIT
 from slurmcast.core.publication import Publication
 from slurmcast.core.session import (
     Action,
@@ -230,6 +231,42 @@ def test_history_answer_hides_what_the_client_may_not_see_and_says_if_complete()
         "complete": True,
         "id": "h",
     }
+
+
+def test_history_limit_counts_what_the_client_sees() -> None:
+    alice = jwt_session(Principal(user="alice", roles=frozenset({"user"})))
+    (action,) = cast(
+        list[SendHistory], alice.receive('{"type":"history","channel":"jobs","limit":2}', 0)
+    )
+    # Alice sees only her jobs: the transport reads as much as may be kept, not 2.
+    assert action.read_limit == MAX_HISTORY_LIMIT
+    owners = ["alice", "bob", "alice", "bob", "bob", "alice", "bob", "bob"]
+    stored_jobs = [stored(offset, owner) for offset, owner in enumerate(owners, start=1)]
+    found = HistoryResult(stored_jobs, StreamPosition(8, "e"), 1)
+    (reply,) = replies(alice.history_found(action, found))
+    assert [p["offset"] for p in orjson.loads(orjson.dumps(reply))["publications"]] == [3, 6]
+    # Paging forward from `since`: the first two she sees after it, and not complete.
+    (forward,) = cast(
+        list[SendHistory],
+        alice.receive(
+            '{"type":"history","channel":"jobs","limit":2,"since":{"offset":0,"epoch":"e"}}', 0
+        ),
+    )
+    (page,) = replies(alice.history_found(forward, found))
+    page = orjson.loads(orjson.dumps(page))
+    assert [p["offset"] for p in page["publications"]] == [1, 3] and page["complete"] is False
+    # A client that sees everything unfiltered reads exactly its limit.
+    (plain,) = cast(
+        list[SendHistory], Session().receive('{"type":"history","channel":"jobs","limit":2}', 0)
+    )
+    assert plain.read_limit == 2
+    (filtered,) = cast(
+        list[SendHistory],
+        Session().receive(
+            '{"type":"history","channel":"jobs","limit":2,"filter":{"user":"bob"}}', 0
+        ),
+    )
+    assert filtered.read_limit == MAX_HISTORY_LIMIT
 
 
 def test_broadcast_and_mark_read_answers() -> None:

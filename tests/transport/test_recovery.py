@@ -64,6 +64,18 @@ async def test_history_request(app_quiet: SlurmcastApp) -> None:
         assert bad["code"] == "invalid_field"
 
 
+async def test_history_limit_counts_what_the_filter_lets_through(app_quiet: SlurmcastApp) -> None:
+    users = ["alice", "bob", "bob", "alice", "bob", "bob", "alice", "bob"]
+    for seq, user in enumerate(users):
+        data = {"job_id": str(seq), "user": user, "status": "RUNNING", "seq": seq}
+        await app_quiet.node.publish("jobs", "job_update", data, datetime.now(UTC), owner=user)
+    async with Client.connect(app_quiet) as client:
+        reply = await client.request(
+            {"type": "history", "channel": "jobs", "limit": 2, "filter": {"user": "alice"}}
+        )
+        assert [p["data"]["seq"] for p in reply["publications"]] == [3, 6]
+
+
 async def test_reconnect_recovers_what_was_missed_then_goes_live(app_quiet: SlurmcastApp) -> None:
     async with Client.connect(app_quiet) as client:
         reply = await client.request({"type": "subscribe", "channel": "jobs"})

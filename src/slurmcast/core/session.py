@@ -89,9 +89,14 @@ class RemoveSubscription:
 
 @dataclass(frozen=True, slots=True)
 class SendHistory:
-    """Reply with the channel's stored messages (filtered for this client)."""
+    """Reply with the channel's stored messages (filtered for this client).
+
+    ``read_limit`` is how many to read: more than the request's ``limit`` when
+    this client sees only some of them, so that the limit counts what it sees.
+    """
 
     request: protocol.History
+    read_limit: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,15 +277,18 @@ class Session:
 
     def history_found(self, action: SendHistory, history: HistoryResult) -> list[Action]:
         request = action.request
-        shown = [
+        visible = [
             p
             for p in history.publications
             if self.may_see(p) and (request.filter is None or request.filter.matches(p.tags))
         ]
+        # The limit counts what this client sees: the newest ones, or with
+        # `since` the ones right after it (the client pages forward).
+        shown = visible[: request.limit] if request.since is not None else visible[-request.limit :]
         complete = None
         if request.since is not None:
             # Whether these are all the messages after `since` (same epoch, still stored).
-            complete = recover(request.since, history, ()).recovered
+            complete = recover(request.since, history, ()).recovered and len(shown) == len(visible)
         return [
             SendReply(
                 protocol.history_reply(
@@ -426,7 +434,11 @@ class Session:
                 denial = self.policy.subscribe_denial(self.principal, channel)
                 if denial is not None:
                     return [_error(ErrorCode.FORBIDDEN, denial, request_id)]
-                return [SendHistory(request)]
+                narrowed = request.filter is not None or self.policy.restricted_to_own_jobs(
+                    self.principal, channel
+                )
+                read = protocol.MAX_HISTORY_LIMIT if narrowed else request.limit
+                return [SendHistory(request, read)]
             case protocol.MarkRead(ids, request_id):
                 return [MarkNotificationsRead(ids, self._notifications_of(), request_id)]
             case protocol.Unsubscribe(channels, request_id):

@@ -524,12 +524,12 @@ class WsConnection(asyncio.Protocol):
                 case AddSubscription(subscription, _, since, snapshot):
                     start = await node.subscribe(self, subscription, since=since, snapshot=snapshot)
                     return session.subscription_started(action, start)
-                case SendHistory(request):
+                case SendHistory(request, read_limit):
                     since = request.since
                     history = await node.history(
                         request.channel,
                         since=since.offset if since is not None else None,
-                        limit=request.limit,
+                        limit=read_limit,
                     )
                     return session.history_found(action, history)
                 case MarkNotificationsRead(ids, user):
