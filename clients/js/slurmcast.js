@@ -15,6 +15,8 @@
  * - delivers a snapshot as one message (all parts joined) before the deltas;
  * - drops any message whose offset is not above the last one delivered.
  *
+ * TypeScript declarations, with every message the server sends, are in slurmcast.d.ts.
+ *
  * @module slurmcast
  */
 
@@ -92,6 +94,14 @@ const WIRE_FORMATS = ['json', 'msgpack'];
  * that window; after RESTART_ATTEMPTS attempts they grow as after any failure. */
 const RESTART_CODES = [1001, 1012];
 const RESTART_ATTEMPTS = 15;
+/** Requests a server may receive twice with the same outcome: sent again when the connection
+ * dropped before their reply. Any other (a broadcast would be published twice) fails instead. */
+const REPEATABLE = ['ping', 'history', 'mark_read'];
+/** Requests whose state the client keeps itself: sent raw, they would leave it out of step. */
+const MANAGED = ['auth', 'refresh', 'subscribe', 'unsubscribe'];
+/** The server's bounds on a request `id` (docs/protocol.md); a rejected id is not echoed, so
+ * its error could not be matched to the request. */
+const MAX_ID_LENGTH = 128;
 
 /** `@msgpack/msgpack`, imported on first use: a page that speaks JSON needs neither the
  * package nor an import map, and bundlers still see (and split out) the import. */
@@ -312,6 +322,50 @@ export class SlurmcastClient {
   }
 
   /**
+   * Mark stored notifications read (`mark_read`). A user marks only their own.
+   * @param {string|Iterable<string>} ids  1 to 500 notification ids
+   * @returns {Promise<string[]>} the ids that are now read and were the caller's to mark
+   *   (already read ones included, unknown and other people's left out)
+   */
+  markRead(ids) {
+    // A lone id is one id, not its characters.
+    const list = typeof ids === 'string' ? [ids] : [...ids];
+    return this._userRequest({ type: 'mark_read', ids: list }).then((reply) => reply.ids);
+  }
+
+  /**
+   * Publish `message` on `channel` (`"all"`: to every client), as a `broadcast` message.
+   * Admins only (a token with the `admin` role); others are refused with `forbidden`.
+   * Not sent again after a dropped connection: it may have been published already.
+   * @param {string} channel @param {object} message
+   * @returns {Promise<number>} how many clients it was written to
+   */
+  broadcast(channel, message) {
+    return this._userRequest({ type: 'broadcast', channel, message }).then((reply) => reply.delivered);
+  }
+
+  /**
+   * Send a request as it is and wait for its reply: for requests this client has no method
+   * for. It gets an `id` if it has none. Subscriptions and authentication are the client's
+   * own (subscribe(), token/getToken); sending them raw would leave it out of step, so they
+   * are refused.
+   * @param {{type: string, id?: string|number}} message
+   * @returns {Promise<object>} the server's reply; rejects with a {@link SlurmcastError} on an error reply
+   */
+  send(message) {
+    if (message === null || typeof message !== 'object' || Array.isArray(message) || typeof message.type !== 'string') {
+      throw new TypeError('message must be an object with a string type');
+    }
+    if (MANAGED.includes(message.type)) {
+      throw new TypeError(`send() does not take '${message.type}': use subscribe(), unsubscribe() or the token options`);
+    }
+    const { id } = message;
+    const validId = id == null || Number.isSafeInteger(id) || (typeof id === 'string' && id.length <= MAX_ID_LENGTH);
+    if (!validId) throw new TypeError(`id must be a safe integer or a string of at most ${MAX_ID_LENGTH} characters`);
+    return this._userRequest(message);
+  }
+
+  /**
    * @param {(state: ClientState, detail: object) => void} listener  called on every change;
    *   `detail` has `{code, reason, delay}` on `disconnected`, `{error}` on `failed`
    * @returns {() => void} removes the listener
@@ -440,8 +494,15 @@ export class SlurmcastClient {
   _onClose(code, reason) {
     const { _authError: authError, _authenticated: authenticated } = this;
     const subprotocolMissing = this._subprotocolMissing;
+    // Sent and unanswered: the server may have acted on them. Refused ones (rate_limited) were not.
+    const unsure = this._inflight.filter((request) => request.key !== undefined && !request.repeatable);
     this._ws = null;
     this._resetConnection();
+    for (const request of unsure) {
+      this._requests.delete(request.key);
+      request.reject(new SlurmcastError('connection_lost',
+        `the connection was lost before the reply to '${request.message.type}'; it may have been processed`));
+    }
     for (const entry of this._channels.values()) {
       entry.subscribing = false;
       entry.assembling = null; // an unfinished snapshot is asked for again
@@ -510,23 +571,27 @@ export class SlurmcastClient {
 
   // -- requests -------------------------------------------------------------------
 
-  /** A history or ping request: kept across reconnections until answered. */
+  /** A request made through the public API: kept across reconnections until answered, but
+   * one that is not REPEATABLE fails if the connection drops after it was sent. */
   _userRequest(message) {
     if (this.state === 'closed' || this.state === 'failed') {
       return Promise.reject(this.error ?? new SlurmcastError('closed', 'the client was closed'));
     }
     return new Promise((resolve, reject) => {
-      const id = this._nextId++;
+      // The caller's own id goes on the wire; the key only tells requests apart here.
+      const key = this._nextId++;
       const request = {
-        message: { ...message, id },
+        message: { ...message, id: message.id ?? key },
+        key,
+        repeatable: REPEATABLE.includes(message.type),
         reject,
         onReply: (reply) => {
-          this._requests.delete(id);
+          this._requests.delete(key);
           if (reply.type === 'error') reject(new SlurmcastError(reply.code, reply.message, reply));
           else resolve(reply);
         },
       };
-      this._requests.set(id, request);
+      this._requests.set(key, request);
       if (this.state === 'connected') {
         this._outbox.push(request);
         this._pump();
@@ -578,7 +643,9 @@ export class SlurmcastClient {
       return;
     }
     if (message === null || typeof message !== 'object') return;
-    if (message.id !== undefined) {
+    // A refusal is not the request's answer, even when it names the request: sent again later.
+    const refusal = message.type === 'error' && message.code === 'rate_limited';
+    if (message.id !== undefined && !refusal) {
       const index = this._inflight.findIndex((r) => r.message.id === message.id);
       if (index >= 0) {
         const [request] = this._inflight.splice(index, 1);
@@ -604,8 +671,10 @@ export class SlurmcastClient {
 
   _onError(message) {
     if (message.code === 'rate_limited') {
-      // Not processed, and carries no id: replies come in order, so it is the oldest request's.
-      const request = this._inflight.shift();
+      // Not processed. Servers that name the request say which; others need not: replies
+      // come in order, so it is the oldest request's.
+      const named = message.id === undefined ? -1 : this._inflight.findIndex((r) => r.message.id === message.id);
+      const [request] = this._inflight.splice(Math.max(named, 0), 1);
       if (request) this._refused.push(request);
       this._pausedUntil = Math.max(this._pausedUntil, Date.now() + (message.retry_after ?? 1) * 1000);
       this._pump();
@@ -755,6 +824,24 @@ export class SlurmcastClient {
       }
     }
   }
+}
+
+/**
+ * Create a client and start connecting: the seed's `connect()`. Subscribe and make requests
+ * right away; they go out once connected. Whether it connected is told by `client.state`,
+ * `onState` and `await client.connect()`, so nothing here rejects unobserved.
+ *
+ * @example
+ * const client = connect();  // ws://localhost:5011, the server's default port
+ * client.subscribe('jobs', (m) => console.log(m.type, m.data));
+ *
+ * @param {string} [url='ws://localhost:5011'] @param {ClientOptions} [options]
+ * @returns {SlurmcastClient}
+ */
+export function connect(url = 'ws://localhost:5011', options = {}) {
+  const client = new SlurmcastClient(url, options);
+  client.connect().catch(() => {}); // a closed or failed client says so through its state
+  return client;
 }
 
 /** A stable text form of a filter, for comparing two of them. */
