@@ -36,6 +36,10 @@ class ErrorCode(StrEnum):
     INVALID_MSGPACK = "invalid_msgpack"
     FORBIDDEN = "forbidden"
     MISSING_MESSAGE = "missing_message"
+    #: A broadcast whose ``type`` is one the server emits itself (``job_update``, ``pong``...).
+    RESERVED_TYPE = "reserved_type"
+    #: A broadcast with fields beside ``type`` and ``data``, which would be lost.
+    INVALID_MESSAGE = "invalid_message"
     MISSING_TOKEN = "missing_token"
     UNAUTHORIZED = "unauthorized"
     INVALID_TOKEN = "invalid_token"

@@ -189,6 +189,18 @@ def node(**fields: Any) -> dict[str, Any]:
             {"a": 1},
             '2026-11-28T04:19:06Z jobs something_new {"a":1}',
         ),
+        (
+            "alerts",
+            "maintenance",
+            {"text": "scratch offline 06:00"},
+            "2026-11-28T04:19:06Z alerts maintenance scratch offline 06:00",
+        ),
+        (
+            "jobs",
+            "job_notice",
+            {"text": "quota reset"},
+            "2026-11-28T04:19:06Z jobs job_notice quota reset",
+        ),
     ],
 )
 def test_channel_messages(channel: str, kind: str, data: dict[str, Any], line: str) -> None:

@@ -34,7 +34,16 @@ def test_unsubscribe_both_forms() -> None:
 def test_ping_and_broadcast() -> None:
     assert parse({"type": "ping", "id": 1}) == protocol.Ping(1)
     request = parse({"type": "broadcast", "channel": "all", "message": {"x": 1}})
-    assert request == protocol.Broadcast("all", {"x": 1})
+    assert request == protocol.Broadcast("all", "broadcast", {"x": 1})
+    typed = {"type": "maintenance", "data": {"at": "18:00"}}
+    request = parse({"type": "broadcast", "channel": "alerts", "message": typed, "id": 2})
+    assert request == protocol.Broadcast("alerts", "maintenance", {"at": "18:00"}, 2)
+
+
+def test_a_broadcast_of_a_reserved_type_is_refused_with_its_id() -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse({"type": "broadcast", "channel": "jobs", "message": {"type": "job_update"}, "id": 9})
+    assert info.value.code is ErrorCode.RESERVED_TYPE and info.value.request_id == 9
 
 
 @pytest.mark.parametrize(
@@ -138,7 +147,7 @@ def test_the_largest_ids_and_offsets_still_accepted() -> None:
     broadcast = cast(
         protocol.Broadcast, parse({"type": "broadcast", "channel": "alerts", "message": deep})
     )
-    assert broadcast.message == deep
+    assert broadcast.data == deep
 
 
 def test_integers_beyond_64_bits_decode_as_floats_that_encode_again() -> None:
@@ -147,10 +156,10 @@ def test_integers_beyond_64_bits_decode_as_floats_that_encode_again() -> None:
         '{"n": 123456789012345678901234567890}}'
     )
     request = cast(protocol.Broadcast, parse(value))
-    assert isinstance(request.message["n"], float)
+    assert isinstance(request.data["n"], float)
     import orjson
 
-    assert orjson.loads(orjson.dumps(request.message))["n"] == request.message["n"]
+    assert orjson.loads(orjson.dumps(request.data))["n"] == request.data["n"]
 
 
 def test_json_depth() -> None:

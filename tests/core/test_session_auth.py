@@ -160,7 +160,7 @@ def test_private_channels_and_broadcast_permissions() -> None:
     (reply,) = replies(send(alice, message))
     assert reply["code"] == "forbidden"
     root = session(TOKENS["root-token"])
-    assert send(root, message) == [PublishBroadcast("jobs", {"t": 1}, 2)]
+    assert send(root, message) == [PublishBroadcast("jobs", "broadcast", {"t": 1}, 2)]
     assert subscribing(send(root, {"type": "subscribe", "channel": "user:bob"})) == ["user:bob"]
 
 

@@ -34,6 +34,46 @@ async def test_broadcast_to_one_channel_reaches_only_its_subscribers(app: Slurmc
         assert await nodes.request({"type": "ping"}) == {"type": "pong"}
 
 
+async def test_a_posted_custom_type_reaches_clients_as_that_type(app: SlurmcastApp) -> None:
+    async with Client.connect(app) as client:
+        await client.subscribe("alerts")
+        posted = {"type": "maintenance", "data": {"start": "18:00", "nodes": ["node001"]}}
+        status, body = await http_json(
+            app, "POST", "/broadcast", {"channel": "alerts", "message": posted}
+        )
+        assert (status, body["delivered"]) == (200, 1)
+        message = await client.recv()
+        assert message["type"] == "maintenance" and message["channel"] == "alerts"
+        assert message["data"] == {"start": "18:00", "nodes": ["node001"]}
+        assert {"timestamp", "offset", "epoch"} <= set(message)
+        # Stored like any message: history replays it with its type.
+        history = await client.request({"type": "history", "channel": "alerts", "limit": 1})
+        assert history["publications"][-1]["type"] == "maintenance"
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ({"type": "job_update", "data": {"job_id": "1", "status": "COMPLETED"}}, "reserved_type"),
+        ({"type": "pong"}, "reserved_type"),
+        ({"type": "maintenance", "data": {}, "text": "beside data"}, "invalid_message"),
+        ({"type": 7, "data": {}}, "invalid_field"),
+    ],
+)
+async def test_the_servers_own_types_cannot_be_posted(
+    app: SlurmcastApp, message: dict[str, Any], code: str
+) -> None:
+    async with Client.connect(app) as client:
+        await client.subscribe("jobs")
+        status, body = await http_json(
+            app, "POST", "/broadcast", {"channel": "jobs", "message": message}
+        )
+        assert (status, body["success"], body["code"]) == (400, False, code)
+        # Nothing was published: the next message on the channel is a later broadcast.
+        await http_json(app, "POST", "/broadcast", {"channel": "jobs", "message": {"n": 1}})
+        assert (await client.recv())["data"] == {"n": 1}
+
+
 async def test_broadcast_all_reaches_every_client(app: SlurmcastApp) -> None:
     async with Client.connect(app) as a, Client.connect(app) as b:
         await a.subscribe("alerts")

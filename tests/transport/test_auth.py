@@ -194,6 +194,13 @@ async def test_client_broadcast_for_admins_only(app: SlurmcastApp) -> None:
         assert reply == {"type": "published", "channel": "alerts", "delivered": 1, "id": 4}
         pushed = await user.recv()
         assert pushed["type"] == "broadcast" and pushed["data"] == {"text": "hi"}
+        typed = {**message, "message": {"type": "drain_notice", "data": {"node": "n1"}}, "id": 5}
+        assert (await root.request(typed))["delivered"] == 1
+        pushed = await user.recv()
+        assert pushed["type"] == "drain_notice" and pushed["data"] == {"node": "n1"}
+        forged = {**message, "message": {"type": "job_update", "data": {}}, "id": 6}
+        refused = await root.request(forged)
+        assert refused["code"] == "reserved_type" and refused["id"] == 6
 
 
 async def test_rate_limit_is_answered_then_enforced() -> None:

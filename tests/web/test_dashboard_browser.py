@@ -17,6 +17,7 @@ import redis
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from websockets.sync.client import connect
 
 from support.browser import (
@@ -135,13 +136,20 @@ def test_a_posted_broadcast_appears(server: DashboardServer) -> None:
         wait_for(driver, lambda d: connection_state(d) == "live")
         reply = server.post_json("broadcast", {"channel": "all", "message": {"text": text}})
         assert reply["success"] is True
-        wait_for(
-            driver,
-            lambda d: any(
-                text in element.text
-                for element in d.find_elements(By.CSS_SELECTOR, "#announcements .announcement")
-            ),
-        )
+        wait_for(driver, lambda d: announcement_with(d, text) is not None)
+        # A custom type (the seed's way) on a channel the page shows is an announcement too.
+        typed = {"type": "maintenance_window", "data": {"text": f"{text} on jobs"}}
+        server.post_json("broadcast", {"channel": "jobs", "message": typed})
+        shown = wait_for(driver, lambda d: announcement_with(d, f"{text} on jobs"))
+        assert shown is not None and "Maintenance window" in shown.text
+        assert console_problems(driver) == []
+
+
+def announcement_with(driver: WebDriver, text: str) -> WebElement | None:
+    for element in driver.find_elements(By.CSS_SELECTOR, "#announcements .announcement"):
+        if text in element.text:
+            return element
+    return None
 
 
 def test_filters_go_to_the_server(server: DashboardServer) -> None:

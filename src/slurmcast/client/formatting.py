@@ -38,14 +38,8 @@ def format_line(message: Mapping[str, Any]) -> str:
         return f"-- {channel} resync: history lost; state reset from {position}"
     data = message.get("data")
     summary = _SUMMARIES.get(kind)
-    if kind.startswith("job_") and summary is None:
-        summary = _job
-    if summary is not None and isinstance(data, Mapping):
-        text = summary(data)
-    elif kind == "broadcast":
-        text = _broadcast(data)
-    else:
-        text = _json(data)
+    # Anything else is an operator's message: type `broadcast`, or the type it was posted with.
+    text = summary(data) if summary is not None and isinstance(data, Mapping) else _broadcast(data)
     return f"{_time(message.get('timestamp'))} {channel} {kind} {text}".rstrip()
 
 
@@ -126,6 +120,8 @@ def _broadcast(data: Any) -> str:
 
 
 _SUMMARIES: dict[str, Summary] = {
+    "job_submitted": _job,
+    "job_update": _job,
     "node_update": _node,
     "node_added": _node,
     "node_removed": _node,

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from slurmcast.core.broadcasts import broadcast_message
 from slurmcast.core.channels import parse_channel
 from slurmcast.core.filters import Filter, parse_filter
 from slurmcast.core.position import StreamPosition
@@ -97,8 +98,11 @@ class Ping:
 
 @dataclass(frozen=True, slots=True)
 class Broadcast:
+    """An admin's broadcast, already typed (``core.broadcasts``): what clients will get."""
+
     channel: str
-    message: Mapping[str, Any]
+    event_type: str
+    data: Any
     request_id: RequestId | None = None
 
 
@@ -363,7 +367,11 @@ def _parse_broadcast(value: Mapping[str, Any], request_id: RequestId | None) -> 
             f"'message' is nested deeper than {MAX_MESSAGE_DEPTH} levels",
             request_id=request_id,
         )
-    return Broadcast(str(channel), message, request_id)
+    try:
+        event_type, data = broadcast_message(message)
+    except ProtocolError as exc:
+        raise ProtocolError(exc.code, exc.message, request_id=request_id) from None
+    return Broadcast(str(channel), event_type, data, request_id)
 
 
 def json_depth(value: Any) -> int:

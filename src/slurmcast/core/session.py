@@ -26,7 +26,7 @@ one state machine, so that each can be tested with plain values.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -113,7 +113,8 @@ class PublishBroadcast:
     """An admin's broadcast: publish, then reply ``published`` with the count."""
 
     channel: str
-    message: Mapping[str, Any]
+    event_type: str
+    data: Any
     request_id: protocol.RequestId | None
 
 
@@ -445,8 +446,8 @@ class Session:
                 return self._unsubscribe(channels, request_id)
             case protocol.Ping(request_id):
                 return [SendReply(protocol.pong(request_id))]
-            case protocol.Broadcast(channel, message, request_id):
-                return self._broadcast(channel, message, request_id)
+            case protocol.Broadcast(channel, event_type, data, request_id):
+                return self._broadcast(channel, event_type, data, request_id)
             case protocol.Refresh(token, request_id):
                 return self._refresh(token, request_id, now)
             case protocol.Auth(_, request_id):
@@ -552,11 +553,15 @@ class Session:
         return actions
 
     def _broadcast(
-        self, channel: str, message: Mapping[str, Any], request_id: protocol.RequestId | None
+        self,
+        channel: str,
+        event_type: str,
+        data: Any,
+        request_id: protocol.RequestId | None,
     ) -> list[Action]:
         why = self.policy.broadcast_denial(self.principal, channel)
         if why is None:
-            return [PublishBroadcast(channel, message, request_id)]
+            return [PublishBroadcast(channel, event_type, data, request_id)]
         return [_error(ErrorCode.FORBIDDEN, why, request_id)]
 
     # -- helpers -------------------------------------------------------------

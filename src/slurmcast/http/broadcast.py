@@ -1,4 +1,7 @@
-"""``POST /broadcast`` (admin): publish a message on a channel, or to every client."""
+"""``POST /broadcast`` (admin): publish a message on a channel, or to every client.
+
+A message with a ``type`` keeps it, as the seed's did (``core.broadcasts``).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,10 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from slurmcast.core.broadcasts import broadcast_message
 from slurmcast.core.channels import CHANNEL_NAMES
 from slurmcast.core.publication import ALL_CLIENTS
-from slurmcast.errors import ErrorCode
+from slurmcast.errors import ErrorCode, ProtocolError
 from slurmcast.http.bodies import json_object
 from slurmcast.http.context import GUARD_KEY, NODE_KEY
 from slurmcast.http.errors import HttpError
@@ -41,10 +45,15 @@ async def broadcast(request: web.Request) -> web.Response:
     message = body["message"]
     if not isinstance(message, dict):
         raise HttpError(400, ErrorCode.INVALID_FIELD, "'message' must be a JSON object")
+    try:
+        event_type, data = broadcast_message(message)
+    except ProtocolError as exc:
+        raise HttpError(400, exc.code, exc.message) from None
     node = request.app[NODE_KEY]
-    delivered = await node.publish(channel, "broadcast", message, datetime.now(UTC))
+    delivered = await node.publish(channel, event_type, data, datetime.now(UTC))
     log.info(
-        "HTTP broadcast on %s by %s from %s delivered to %d",
+        "HTTP broadcast (%s) on %s by %s from %s delivered to %d",
+        event_type,
         channel,
         who,
         request.remote,

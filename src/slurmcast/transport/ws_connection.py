@@ -543,10 +543,8 @@ class WsConnection(asyncio.Protocol):
                     return session.marked_read(
                         action, await notifications.mark_read(list(ids), user)
                     )
-                case PublishBroadcast(channel, message):
-                    delivered = await node.publish(
-                        channel, "broadcast", dict(message), datetime.now(UTC)
-                    )
+                case PublishBroadcast(channel, event_type, data):
+                    delivered = await node.publish(channel, event_type, data, datetime.now(UTC))
                     log.info(
                         "client %d (%s%s) broadcast on %s, delivered to %d",
                         self.id,

@@ -1,6 +1,6 @@
 /**
- * announcements.js: operator broadcasts (messages of type `broadcast`, on any channel
- * or to `all`) in the announcements area (#announcements) and as toasts; and, for
+ * announcements.js: operator broadcasts (messages of type `broadcast`, or of the
+ * custom type they were posted with, on any channel or to `all`) in the announcements area (#announcements) and as toasts; and, for
  * admins, the broadcast form (#broadcast-form).
  * @module announcements
  */
@@ -8,6 +8,24 @@ import { broadcastText, clockTime, h } from './format.js';
 
 /** Announcements kept on the page. */
 const MAX_ANNOUNCEMENTS = 20;
+
+/** Types only the server emits; any other type on a channel is an operator's message
+ * (`broadcast`, or the custom type it was posted with, e.g. `maintenance`). */
+const SERVER_TYPES = new Set([
+  'job_submitted', 'job_update', 'node_update', 'node_resource_change', 'node_added',
+  'node_removed', 'metrics_update', 'notification', 'alert', 'snapshot', 'resync',
+]);
+
+/** Whether a channel message is an operator's broadcast rather than a server event. */
+export function isAnnouncement(message) {
+  return typeof message.type === 'string' && !SERVER_TYPES.has(message.type);
+}
+
+/** `maintenance_window` -> `Maintenance window`. */
+function typeTitle(type) {
+  const words = type.replace(/[_.:-]+/g, ' ').trim();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
 
 export class Announcements {
   /**
@@ -32,13 +50,15 @@ export class Announcements {
    *   history reply) only join the list
    */
   add(message, { live = true } = {}) {
-    if (message.type !== 'broadcast') return;
+    if (!isAnnouncement(message)) return;
     if (typeof message.offset === 'number') {
       const key = `${message.channel}@${message.epoch}:${message.offset}`;
       if (this.seen.has(key)) return;
       this.seen.add(key);
     }
-    const { title, text } = broadcastText(message.data);
+    const shown = broadcastText(message.data);
+    const text = shown.text;
+    const title = shown.title ?? (message.type === 'broadcast' ? null : typeTitle(message.type));
     const channel = message.channel ?? 'all';
     const el = h('li', { class: 'announcement', dataset: { channel } },
       h('span', { class: 'announcement-icon', 'aria-hidden': 'true' }),

@@ -7,7 +7,7 @@
  */
 import { SlurmcastClient } from './slurmcast.js';
 import { Alerts } from './alerts.js';
-import { Announcements, BroadcastForm } from './announcements.js';
+import { Announcements, BroadcastForm, isAnnouncement } from './announcements.js';
 import { Auth } from './auth.js';
 import { Charts } from './charts.js';
 import { ConnectionIndicator } from './connection.js';
@@ -90,19 +90,19 @@ async function main() {
   const announcements = new Announcements(
     { panel: $('announcements-panel'), list: $('announcements'), clear: $('announcements-clear') }, { toasts });
 
-  /** Wrap a channel handler: `resync` goes to the indicator, `broadcast` to announcements. */
+  /** Wrap a channel handler: `resync` goes to the indicator, broadcasts (any type not the server's) to announcements. */
   const wrap = (handler, onResync) => (message) => {
     if (message.type === 'resync') {
       connection.noteResync(message.channel);
       onResync?.();
-    } else if (message.type === 'broadcast') {
+    } else if (isAnnouncement(message)) {
       announcements.add(message);
     } else {
       handler(message);
     }
   };
   const fromHistory = (message) => {
-    if (message.type === 'broadcast') announcements.add(message, { live: false });
+    if (isAnnouncement(message)) announcements.add(message, { live: false });
   };
 
   const me = () => auth.identity.user;
@@ -214,7 +214,7 @@ async function main() {
   });
 
   client.onMessage((message) => {
-    if (message.type === 'broadcast') announcements.add(message);
+    if (isAnnouncement(message)) announcements.add(message);
   });
 
   const subscribe = (channel, handler, options, onResync) => {
