@@ -15,8 +15,8 @@ from dataclasses import MISSING
 from slurmcast import __version__
 from slurmcast.config import Settings, env_name, load_settings, settings_fields
 from slurmcast.errors import ConfigError
+from slurmcast.logs import configure_logging
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Longest lifetime ``slurmcast token`` mints: ten years.
 MAX_TOKEN_TTL = 3650 * 86400.0
 
@@ -216,10 +216,6 @@ def mint(args: argparse.Namespace) -> int:
     return 0
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
-
-
 def run_server(settings: Settings) -> None:
     from slurmcast.app import serve_forever
 
@@ -240,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"slurmcast: configuration error: {exc.message}", file=sys.stderr)
             return 2
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         try:
             run_server(settings)
         except OSError as exc:

@@ -144,6 +144,11 @@ class Settings:
     )
     sim_nodes: int = option(16, "number of simulated nodes (8-32)", minimum=8, maximum=32)
     log_level: str = option("INFO", "logging level", choices=LOG_LEVELS)
+    log_format: str = option(
+        "text",
+        "log lines as text, or as JSON objects for a log collector",
+        choices=("text", "json"),
+    )
     max_message_size: int = option(
         65536,
         "largest client frame in bytes; larger closes the connection with 1009",
