@@ -153,7 +153,7 @@ export class BroadcastForm {
         return undefined;
       }
     }
-    const reply = await auth.api('/broadcast', { method: 'POST', json: { channel, message: data } });
+    const reply = await auth.api('broadcast', { method: 'POST', json: { channel, message: data } });
     return reply?.delivered;
   }
 }

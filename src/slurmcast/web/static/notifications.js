@@ -53,8 +53,8 @@ export class Notifications {
     const { auth } = this.deps;
     try {
       const [page, unread] = await Promise.all([
-        auth.api('/notifications?limit=50'),
-        auth.api(`/notifications?unread=true&limit=${UNREAD_PAGE}`),
+        auth.api('notifications?limit=50'),
+        auth.api(`notifications?unread=true&limit=${UNREAD_PAGE}`),
       ]);
       const list = page.notifications ?? [];
       // Live ones that arrived meanwhile stay; stored ones fill in below them.
@@ -99,7 +99,7 @@ export class Notifications {
     const button = item.el.querySelector('.mark-read');
     button.disabled = true;
     try {
-      await this.deps.auth.api(`/notifications/${encodeURIComponent(id)}/read`, { method: 'POST' });
+      await this.deps.auth.api(`notifications/${encodeURIComponent(id)}/read`, { method: 'POST' });
       this._setRead(item);
     } catch (error) {
       button.disabled = false;
@@ -111,7 +111,7 @@ export class Notifications {
     const button = this.ui.markAll;
     button.disabled = true;
     try {
-      await this.deps.auth.api('/notifications/read-all', { method: 'POST' });
+      await this.deps.auth.api('notifications/read-all', { method: 'POST' });
       for (const item of this.items.values()) {
         // Announcements for everyone have one shared flag that only an admin marks.
         if (this._canMark(item.n)) this._setRead(item, { count: false });
