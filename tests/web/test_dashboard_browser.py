@@ -167,6 +167,37 @@ def test_filters_go_to_the_server(server: DashboardServer) -> None:
         )
 
 
+def test_keyboard_alone_sorts_the_jobs_and_opens_a_node(server: DashboardServer) -> None:
+    with chrome() as driver:
+        open_dashboard(driver, server.url)
+        # From the last filter, Tab goes on to the table's sort buttons; Enter sorts.
+        driver.find_element(By.ID, "filter-state").click()
+        driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+        user_header = '#jobs-table th[data-key="user"] button'
+        for _ in range(20):
+            driver.switch_to.active_element.send_keys(Keys.TAB)
+            if driver.execute_script(
+                "return document.activeElement.matches(arguments[0])", user_header
+            ):
+                break
+        else:
+            pytest.fail("the User column's sort button is not reachable with Tab")
+        driver.switch_to.active_element.send_keys(Keys.ENTER)
+        header = driver.find_element(By.CSS_SELECTOR, '#jobs-table th[data-key="user"]')
+        wait_for(driver, lambda d: header.get_attribute("aria-sort") == "ascending")
+        shown = driver.execute_script(
+            "return [...document.querySelectorAll('#jobs-table tbody tr')]"
+            ".map((tr) => tr.dataset.user)"
+        )
+        assert len(set(shown)) > 1 and shown == sorted(shown)
+        # A node is a button: focused, it shows its details.
+        node = driver.find_element(By.CSS_SELECTOR, "#node-grid .node")
+        assert node.tag_name == "button"
+        driver.execute_script("arguments[0].focus()", node)
+        name = node.get_attribute("data-node") or ""
+        wait_for(driver, lambda d: name in d.find_element(By.ID, "node-detail").text)
+
+
 def test_mobile_width_stacks_without_sideways_scrolling(server: DashboardServer) -> None:
     with chrome() as driver:
         emulate_phone(driver)
