@@ -198,6 +198,58 @@ def test_keyboard_alone_sorts_the_jobs_and_opens_a_node(server: DashboardServer)
         wait_for(driver, lambda d: name in d.find_element(By.ID, "node-detail").text)
 
 
+CONTRAST = r"""
+// WCAG 2 contrast of each visible text against what is behind it, backgrounds with
+// alpha composited over their ancestors'. The browser itself turns any CSS colour
+// (rgb(), color(srgb ...), oklab() mid-transition) into sRGB bytes, on a canvas.
+const pixel = document.createElement('canvas').getContext('2d', {willReadFrequently: true});
+const parse = (css) => {
+  pixel.clearRect(0, 0, 1, 1);
+  pixel.fillStyle = css;
+  pixel.fillRect(0, 0, 1, 1);
+  const [r, g, b, a] = pixel.getImageData(0, 0, 1, 1).data;
+  return a === 0 ? [0, 0, 0, 0] : [r / 255, g / 255, b / 255, a / 255];
+};
+const over = (top, below) => top.slice(0, 3).map((c, i) => c * top[3] + below[i] * (1 - top[3]));
+const behind = (el) => {
+  if (!el) return [1, 1, 1];
+  const color = parse(getComputedStyle(el).backgroundColor);
+  return color[3] >= 1 ? color.slice(0, 3) : over(color, behind(el.parentElement));
+};
+const luminance = ([r, g, b]) => {
+  const lin = (c) => (c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+  return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+};
+const ratios = [];
+for (const el of document.querySelectorAll(arguments[0])) {
+  if (!el.offsetParent || !el.textContent.trim()) continue;
+  const back = behind(el);
+  const text = over(parse(getComputedStyle(el).color), back);
+  const [x, y] = [luminance(text), luminance(back)];
+  const ratio = (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05);
+  ratios.push([ratio, el.tagName + '.' + el.className + ' ' + el.textContent.trim().slice(0, 20)]);
+}
+return {page: luminance(behind(document.body)), ratios};
+"""
+TEXT = "h1, h2, #jobs-table td, #jobs-table th, .node, #gauges, .notification, label"
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_is_readable_in_both_schemes(server: DashboardServer, scheme: str) -> None:
+    with chrome() as driver:
+        driver.execute_cdp_cmd(
+            "Emulation.setEmulatedMedia",
+            {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
+        )
+        open_dashboard(driver, server.url)
+        found = driver.execute_script(CONTRAST, TEXT)
+        # The scheme is followed (a dark page in dark mode)...
+        assert (found["page"] < 0.2) == (scheme == "dark")
+        # ...and every visible text meets WCAG AA for normal text (4.5:1).
+        lowest = sorted(found["ratios"])[:5]
+        assert lowest and lowest[0][0] >= 4.5, lowest
+
+
 def test_mobile_width_stacks_without_sideways_scrolling(server: DashboardServer) -> None:
     with chrome() as driver:
         emulate_phone(driver)
