@@ -10,11 +10,11 @@ from typing import TypedDict, TypeVar
 import pytest
 
 from slurmcast.app import SlurmcastApp
-from slurmcast.client import AuthenticationFailed, ConnectionState, SlurmcastClient
+from slurmcast.client import AuthenticationFailed, ClientError, ConnectionState, SlurmcastClient
 
 from support.server import WAIT, running_server
-from support.tokens import SECRET, hs256
-from support.waiting import eventually
+from support.tokens import SECRET, admin, hs256
+from support.waiting import eventually, take
 
 T = TypeVar("T")
 
@@ -202,3 +202,25 @@ async def test_a_token_refused_on_reconnection_ends_in_the_failed_state() -> Non
         assert client.error is not None and client.error.code == "invalid_token"
         with pytest.raises(AuthenticationFailed):
             await anext(sub)
+
+
+async def test_an_admin_broadcasts_and_a_user_is_refused() -> None:
+    async with (
+        running_server(**JWT) as app,
+        SlurmcastClient(url(app), token=admin()) as root,
+        SlurmcastClient(url(app), token=hs256("alice")) as alice,
+    ):
+        messages = await alice.subscribe("alerts")
+        assert await root.broadcast("alerts", {"text": "hi"}) == 1
+        assert await root.broadcast("alerts", {"type": "maintenance", "data": {"at": 6}}) == 1
+        got = await take(messages, 2)
+        assert [(m["type"], m["data"]) for m in got] == [
+            ("broadcast", {"text": "hi"}),
+            ("maintenance", {"at": 6}),
+        ]
+        with pytest.raises(ClientError) as refused:
+            await alice.broadcast("alerts", {"text": "me too"})
+        assert refused.value.code == "forbidden"
+        with pytest.raises(ClientError) as reserved:
+            await root.broadcast("jobs", {"type": "job_update", "data": {}})
+        assert reserved.value.code == "reserved_type"

@@ -360,6 +360,20 @@ class SlurmcastClient:
         marked = reply.get("ids")
         return [str(i) for i in marked] if isinstance(marked, list) else []
 
+    async def broadcast(self, channel: str, message: Mapping[str, Any]) -> int:
+        """Publish ``message`` on ``channel`` (or ``"all"``); returns the clients reached here.
+
+        Admins only. A ``message`` with a string ``type`` reaches clients as that
+        type (docs/protocol.md). Never sent twice: when the connection drops
+        before the reply, ``ConnectionFailed`` says so and the caller decides.
+
+        Raises:
+            ClientError: ``forbidden`` (not an admin), ``reserved_type``, ...
+        """
+        reply = await self._request({"type": "broadcast", "channel": channel, "message": message})
+        delivered = reply.get("delivered")
+        return delivered if isinstance(delivered, int) else 0
+
     async def _request(self, payload: Message) -> Message:
         ws = await self._wait_connected()
         request_id, future = self._pending.new()
