@@ -500,7 +500,8 @@ export interface UnsubscribedReply extends ReplyBase {
 
 export interface AuthenticatedReply extends ReplyBase {
   type: 'authenticated';
-  user: string;
+  /** null from a server without authentication (`--auth none`), which answers `auth` too */
+  user: string | null;
   roles: string[];
   /** when the token expires; null if it does not */
   expires_at: Timestamp | null;
@@ -526,11 +527,13 @@ export type ErrorCode =
 export type ClientErrorCode =
   /** close() was called */
   | 'closed'
-  /** the subscription was left before the server confirmed it */
+  /** the subscription was left before the server confirmed it (or an update of it), or
+   * update() was called on one no longer active */
   | 'unsubscribed'
   /** the server refused the token */
   | 'auth_failed'
-  /** another subscription on the channel has another filter, or its snapshot is gone */
+  /** another subscription on the channel has another filter, or its snapshot is gone; or
+   * update() on a channel other callbacks share */
   | 'conflicting_subscription'
   /** getToken threw or rejected */
   | 'token_unavailable'
@@ -593,6 +596,17 @@ export interface SubscribeOptions<C extends Channel = Channel> {
   snapshot?: C extends SnapshotChannel ? boolean : false;
 }
 
+/**
+ * Who the server says the client is ({@link SlurmcastClient.identity}): its answer to `auth`
+ * and to each token refresh.
+ */
+export interface Identity {
+  readonly user: string;
+  readonly roles: readonly string[];
+  /** when the token expires, in epoch milliseconds; null if it does not */
+  readonly expiresAt: number | null;
+}
+
 /** Options of {@link SlurmcastClient.history}. */
 export interface HistoryOptions<C extends Channel = Channel> {
   /** 1 to 1000; default 100 */
@@ -620,7 +634,7 @@ export declare class SlurmcastError extends Error {
   /** the server's message, when there is one (an `unsubscribed` one when a refreshed token lost
    * a channel) */
   reply?: ErrorReply | UnsubscribedReply;
-  /** set on errors that ended a subscription (reported to onError) */
+  /** set on errors that ended a subscription (reported to onError), and on a refused update() */
   channel?: string;
 }
 
@@ -641,6 +655,21 @@ export declare class Subscription<C extends Channel = Channel> {
   get active(): boolean;
   /** stop delivering to this callback; the channel is left when no callback remains */
   unsubscribe(): void;
+  /**
+   * Change the subscription's options in place: one `subscribe` request, which the server takes
+   * as a replacement (instead of unsubscribe + subscribe). The options replace the old ones
+   * whole (no `filter`: none); with `snapshot: true` the callback gets the new filter's snapshot
+   * first, as one message. Messages of the old filter still on the way are dropped, and
+   * reconnections use the new options. The same filter without a snapshot sends nothing.
+   *
+   * Resolves with the new stream's start position once the server confirmed it. Rejects with a
+   * {@link SlurmcastError} if the server refused the new options (`invalid_filter`, `forbidden`,
+   * `snapshot_not_available`, ...): the subscription then goes on with the old ones, from where
+   * it was. Also `unsubscribed` (no longer active, or left first), `conflicting_subscription`
+   * (other callbacks share the channel, hence its filter), `closed`. An update made before an
+   * earlier one was answered replaces it; both settle with the later one's outcome.
+   */
+  update(options?: SubscribeOptions<C>): Promise<Position | null>;
 }
 
 /**
@@ -655,6 +684,10 @@ export declare class SlurmcastClient {
   readonly state: ClientState;
   /** why the client gave up (state `failed`) */
   readonly error: SlurmcastError | null;
+  /** who the server says this client is (its `authenticated` / `refreshed` reply); null until
+   * the first authentication and without a token (`--auth none`). Replaced at every
+   * (re)connection and refresh, kept while reconnecting. */
+  get identity(): Identity | null;
 
   /** Start connecting (if not already); resolves once connected and authenticated. Keeps
    * retrying through failures; rejects only if the client is closed or fails. */

@@ -13,7 +13,9 @@
  *   server restart) the callback gets `{type: 'resync'}` and, if the
  *   subscription asked for snapshots, a fresh snapshot;
  * - delivers a snapshot as one message (all parts joined) before the deltas;
- * - drops any message whose offset is not above the last one delivered.
+ * - drops any message whose offset is not above the last one delivered;
+ * - changes a subscription's filter in place (`subscription.update()`: one request);
+ * - tells who the server says you are (`client.identity`).
  *
  * TypeScript declarations, with every message the server sends, are in slurmcast.d.ts.
  *
@@ -58,6 +60,12 @@
  * @property {Record<string, string|number|Array<string|number>>} [filter]  server-side filter
  * @property {boolean} [snapshot=false]  deliver the channel's current state first
  *   (jobs, nodes, metrics and alerts only)
+ *
+ * @typedef {object} Identity
+ *   Who the server says this client is: its `authenticated` (or `refreshed`) reply.
+ * @property {string} user
+ * @property {ReadonlyArray<string>} roles
+ * @property {number|null} expiresAt  when the token expires, in epoch milliseconds; null if never
  *
  * @typedef {object} HistoryReply
  * @property {string} channel
@@ -144,6 +152,29 @@ export class Subscription {
   unsubscribe() {
     this._client._remove(this);
   }
+
+  /**
+   * Change the subscription's options in place: one `subscribe` request with the new ones,
+   * which the server takes as a replacement (cheaper than unsubscribe + subscribe). The
+   * options replace the old ones whole, as subscribe() would take them: no `filter` means
+   * none, and `snapshot: true` delivers the new filter's snapshot to the same callback, as one
+   * message, first (and again after a resync). Messages of the old filter still on the way
+   * are dropped; from the reply on, only the new filter's arrive, and reconnections use it.
+   *
+   * A later update() before this one is answered replaces it: both settle with its outcome.
+   * If the server refuses the new options, the promise rejects and the subscription goes on
+   * with the old ones, resuming from the last message delivered (the server replays what came
+   * meanwhile). Asking for the same filter without a snapshot sends nothing.
+   * @param {SubscribeOptions} [options]
+   * @returns {Promise<Position|null>} the new stream's start position, once the server
+   *   confirmed it; rejects with a {@link SlurmcastError}: the server's refusal
+   *   (`invalid_filter`, `forbidden`, `snapshot_not_available`, ...), `unsubscribed` (no longer
+   *   active, or left before the reply), `conflicting_subscription` (other callbacks share the
+   *   channel, hence its filter), `closed` or the reason the client failed
+   */
+  update(options = {}) {
+    return this._client._update(this, options);
+  }
 }
 
 /** The client's state of one channel, shared by the subscriptions on it. */
@@ -161,6 +192,15 @@ class ChannelEntry {
     this.snapshotDelivered = false;
     /** @type {{position: Position, data: any[]}|null} snapshot parts being joined */
     this.assembling = null;
+    /** the subscribe request whose reply is awaited; a reply to an earlier one is stale */
+    this.request = null;
+    /** set by update(): the next subscribe starts a new stream (no `since`) and replaces the
+     * server's subscription; cleared once the server confirmed it */
+    this.fresh = false;
+    /** update() promises waiting for the server's reply: @type {{resolve: Function, reject: Function}[]} */
+    this.updates = [];
+    /** the options before the pending update(s), restored if the server refuses them */
+    this.previous = null;
     this.ready = new Promise((resolve, reject) => {
       this.resolveReady = resolve;
       this.rejectReady = reject;
@@ -203,6 +243,8 @@ export class SlurmcastClient {
     this.state = 'disconnected';
     /** @type {SlurmcastError|null} why the client gave up (state `failed`) */
     this.error = null;
+    /** @type {Identity|null} */
+    this._identity = null;
     /** the raw socket of the current connection (tests terminate it) */
     this._ws = null;
     this._attempt = 0;
@@ -221,6 +263,17 @@ export class SlurmcastClient {
   }
 
   // -- public API ---------------------------------------------------------------
+
+  /**
+   * Who the server says this client is, from its answer to `auth` (and to each `refresh`):
+   * `{user, roles, expiresAt}`, frozen. Null until the first authentication, and when the
+   * client connects without a token (a server run with `--auth none`). Replaced at every
+   * (re)connection and refresh; the last one is kept while reconnecting.
+   * @returns {Identity|null}
+   */
+  get identity() {
+    return this._identity;
+  }
 
   /**
    * Start connecting (if not already) and wait until connected and authenticated.
@@ -453,8 +506,12 @@ export class SlurmcastClient {
     ws.onopen = () => {
       if (ws !== this._ws) return;
       this._codec = ws.protocol === MSGPACK_SUBPROTOCOL ? codec : null;
-      if (token) this._enqueue({ type: 'auth', token }, (reply) => this._onAuthReply(reply));
-      else this._onReady();
+      if (token) {
+        this._enqueue({ type: 'auth', token }, (reply) => this._onAuthReply(reply));
+      } else {
+        this._identity = null; // anonymous: nobody the server vouches for
+        this._onReady();
+      }
     };
     ws.onmessage = (event) => {
       if (ws === this._ws) this._onFrame(event.data);
@@ -473,6 +530,7 @@ export class SlurmcastClient {
 
   _onAuthReply(reply) {
     if (reply.type === 'authenticated') {
+      this._setIdentity(reply);
       this._onReady();
     } else { // the server closes the connection (1008) right after
       this._authError = new SlurmcastError(reply.code ?? 'auth_failed', reply.message ?? 'authentication failed', reply);
@@ -566,6 +624,11 @@ export class SlurmcastClient {
     const pending = [...this._requests.values()];
     this._requests.clear();
     for (const request of pending) request.reject(error);
+    for (const entry of this._channels.values()) {
+      // The new options stay, for a later connect(), as a fresh subscription.
+      entry.previous = null;
+      this._settleUpdates(entry, error);
+    }
     if (this.state !== state) this._setState(state, { error });
   }
 
@@ -697,6 +760,22 @@ export class SlurmcastClient {
     if (ws !== this._ws) return;
     this._enqueue({ type: 'refresh', token }, (reply) => {
       if (reply.type === 'error') this._emit('error', new SlurmcastError(reply.code, reply.message, reply));
+      else if (reply.type === 'refreshed') this._setIdentity(reply);
+    });
+  }
+
+  /** From an `authenticated` or `refreshed` reply. A server without authentication answers
+   * an `auth` with `user: null`: no identity. */
+  _setIdentity(reply) {
+    if (typeof reply.user !== 'string') {
+      this._identity = null;
+      return;
+    }
+    const expires = typeof reply.expires_at === 'string' ? Date.parse(reply.expires_at) : NaN;
+    this._identity = Object.freeze({
+      user: reply.user,
+      roles: Object.freeze(Array.isArray(reply.roles) ? reply.roles.map(String) : []),
+      expiresAt: Number.isNaN(expires) ? null : expires,
     });
   }
 
@@ -704,15 +783,20 @@ export class SlurmcastClient {
 
   _sendSubscribe(entry) {
     const message = { type: 'subscribe', channel: entry.channel };
-    const since = entry.position;
+    // After update() the old stream's position means nothing to the new filter.
+    const since = entry.fresh ? null : entry.position;
     if (since) message.since = { offset: since.offset, epoch: since.epoch };
     if (entry.snapshot) message.snapshot = true;
     if (entry.filter) message.filter = entry.filter;
+    // Options make the server replace its subscription; without any it would keep the old one.
+    else if (entry.fresh) message.filter = {};
     entry.subscribing = true;
-    this._enqueue(message, (reply) => this._onSubscribed(entry, reply, since !== null));
+    const request = {};
+    entry.request = request;
+    this._enqueue(message, (reply) => this._onSubscribed(entry, reply, since !== null, request));
   }
 
-  _onSubscribed(entry, reply, withSince) {
+  _onSubscribed(entry, reply, withSince, request) {
     if (this._channels.get(entry.channel) !== entry) {
       // Unsubscribed meanwhile: leave the server's subscription too, unless it is a new one's.
       if (reply.type === 'subscribed' && !this._channels.has(entry.channel)) {
@@ -720,13 +804,27 @@ export class SlurmcastClient {
       }
       return;
     }
+    // update() sent another subscribe after this one: the server replaced it, its reply decides.
+    if (request !== entry.request) return;
     entry.subscribing = false;
     if (reply.type === 'error') {
       if (reply.code === 'unauthorized') {
         this._shutDown('failed', new SlurmcastError('unauthorized',
           'the server requires authentication: pass {token} or {getToken}', reply));
+        return;
+      }
+      const error = new SlurmcastError(reply.code, reply.message, reply);
+      if (entry.previous) {
+        // The new options were refused: back to the old ones. The server kept the old
+        // subscription or (a store or broker failure) has none: either way, resume it from
+        // the last message delivered.
+        Object.assign(entry, entry.previous);
+        entry.previous = null;
+        error.channel = entry.channel;
+        this._settleUpdates(entry, error);
+        this._sendSubscribe(entry);
       } else {
-        this._drop(entry, new SlurmcastError(reply.code, reply.message, reply));
+        this._drop(entry, error);
       }
       return;
     }
@@ -737,9 +835,56 @@ export class SlurmcastClient {
     } else if (reply.recovered !== true && position) {
       entry.position = position; // recovered: the replayed messages advance it one by one
     }
+    entry.fresh = false;
+    entry.previous = null;
+    this._settleUpdates(entry, null, position);
     if (!entry.started) {
       entry.started = true;
       entry.resolveReady(position);
+    }
+  }
+
+  /** Change `sub`'s channel's options (Subscription#update). */
+  _update(sub, options) {
+    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+    const entry = sub._entry;
+    if (this.state === 'closed' || this.state === 'failed') {
+      return Promise.reject(this.error ?? new SlurmcastError('closed', 'the client was closed'));
+    }
+    if (!entry.subs.has(sub)) {
+      return Promise.reject(new SlurmcastError('unsubscribed', `this subscription to ${entry.channel} is no longer active`));
+    }
+    if (entry.subs.size > 1) {
+      return Promise.reject(new SlurmcastError('conflicting_subscription',
+        `other callbacks share ${entry.channel}'s subscription, hence its filter; unsubscribe them first or use another client`));
+    }
+    const filter = options.filter ?? null;
+    const snapshot = Boolean(options.snapshot);
+    const settled = entry.started && !entry.subscribing && !entry.fresh && !entry.updates.length;
+    if (settled && !snapshot && canonical(filter) === canonical(entry.filter)) {
+      entry.snapshot = false; // no snapshot after a resync from now on
+      return Promise.resolve(sub.position);
+    }
+    entry.previous ??= {
+      filter: entry.filter, snapshot: entry.snapshot, snapshotDelivered: entry.snapshotDelivered, fresh: entry.fresh,
+    };
+    entry.filter = filter;
+    entry.snapshot = snapshot;
+    entry.snapshotDelivered = false;
+    entry.fresh = true;
+    entry.assembling = null; // the rest of an old snapshot is not wanted any more
+    const done = new Promise((resolve, reject) => entry.updates.push({ resolve, reject }));
+    if (this.state === 'connected') this._sendSubscribe(entry);
+    return done;
+  }
+
+  /** Settle the pending update() promises of `entry`: rejected with `error`, or resolved. */
+  _settleUpdates(entry, error, position = null) {
+    const updates = entry.updates;
+    entry.updates = [];
+    for (const update of updates) {
+      if (error) update.reject(error);
+      else update.resolve(position);
     }
   }
 
@@ -789,6 +934,7 @@ export class SlurmcastClient {
     if (!entry.subs.delete(sub) || entry.subs.size) return;
     this._channels.delete(entry.channel);
     if (!entry.started) entry.rejectReady(new SlurmcastError('unsubscribed', `left ${entry.channel} before it started`));
+    this._settleUpdates(entry, new SlurmcastError('unsubscribed', `left ${entry.channel} before the update was confirmed`));
     if (this.state === 'connected') this._enqueue({ type: 'unsubscribe', channel: entry.channel }, () => {});
   }
 
@@ -798,6 +944,7 @@ export class SlurmcastClient {
     for (const sub of entry.subs) entry.subs.delete(sub);
     if (!entry.started) entry.rejectReady(error);
     error.channel = entry.channel;
+    this._settleUpdates(entry, error);
     this._emit('error', error);
   }
 

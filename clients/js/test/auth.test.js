@@ -24,9 +24,14 @@ before(async () => {
 after(() => server?.kill());
 
 /** A token for `sub` valid `ttl` seconds from now (at least, whole seconds). */
-function token(sub = 'alice', ttl = 3600, secret = SECRET) {
+function token(sub = 'alice', ttl = 3600, secret = SECRET, extra = {}) {
   const now = Math.floor(Date.now() / 1000);
-  return hs256(secret, { sub, iat: now, exp: now + 1 + ttl });
+  return hs256(secret, { sub, iat: now, exp: now + 1 + ttl, ...extra });
+}
+
+/** The `exp` of a token, in epoch ms. */
+function expiry(jwt) {
+  return JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString()).exp * 1000;
 }
 
 /** A WebSocket that records what the server sends, to observe replies the client consumes. */
@@ -62,6 +67,31 @@ test('getToken is asked before every connection; the stream resumes', WAIT, asyn
   const [first, second] = await seen.count(() => true, 2);
   assert.deepEqual([first.data.seq, second.data.seq], [0, 1]);
   assert.equal(second.offset, first.offset + 1);
+});
+
+test('identity: who the server says the client is, set again at every connection', WAIT, async () => {
+  const tokens = [token('alice', 3600, SECRET, { roles: ['admin'] }), token('alice', 7200, SECRET, { roles: ['admin'] })];
+  let calls = 0;
+  const client = startClient(server.url, { getToken: () => tokens[Math.min(calls++, 1)] });
+  assert.equal(client.identity, null, 'nobody before authenticating');
+  const seen = [];
+  client.onState((state) => {
+    if (state === 'connected') seen.push(client.identity); // already set when `connected` is announced
+  });
+  await client.connect();
+  assert.deepEqual({ ...client.identity }, { user: 'alice', roles: ['admin'], expiresAt: expiry(tokens[0]) });
+  assert.ok(Object.isFrozen(client.identity) && Object.isFrozen(client.identity.roles));
+  assert.throws(() => { client.identity = null; }, TypeError, 'read-only');
+
+  const reconnected = new Promise((resolve) => client.onState((s) => s === 'connected' && resolve()));
+  const dropped = new Promise((resolve) => client.onState((s) => s === 'disconnected' && resolve()));
+  client._ws.terminate();
+  await dropped;
+  assert.equal(client.identity.user, 'alice', 'kept while reconnecting');
+  await reconnected;
+  assert.equal(calls, 2);
+  assert.deepEqual({ ...client.identity }, { user: 'alice', roles: ['admin'], expiresAt: expiry(tokens[1]) });
+  assert.deepEqual(seen.map((identity) => identity?.expiresAt), [expiry(tokens[0]), expiry(tokens[1])]);
 });
 
 test('a refused token: getToken is asked once more', WAIT, async () => {
@@ -117,6 +147,7 @@ test('an expiring token is refreshed on the same connection', WAIT, async () => 
   const [refreshed] = (await received.count((m) => m.type === 'refreshed')).filter((m) => m.type === 'refreshed');
   assert.equal(refreshed.user, 'alice');
   assert.equal(calls, 2);
+  assert.equal(client.identity.expiresAt, expiry(tokens[1]), 'the identity follows the refresh');
   await client.ping();
   assert.deepEqual(states.items, ['connecting', 'connected']);
 });

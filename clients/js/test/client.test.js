@@ -44,6 +44,17 @@ describe('a connected client', WAIT, () => {
     assert.deepEqual(states.items, ['connecting', 'connected']);
   });
 
+  test('identity stays null without authentication, token or not', async () => {
+    const client = newClient();
+    await client.connect();
+    assert.equal(client.identity, null);
+    // A server run with --auth none answers an auth too, for nobody in particular.
+    const withToken = newClient({ token: 'eyJhbGciOiJub25lIn0.e30.' });
+    await withToken.connect();
+    assert.equal(withToken.identity, null);
+    await withToken.ping();
+  });
+
   test('ping and history are answered', async () => {
     const client = newClient();
     const pending = client.ping(); // asked before connecting: sent once connected

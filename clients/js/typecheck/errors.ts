@@ -31,6 +31,16 @@ export async function mistakes(client: SlurmcastClient): Promise<void> {
   void new SlurmcastClient('ws://localhost:5011/', { wireFormat: 'xml' }); // error
   void new SlurmcastClient('ws://localhost:5011/', { backoffInitial: '500' }); // error
 
+  // A subscription updated with options of another channel, or the identity misread.
+  const jobs = client.subscribe('jobs', () => {});
+  await jobs.update({ filter: { state: 'DRAINED' } }); // error
+  await jobs.update({ snapshot: 1 }); // error
+  client.subscribe('notifications', () => {}).update({ snapshot: true }); // error
+  const expiry: string | null | undefined = client.identity?.expiresAt; // error
+  void expiry;
+  void client.identity.user; // error
+  client.identity = null; // error
+
   // Methods given the wrong arguments, or their results misread.
   await client.history('jobs', { limit: '5' }); // error
   await client.markRead(42); // error

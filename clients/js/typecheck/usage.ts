@@ -15,6 +15,7 @@ import SlurmcastClientDefault, {
   type Channel,
   type ChannelMessage,
   type ClientState,
+  type Identity,
   type JobData,
   type MetricsData,
   type NodeData,
@@ -49,7 +50,11 @@ export function constructing(): SlurmcastClient[] {
   const url: string = everything.url;
   const state: ClientState = everything.state;
   const why: SlurmcastError | null = everything.error;
-  void [url, state, why];
+  const identity: Identity | null = everything.identity;
+  const who: string | undefined = identity?.user;
+  const roles: readonly string[] = identity?.roles ?? [];
+  const until: number | null | undefined = identity?.expiresAt;
+  void [url, state, why, who, roles, until];
   return [byDefault, node, browser, everything, syncToken];
 }
 
@@ -268,6 +273,11 @@ export function subscribing(client: SlurmcastClient): Subscription[] {
   client.unsubscribe('jobs', jobsSub.callback);
 
   void jobsSub.ready.then((start: Position | null) => start?.offset);
+  // New options for the same subscription and callback: one request.
+  void jobsSub.update({ filter: { user: 'bob', status: ['RUNNING'] }, snapshot: true })
+    .then((start: Position | null) => start?.epoch, (error: unknown) => error instanceof SlurmcastError && error.code);
+  void jobsSub.update();
+  void nodesSub.update({ filter: { state: 'DRAINED' } });
   const where: Position | null = nodesSub.position;
   const active: boolean = mine.active;
   const named: 'user:alice' = mine.channel;

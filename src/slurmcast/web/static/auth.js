@@ -1,9 +1,9 @@
 /**
  * auth.js: who is looking. With `auth: "jwt"` the page needs a token: taken once from
  * `?token=` (then removed from the address bar), or typed into the sign-in box; kept in
- * sessionStorage for this tab. The user and roles shown come from the server's
- * `authenticated` reply when the client exposes it, else from the token's payload
- * (decoded for display only: the server is what checks it).
+ * sessionStorage for this tab. The user and roles shown are the server's word
+ * (`client.identity`, its `authenticated` reply) from the first connection on; before it,
+ * they come from the token's payload, decoded for display only (the server checks it).
  * @module auth
  */
 
@@ -44,6 +44,8 @@ export class Auth {
     this.token = null;
     /** @type {Identity} */
     this.identity = { user: null, roles: [], isAdmin: false, expiresAt: null };
+    /** whether `identity` is the server's (confirm()) rather than the token's unverified payload */
+    this.confirmed = false;
     this._listeners = new Set();
     if (this.mode === 'jwt') {
       this.token = takeTokenFromUrl() ?? readStored();
@@ -106,18 +108,20 @@ export class Auth {
   }
 
   /**
-   * The server's word on who this is (the `authenticated` reply), when the client exposes it.
-   * @param {{user?: string, roles?: string[], expires_at?: string}|null} info
+   * The server's word on who this is: the client's `identity` (from the `authenticated`
+   * reply). It replaces what the token's payload said; null (no authentication) changes nothing.
+   * @param {{user: string, roles: readonly string[], expiresAt: number|null}|null} info
    */
   confirm(info) {
     if (!info || typeof info.user !== 'string') return;
-    const roles = Array.isArray(info.roles) ? info.roles.map(String) : this.identity.roles;
+    const roles = Array.isArray(info.roles) ? info.roles.map(String) : [];
     const changed = info.user !== this.identity.user || roles.join() !== this.identity.roles.join();
+    this.confirmed = true;
     this.identity = {
       user: info.user,
       roles,
       isAdmin: roles.includes('admin'),
-      expiresAt: info.expires_at ? Date.parse(info.expires_at) : this.identity.expiresAt,
+      expiresAt: typeof info.expiresAt === 'number' ? info.expiresAt : null,
     };
     this._renderBadge();
     if (changed) for (const listener of this._listeners) listener(this.identity);
@@ -166,7 +170,9 @@ export class Auth {
     this._renderBadge();
   }
 
+  /** The fallback until the server confirms who this is: the token's payload, unverified. */
   _setIdentityFromToken(token) {
+    this.confirmed = false;
     const payload = decodeJwt(token) ?? {};
     const roles = Array.isArray(payload.roles) ? payload.roles.map(String) : [];
     this.identity = {
@@ -190,6 +196,7 @@ export class Auth {
 
   _forget() {
     this.token = null;
+    this.confirmed = false;
     this.identity = { user: null, roles: [], isAdmin: false, expiresAt: null };
     try {
       sessionStorage.removeItem(STORAGE_KEY);

@@ -27,7 +27,7 @@ const $ = (id) => document.getElementById(id);
 
 async function loadConfig() {
   try {
-    const response = await fetch('/dashboard.json', { credentials: 'same-origin' });
+    const response = await fetch('dashboard.json', { credentials: 'same-origin' });
     if (!response.ok) return { ...DEFAULT_CONFIG };
     return { ...DEFAULT_CONFIG, ...(await response.json()) };
   } catch {
@@ -40,15 +40,6 @@ function wsUrl(config) {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   const host = location.hostname.includes(':') ? `[${location.hostname}]` : location.hostname;
   return `${scheme}://${host}:${config.ws_port}/`;
-}
-
-/** The `authenticated` reply, where the client exposes it (feature-detected). */
-function serverIdentity(client) {
-  for (const candidate of [client.authenticated, client.identity, client.session, client.auth]) {
-    if (candidate && typeof candidate === 'object' && typeof candidate.user === 'string') return candidate;
-  }
-  if (typeof client.user === 'string') return { user: client.user, roles: client.roles };
-  return null;
 }
 
 async function main() {
@@ -197,7 +188,7 @@ async function main() {
   let connectedOnce = false;
   client.onState((state) => {
     if (state === 'connected') {
-      auth.confirm(serverIdentity(client));
+      auth.confirm(client.identity); // the server's word, once per (re)connection; null without auth
       if (!connectedOnce) {
         connectedOnce = true;
         // The API takes the same token: ask once the server has accepted it.

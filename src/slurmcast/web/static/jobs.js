@@ -1,9 +1,10 @@
 /**
  * jobs.js: the live jobs table (#jobs-table) and its filters.
  *
- * Filters are the server's: changing one resubscribes the `jobs` channel with the
- * new `filter` and `snapshot: true`, so the table is rebuilt from what the server
- * sends (docs/protocol.md, "Filters" and "Snapshots"). The snapshot holds the jobs
+ * Filters are the server's: changing one updates the `jobs` subscription in place
+ * (`sub.update()`: one `subscribe` with the new `filter` and `snapshot: true`, which the
+ * server takes as a replacement), so the table is rebuilt from what the server sends
+ * (docs/protocol.md, "Filters" and "Snapshots"). The snapshot holds the jobs
  * still queued; finished jobs (a `job_update` with a final status) stay in the
  * table, the newest MAX_FINISHED of them, and the recently finished ones are
  * fetched from the channel's history with the same filter.
@@ -171,7 +172,8 @@ export class JobsTable {
     return [value];
   }
 
-  /** (Re)subscribe with the filters' current values; nothing to do if they did not change. */
+  /** Subscribe, or update the subscription, with the filters' current values; nothing to do
+   * if they did not change. */
   _subscribe({ force = false } = {}) {
     const filter = this._filter();
     const key = JSON.stringify(filter);
@@ -182,13 +184,30 @@ export class JobsTable {
     // history answer costs rate-limit tokens: filter changes stay quick.)
     const statuses = this._statuses();
     this._needFinished = !this.sub || Boolean(statuses?.some((st) => FINAL_STATES.includes(st)));
-    this.sub?.unsubscribe();
     this.generation += 1;
+    const previous = this.filter;
     this.filter = filter;
     this.awaitingSnapshot = true;
     this.ui.note.hidden = true;
     this.ui.table.setAttribute('aria-busy', 'true');
-    this.sub = this.client.subscribe('jobs', this.handler, filter ? { snapshot: true, filter } : { snapshot: true });
+    const options = filter ? { snapshot: true, filter } : { snapshot: true };
+    if (this.sub?.active) {
+      // One request instead of unsubscribe + subscribe; the new snapshot rebuilds the table.
+      const generation = this.generation;
+      this.sub.update(options).catch((error) => {
+        if (generation !== this.generation || error.code === 'closed') return;
+        // Refused (an invalid filter): the server goes on with the previous one.
+        this.filter = previous;
+        this.awaitingSnapshot = false;
+        this.ui.table.removeAttribute('aria-busy');
+        this.refuse(error);
+        this._afterChange();
+      });
+      return;
+    }
+    // First time, or the server dropped the subscription: a new one.
+    this.sub?.unsubscribe();
+    this.sub = this.client.subscribe('jobs', this.handler, options);
     this.sub.ready.catch(() => {}); // reported through the client's onError
   }
 
