@@ -32,6 +32,7 @@ from slurmcast.http.app import create_app
 from slurmcast.http.connections import ConnectionLimits
 from slurmcast.http.dashboard import DashboardConfig
 from slurmcast.http.guard import ApiGuard
+from slurmcast.http.metrics import MetricsConfig
 from slurmcast.http.server import HttpServer
 from slurmcast.hub import Hub
 from slurmcast.instances.alerts import InstanceAlerts
@@ -41,6 +42,12 @@ from slurmcast.instances.presence_report import PresenceReporter
 from slurmcast.monitors.leader import Leadership
 from slurmcast.monitors.poller import ClusterMonitor, MonitorSettings
 from slurmcast.node import Node
+from slurmcast.observability.collector import (
+    CommandFigures,
+    SlurmcastCollector,
+    metrics_registry,
+)
+from slurmcast.observability.looplag import LoopLag
 from slurmcast.ports import Broker, Lease, Presence, Source
 from slurmcast.storage import NotificationStore, default_url
 from slurmcast.transport.ws_server import WebSocketServer, WebSocketSettings
@@ -265,16 +272,40 @@ class SlurmcastApp:
             verify=verify,
             notifications=self.notifications,
         )
+        guard = ApiGuard(settings.api_key, self.verifier)
+        if settings.metrics_auth == "api_key" and not guard.protected:
+            raise ConfigError(
+                "--metrics-auth api_key needs an --api-key or --auth jwt (admin tokens)"
+            )
+        self.loop_lag = LoopLag()
+        self.metrics = SlurmcastCollector(
+            hub=self.hub,
+            node=self.node,
+            broker=self.broker,
+            ws=self.ws,
+            http_connections=lambda: self.http.connections,
+            guard=guard,
+            monitor=self.monitor,
+            leadership=self.leadership,
+            source_kind=self.source.kind,
+            commands=self.source if isinstance(self.source, CommandFigures) else None,
+            storage=self.notifications,
+            loop_lag=self.loop_lag,
+            per_user=settings.metrics_per_user,
+        )
         self.http = HttpServer(
             create_app(
                 self.node,
                 self.health,
                 settings.http_max_body,
-                ApiGuard(settings.api_key, self.verifier),
+                guard,
                 self.policy,
                 self.notifications,
                 new_notification_id,
                 dashboard_config(settings, lambda: self.ws.port),
+                MetricsConfig(
+                    metrics_registry(self.metrics), protected=settings.metrics_auth == "api_key"
+                ),
             ),
             settings.host,
             settings.http_port,
@@ -296,6 +327,7 @@ class SlurmcastApp:
                 self.settings.ws_port,
                 self.settings.http_port,
             )
+        self.loop_lag.start()
         await self.node.start()
         await self.notifications.start()
         await self.source.start()
@@ -346,6 +378,7 @@ class SlurmcastApp:
         await self.notifications.close()
         await self.node.close()
         await self.source.close()
+        self.loop_lag.stop()
         log.info("slurmcast stopped")
 
     def _counts(self) -> dict[str, Any]:

@@ -331,6 +331,15 @@ class Settings:
     allowed_origins: str = option(
         "", "comma-separated browser origins allowed to connect (empty: any)"
     )
+    metrics_auth: str = option(
+        "none",
+        "who may read GET /metrics: none (open on the HTTP port) or api_key (the X-API-Key "
+        "header or an admin's JWT)",
+        choices=("none", "api_key"),
+    )
+    metrics_per_user: bool = option(
+        False, "export jobs per user in /metrics (one series per user and state)"
+    )
 
 
 #: History kept for a channel that ``history_size`` does not name.

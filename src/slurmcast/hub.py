@@ -11,10 +11,15 @@ from __future__ import annotations
 from collections import Counter
 
 from slurmcast.core.channels import CHANNEL_NAMES
-from slurmcast.core.publication import Publication
+from slurmcast.core.publication import ALL_CLIENTS, Publication
 from slurmcast.core.registry import SubscriptionRegistry
 from slurmcast.core.subscription import Subscription
 from slurmcast.ports import FrameEncoder, Subscriber
+
+#: The channels counted apart in ``received`` and ``delivered``; every private
+#: ``user:<name>`` channel is counted under ``user`` (a bounded set of labels).
+COUNTED_CHANNELS = frozenset({*CHANNEL_NAMES, ALL_CLIENTS})
+PRIVATE_CHANNELS = "user"
 
 
 class Hub:
@@ -29,9 +34,17 @@ class Hub:
         self._registry: SubscriptionRegistry[Subscriber] = SubscriptionRegistry()
         self._users: dict[Subscriber, str] = {}
         self._per_user: Counter[str] = Counter()
+        #: Publications handed to this hub, and the frames it queued for its
+        #: clients, per channel (``user:`` channels under ``user``): plain
+        #: integers, read by ``GET /metrics``.
+        self.received: dict[str, int] = {}
+        self.delivered: dict[str, int] = {}
+        #: Clients connected since start.
+        self.connections_opened = 0
 
     def connect(self, client: Subscriber) -> None:
         self._clients.add(client)
+        self.connections_opened += 1
 
     def disconnect(self, client: Subscriber) -> list[str]:
         """Forget a client; returns the channels it was subscribed to."""
@@ -110,6 +123,15 @@ class Hub:
 
     def handle_publication(self, publication: Publication) -> int:
         """Write a publication to every local recipient; returns how many took it."""
+        channel = publication.channel
+        label = channel if channel in COUNTED_CHANNELS else PRIVATE_CHANNELS
+        self.received[label] = self.received.get(label, 0) + 1
+        delivered = self._fan_out(publication)
+        if delivered:
+            self.delivered[label] = self.delivered.get(label, 0) + delivered
+        return delivered
+
+    def _fan_out(self, publication: Publication) -> int:
         if publication.to_all_clients:
             recipients: list[Subscriber] = list(self._admitted)
         else:

@@ -257,7 +257,9 @@ async def test_stopped_controller_degrades_alerts_and_recovers(local_slurm: Path
             )
             assert resolved["data"]["since"] == firing["data"]["since"]
             _, health = await eventually(
-                lambda: http_json(app, "GET", "/health"), lambda r: r[1]["status"] == "healthy", SLOW
+                lambda: http_json(app, "GET", "/health"),
+                lambda r: r[1]["status"] == "healthy",
+                SLOW,
             )
             # The alert fired once for the whole outage.
             assert len(seen.matching(lambda m: m["data"]["id"] == "source_unavailable")) == 2

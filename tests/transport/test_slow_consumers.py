@@ -5,6 +5,7 @@ import logging
 
 import pytest
 
+from support.metrics import scrape
 from support.rawws import RawClient
 from support.server import Client, http_json, running_server
 from support.waiting import eventually
@@ -47,6 +48,8 @@ async def test_stalled_client_is_closed_with_4008_and_others_get_everything(
                 assert any("slow consumer" in r.getMessage() for r in caplog.records)
                 # The stalled client finds its close frame behind what it never read.
                 assert await asyncio.to_thread(stalled.read_until_close) == 4008
+                closes = (await scrape(app)).get("slurmcast_ws_slow_consumer_closes_total")
+                assert closes == 1
                 stalled.close()
                 await eventually(
                     lambda: http_json(app, "GET", "/health"), lambda r: r[1]["clients"] == 1

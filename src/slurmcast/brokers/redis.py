@@ -172,6 +172,9 @@ class RedisBroker:
         self.last_error = ""
         self.gaps_filled = 0
         self.streams_lost = 0
+        #: Times the subscription came back after being lost (GET /metrics).
+        self.reconnects = 0
+        self._subscribed_before = False
         self._subscribed = asyncio.Event()
 
     @property
@@ -427,6 +430,9 @@ class RedisBroker:
             self._subscribed.set()
         if connected == self.connected:
             return
+        if connected and self._subscribed_before:
+            self.reconnects += 1
+        self._subscribed_before = self._subscribed_before or connected
         self.connected = connected
         if not connected:
             for waiter in self._waiters.values():

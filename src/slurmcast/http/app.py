@@ -3,7 +3,8 @@
 * ``POST /broadcast`` (``http.broadcast``), ``GET /health`` (``http.health``);
 * ``GET /snapshot/<channel>`` (``http.snapshots``);
 * ``/notifications`` (``http.notifications``), when notifications are stored;
-* ``/``, ``/static/...``, ``/dashboard.json``: the web dashboard (``http.dashboard``).
+* ``/``, ``/static/...``, ``/dashboard.json``: the web dashboard (``http.dashboard``);
+* ``GET /metrics``: Prometheus' figures (``http.metrics``), when given a registry.
 
 Every answer carries the security headers of ``http.headers``.
 
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from slurmcast.core.policy import AccessPolicy
-from slurmcast.http import dashboard
+from slurmcast.http import dashboard, metrics
 from slurmcast.http.assets import StaticAssets
 from slurmcast.http.broadcast import broadcast
 from slurmcast.http.context import (
@@ -34,6 +35,7 @@ from slurmcast.http.dashboard import DashboardConfig
 from slurmcast.http.guard import ApiGuard
 from slurmcast.http.headers import add_security_headers
 from slurmcast.http.health import health
+from slurmcast.http.metrics import MetricsConfig
 from slurmcast.http.middleware import json_errors, require_json
 from slurmcast.http.notifications import add_routes
 from slurmcast.http.snapshots import snapshot
@@ -51,6 +53,7 @@ def create_app(
     store: NotificationStorePort | None = None,
     new_id: Callable[[], str] | None = None,
     dashboard_config: DashboardConfig | None = None,
+    metrics_config: MetricsConfig | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[json_errors, require_json], client_max_size=max_body)
     app.on_response_prepare.append(add_security_headers)
@@ -67,4 +70,6 @@ def create_app(
     app.router.add_get("/health", health)
     if dashboard_config is not None:
         dashboard.add_routes(app, dashboard_config, StaticAssets.load(STATIC_DIR))
+    if metrics_config is not None:
+        metrics.add_routes(app, metrics_config)
     return app

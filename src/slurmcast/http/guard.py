@@ -10,6 +10,7 @@ valid token or the API key only while JWT auth is on.
 from __future__ import annotations
 
 import hmac
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -66,6 +67,10 @@ class ApiGuard:
     def __init__(self, api_key: str, verify: Callable[[str], Principal] | None) -> None:
         self._api_key = _header_bytes(api_key)
         self._verify = verify
+        #: Refused credentials by error code (``unauthorized``, ``invalid_token``,
+        #: ``token_expired``, ``forbidden``): GET /metrics. ``is_admin`` (the
+        #: check behind /health's full answer) does not count.
+        self.failures: Counter[str] = Counter()
 
     @property
     def protected(self) -> bool:
@@ -81,6 +86,13 @@ class ApiGuard:
         Raises:
             HttpError: 401 without valid credentials, 403 for a token without the admin role.
         """
+        try:
+            return self._admin(request)
+        except HttpError as exc:
+            self.failures[exc.wire_code] += 1
+            raise
+
+    def _admin(self, request: web.Request) -> tuple[str, Principal | None]:
         if not self.protected:
             return "anonymous", None
         offered = credentials(request)
@@ -108,6 +120,13 @@ class ApiGuard:
         Raises:
             HttpError: 401 when JWT auth is on and no valid credentials came.
         """
+        try:
+            return self._reader(request)
+        except HttpError as exc:
+            self.failures[exc.wire_code] += 1
+            raise
+
+    def _reader(self, request: web.Request) -> Principal:
         if self._verify is None:
             return ANONYMOUS
         offered = credentials(request)
@@ -125,7 +144,7 @@ class ApiGuard:
 
     def is_admin(self, request: web.Request) -> bool:
         try:
-            self.require_admin(request)
+            self._admin(request)
         except HttpError:
             return False
         return True

@@ -32,6 +32,7 @@ from slurmcast.gcpause import paused
 from slurmcast.monitors import checkpoint
 from slurmcast.monitors.health import SourceHealth
 from slurmcast.node import Node
+from slurmcast.observability.histogram import DURATION_BUCKETS, Histogram
 from slurmcast.ports import Source
 
 log = logging.getLogger("slurmcast.monitor")
@@ -81,6 +82,10 @@ class ClusterMonitor:
         self._reported_nodes: dict[str, NodeRecord] | None = None
         self._unresolved: dict[str, int] = {}
         self.polls = {"jobs": 0, "nodes": 0, "metrics": 0}
+        #: Seconds each loop's steps took (failed ones too), and the failed steps
+        #: (GET /metrics).
+        self.poll_seconds = {name: Histogram(DURATION_BUCKETS) for name in self.polls}
+        self.poll_failures = dict.fromkeys(self.polls, 0)
         self._have_snapshots = asyncio.Event()
         #: Set once the jobs and nodes loops have each made their first attempt.
         self.first_cycle = asyncio.Event()
@@ -309,8 +314,12 @@ class ClusterMonitor:
         while True:
             started = time.monotonic()
             firing = dict(self.alerts.firing)
+            failures_before = failures
             try:
-                await step()
+                try:
+                    await step()
+                finally:
+                    self.poll_seconds[name].observe(time.monotonic() - started)
             except PublishError as exc:
                 raise_if_cancelled()
                 # Nothing of the step was published: the next one diffs from the
@@ -341,6 +350,8 @@ class ClusterMonitor:
                 self._attempted.add(name)
                 if {"jobs", "nodes"} <= self._attempted:
                     self.first_cycle.set()
+            if failures > failures_before:
+                self.poll_failures[name] += 1
             delay = retry_delay(interval, failures, self.settings.backoff_max)
             await asyncio.sleep(max(0.0, delay - (time.monotonic() - started)))
 

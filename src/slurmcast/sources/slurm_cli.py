@@ -37,6 +37,7 @@ from typing import Any, Final
 
 from slurmcast.core.records import JobRecord, JobsListing, NodesListing
 from slurmcast.errors import ErrorCode, SourceError
+from slurmcast.observability.histogram import DURATION_BUCKETS, Histogram
 from slurmcast.sources.final_states import Accounting
 from slurmcast.sources.slurm._common import UnknownShapeError
 from slurmcast.sources.slurm.jobs import (
@@ -196,6 +197,10 @@ class SlurmCliSource:
         self.detect_error: str | None = None
         self.commands: Counter[str] = Counter()
         self.command_seconds: dict[str, float] = {}
+        #: Per command: how long each run took, and the runs that failed
+        #: (exit status, timeout, not found): GET /metrics.
+        self.command_durations: dict[str, Histogram] = {}
+        self.command_failures: Counter[str] = Counter()
         self._last_job_count: int | None = None
         self._json_bytes_per_job: float | None = None
         self._node_details_needed: bool | None = None
@@ -412,9 +417,16 @@ class SlurmCliSource:
         started = time.monotonic()
         try:
             return await self._run_command((path, *args[1:]), self.settings.timeout)
+        except SourceError:
+            self.command_failures[name] += 1
+            raise
         finally:
             elapsed = time.monotonic() - started
             self.command_seconds[name] = self.command_seconds.get(name, 0.0) + elapsed
+            durations = self.command_durations.get(name)
+            if durations is None:
+                durations = self.command_durations[name] = Histogram(DURATION_BUCKETS)
+            durations.observe(elapsed)
 
 
 def _config_values(raw: bytes) -> dict[str, str]:

@@ -270,6 +270,11 @@ class NotificationStore:
             "dropped": self._writer.dropped,
         }
 
+    @property
+    def write_failures(self) -> int:
+        """Writer attempts that failed and were retried (GET /metrics)."""
+        return self._writer.failures
+
     async def close(self) -> None:
         """Write what is queued (for up to ``close_timeout``), stop the writer, release connections.
 

@@ -61,6 +61,8 @@ class BatchWriter:
         self._task: asyncio.Task[None] | None = None
         self.written = 0
         self.dropped = 0
+        #: Attempts (a batch, a migration, a probe) that failed and were retried.
+        self.failures = 0
 
     @property
     def pending(self) -> int:
@@ -126,6 +128,7 @@ class BatchWriter:
                     await self._probe()
             # The writer must outlive any failure; each one is reported and retried.
             except Exception as exc:
+                self.failures += 1
                 await self._availability.failed(exc, self.pending)
                 failures += 1
                 delay = FIRST_RETRY * 2.0 ** min(failures - 1, 32)

@@ -126,6 +126,9 @@ class Flusher:
         #: Flushing slices run so far (a benchmark figure).
         self.slices = 0
         self.writes = 0
+        #: Bytes handed to the connections' transports (GET /metrics); the
+        #: connections add what they write.
+        self.bytes_written = 0
 
     def mark(self, connection: Flushable) -> None:
         """``connection`` has frames to write (call once per batch: it remembers)."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from websockets.exceptions import InvalidOrigin
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
@@ -57,6 +58,7 @@ from slurmcast.transport.encoding import (
     decode_msgpack_request,
     encoding_for,
 )
+from slurmcast.transport.stats import AUTH_ERROR_CODES, AUTH_TIMEOUT
 
 if TYPE_CHECKING:
     from slurmcast.transport.ws_server import WebSocketServer
@@ -219,6 +221,10 @@ class WsConnection(asyncio.Protocol):
         self.protocol.send_response(response)
         self._queue_protocol_writes()
         if self.protocol.state is not State.OPEN:
+            if refusal is None:
+                failed = self.protocol.handshake_exc
+                reason = "origin" if isinstance(failed, InvalidOrigin) else "invalid"
+                server.stats.handshake_failures[reason] += 1
             if self.protocol.handshake_exc is not None:
                 log.info(
                     "refused %s at the handshake: %s", self.remote, self.protocol.handshake_exc
@@ -307,7 +313,14 @@ class WsConnection(asyncio.Protocol):
                 data = decode_msgpack_request(data).decode()
             except ValueError as exc:
                 return self.session.receive_undecodable(str(exc), now)
+        authenticating = self.session.state is SessionState.AUTHENTICATING
         actions = self.session.receive(data, now)
+        for action in actions:
+            if isinstance(action, SendReply) and action.reply.get("type") == "error":
+                code = action.reply.get("code")
+                if code in AUTH_ERROR_CODES:
+                    stage = "auth" if authenticating else "refresh"
+                    self.server.stats.auth_failures[stage, code] += 1
         self._schedule_session()
         return actions
 
@@ -325,6 +338,7 @@ class WsConnection(asyncio.Protocol):
     def on_deadline(self, kind: str, now: float) -> None:
         if kind == "handshake":
             if self.protocol.state is State.CONNECTING:
+                self.server.stats.handshake_failures["timeout"] += 1
                 log.info("client %s did not finish its handshake in time", self.remote)
                 self.abort()
         elif kind == "close" or kind == "grace":
@@ -335,7 +349,11 @@ class WsConnection(asyncio.Protocol):
             log.info("client %d (%s) did not answer its keepalive ping", self.id, self.remote)
             self._close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
         elif kind == "session" and self.session is not None and not self._closing:
-            self._perform(self.session.on_timer(time.time()))
+            authenticating = self.session.state is SessionState.AUTHENTICATING
+            actions = self.session.on_timer(time.time())
+            if authenticating and any(isinstance(a, CloseConnection) for a in actions):
+                self.server.stats.auth_failures["auth", AUTH_TIMEOUT] += 1
+            self._perform(actions)
             self._schedule_session()
 
     def _schedule_session(self) -> None:
@@ -411,7 +429,7 @@ class WsConnection(asyncio.Protocol):
     def flush(self) -> None:
         """Write everything queued, in one call (the ``Flusher`` calls this)."""
         pending, self._pending = self._pending, []
-        self._pending_bytes = 0
+        size, self._pending_bytes = self._pending_bytes, 0
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -419,6 +437,7 @@ class WsConnection(asyncio.Protocol):
             transport.write(pending[0])
         elif pending:
             transport.write(b"".join(pending))
+        self._flusher.bytes_written += size
         if self._eof:
             self._eof = False
             if transport.can_write_eof():
@@ -456,6 +475,7 @@ class WsConnection(asyncio.Protocol):
         match action:
             case SendReply(reply):
                 if reply.get("type") == "error":
+                    self.server.stats.error_replies[str(reply.get("code"))] += 1
                     log.info(
                         "client %d (%s%s) request refused: %s: %s",
                         self.id,
@@ -474,6 +494,7 @@ class WsConnection(asyncio.Protocol):
                 if principal.user is None:
                     self.server.node.hub.admit(self, None)
                 elif not self._admit(principal.user):
+                    self.server.stats.refusals["per_user"] += 1
                     self._close(
                         CloseCode.TOO_MANY_CONNECTIONS,
                         f"too many connections for user {principal.user}",
@@ -609,6 +630,7 @@ class WsConnection(asyncio.Protocol):
     def _start_close(self, code: int, reason: str) -> None:
         if self._closing:
             return
+        self.server.stats.closes[code] += 1
         self._closing = True
         self._writable = False
         if self.protocol.state is State.OPEN:
@@ -637,6 +659,8 @@ class WsConnection(asyncio.Protocol):
         # Either way nobody else waits: nothing here is awaited.
         if self._closing and "grace" in self.deadline_tokens:
             return
+        if not self._closing:
+            self.server.stats.closes[code] += 1
         self._closing = True
         self._writable = False
         if self.protocol.state is State.OPEN:

@@ -45,6 +45,7 @@ from slurmcast.errors import AuthError
 from slurmcast.node import Node
 from slurmcast.ports import NotificationReader
 from slurmcast.transport.encoding import MSGPACK_SUBPROTOCOL
+from slurmcast.transport.stats import WsStats
 from slurmcast.transport.timers import Deadlines, Flusher
 from slurmcast.transport.ws_connection import WsConnection
 
@@ -112,6 +113,8 @@ class WebSocketServer:
         self._origins: Sequence[Origin | None] | None = None
         self._extensions: list[ServerExtensionFactory] = []
         self._websockets_log = logging.getLogger(WEBSOCKETS_LOGGER)
+        #: Refusals, failed authentications, error replies and closes (GET /metrics).
+        self.stats = WsStats()
 
     # -- what connections use ---------------------------------------------------
 
@@ -135,6 +138,16 @@ class WebSocketServer:
         """The bound port (useful when configured as 0)."""
         assert self._server is not None, "server not started"
         return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def open_sockets(self) -> int:
+        """TCP connections from accept to close, handshaking and closing ones too."""
+        return len(self.connections)
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes written to every client since start."""
+        return self._flusher.bytes_written if self._flusher is not None else 0
 
     def new_protocol(self) -> ServerProtocol:
         return ServerProtocol(
@@ -199,11 +212,10 @@ class WebSocketServer:
         self.connections.add(connection)
         self._per_ip[connection.address] += 1
         s = self.settings
-        if (
-            self._per_ip[connection.address] > 2 * s.max_connections_per_ip
-            or len(self.connections) > 2 * s.max_connections
-        ):
+        over_ip = self._per_ip[connection.address] > 2 * s.max_connections_per_ip
+        if over_ip or len(self.connections) > 2 * s.max_connections:
             # Not even an HTTP answer: this is a flood, and answering costs.
+            self.stats.refusals["per_ip" if over_ip else "total"] += 1
             log.debug("cut %s at accept: far over the connection limits", connection.address)
             connection.abort()
             return
@@ -224,11 +236,13 @@ class WebSocketServer:
         remote, ip = connection.remote, connection.address
         # Both counts include this connection (counted since accept).
         if len(self.connections) > self.settings.max_connections:
+            self.stats.refusals["total"] += 1
             log.warning(
                 "refused %s: server at its limit of %d", remote, self.settings.max_connections
             )
             return _refuse(HTTPStatus.SERVICE_UNAVAILABLE, "server is full, retry later")
         if self._per_ip[ip] > self.settings.max_connections_per_ip:
+            self.stats.refusals["per_ip"] += 1
             log.warning(
                 "refused %s: address at its limit of %d",
                 remote,
@@ -243,11 +257,13 @@ class WebSocketServer:
         try:
             principal = self.verify(token)
         except AuthError as exc:
+            self.stats.auth_failures["handshake", exc.code.value] += 1
             log.info("refused %s at the handshake: %s: %s", remote, exc.code, exc.message)
             return _refuse(HTTPStatus.UNAUTHORIZED, exc.message, exc.code.value)
         if principal.user is not None and (
             self.hub.connections_of(principal.user) >= self.settings.max_connections_per_user
         ):
+            self.stats.refusals["per_user"] += 1
             log.warning("refused %s: user %s at the connection limit", remote, principal.user)
             return _refuse(HTTPStatus.TOO_MANY_REQUESTS, "too many connections for this user")
         connection.principal = principal
