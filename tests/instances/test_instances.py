@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from slurmcast.app import SlurmcastApp
 from slurmcast.client import SlurmcastClient
 
+from support.builders import job_data
 from support.redis import REDIS_URL, PrivateRedis, shared_prefix
 from support.server import Client, http_json, running_server
 from support.waiting import eventually
@@ -126,9 +127,9 @@ async def test_history_and_snapshots_are_the_same_on_every_instance() -> None:
         # After the poller's first poll, which sets the jobs state wholesale.
         await eventually(lambda: _value(a.monitor.polls["jobs"] + b.monitor.polls["jobs"]), bool)
         for n in range(3):
-            job = {"job_id": f"t{n}", "status": "RUNNING", "user": "alice"}
+            job = job_data(f"t{n}")
             await a.node.publish("jobs", "job_update", job, datetime.now(UTC), "alice")
-        done = {"job_id": "t1", "status": "COMPLETED", "user": "alice"}
+        done = job_data("t1", "COMPLETED")
         await b.node.publish("jobs", "job_update", done, datetime.now(UTC), "alice")
         snapshots = [await http_json(app, "GET", "/snapshot/jobs") for app in (a, b)]
         assert snapshots[0] == snapshots[1]

@@ -60,3 +60,12 @@ def by_id(*jobs: JobRecord) -> dict[str, JobRecord]:
 
 def by_name(*nodes: NodeRecord) -> dict[str, NodeRecord]:
     return {n.name: n for n in nodes}
+
+
+def job_data(
+    job_id: str, status: str = "RUNNING", user: str = "alice", **fields: Any
+) -> dict[str, Any]:
+    """A whole ``job_update`` payload, as the monitors publish it (the specs check every field)."""
+    from slurmcast.core.events import job_payload
+
+    return job_payload(job(job_id, JobState(status), user=user, **fields))

@@ -17,6 +17,7 @@ from slurmcast.app import SlurmcastApp
 from slurmcast.config import Settings
 
 from support.redis import REDIS_URL, shared_prefix
+from support.schemas import check_http_response, check_server_message
 
 #: Upper bound on any wait in a test: a guard against hanging, not a speed target.
 WAIT = 30.0
@@ -51,17 +52,24 @@ async def running_server(**overrides: Any) -> AsyncIterator[SlurmcastApp]:
 
 
 class Client:
-    """A websockets client with JSON helpers that wait for messages, never sleep."""
+    """A websockets client with JSON helpers that wait for messages, never sleep.
 
-    def __init__(self, ws: ClientConnection) -> None:
+    Every message it receives is checked against docs/asyncapi.yaml
+    (``support.schemas``): a message the spec does not describe fails the test.
+    """
+
+    def __init__(self, ws: ClientConnection, *, check_schemas: bool = True) -> None:
         self.ws = ws
+        self.check_schemas = check_schemas
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def connect(cls, app_or_port: SlurmcastApp | int, **kwargs: Any) -> AsyncIterator[Client]:
+    async def connect(
+        cls, app_or_port: SlurmcastApp | int, *, check_schemas: bool = True, **kwargs: Any
+    ) -> AsyncIterator[Client]:
         port = app_or_port if isinstance(app_or_port, int) else app_or_port.ws.port
         async with connect(f"ws://127.0.0.1:{port}/", **kwargs) as ws:
-            yield cls(ws)
+            yield cls(ws, check_schemas=check_schemas)
 
     async def send(self, message: Any) -> None:
         await self.ws.send(
@@ -73,6 +81,8 @@ class Client:
             raw = await self.ws.recv()
         value = orjson.loads(raw)
         assert isinstance(value, dict)
+        if self.check_schemas:
+            check_server_message(value)
         return value
 
     async def request(self, message: Any) -> dict[str, Any]:
@@ -104,7 +114,10 @@ async def http_json(
     *,
     raw: bytes | None = None,
     headers: dict[str, str] | None = None,
+    check_schema: bool = True,
 ) -> tuple[int, dict[str, Any]]:
+    """One request; the JSON answer is checked against the OpenAPI document
+    (``support.schemas``) unless ``check_schema`` is false."""
     url = f"http://127.0.0.1:{app.http.port}{path}"
     data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
     if data is not None and not any(k.lower() == "content-type" for k in headers or {}):
@@ -114,4 +127,7 @@ async def http_json(
         aiohttp.ClientSession() as session,
         session.request(method, url, data=data, headers=headers) as resp,
     ):
-        return resp.status, await resp.json(content_type=None)
+        status, body = resp.status, await resp.json(content_type=None)
+    if check_schema:
+        check_http_response(method, path, status, body)
+    return status, body

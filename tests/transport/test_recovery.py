@@ -12,6 +12,7 @@ from websockets.asyncio.client import connect
 
 from slurmcast.app import SlurmcastApp
 
+from support.builders import job_data
 from support.server import Client, running_server
 
 QUIET = {"jobs_interval": 3600.0, "nodes_interval": 3600.0, "metrics_interval": 3600.0}
@@ -67,7 +68,7 @@ async def test_history_request(app_quiet: SlurmcastApp) -> None:
 async def test_history_limit_counts_what_the_filter_lets_through(app_quiet: SlurmcastApp) -> None:
     users = ["alice", "bob", "bob", "alice", "bob", "bob", "alice", "bob"]
     for seq, user in enumerate(users):
-        data = {"job_id": str(seq), "user": user, "status": "RUNNING", "seq": seq}
+        data = job_data(str(seq), user=user) | {"seq": seq}
         await app_quiet.node.publish("jobs", "job_update", data, datetime.now(UTC), owner=user)
     async with Client.connect(app_quiet) as client:
         reply = await client.request(

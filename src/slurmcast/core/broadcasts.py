@@ -42,6 +42,7 @@ RESERVED_TYPES = frozenset(
         "authenticated",
         "published",
         "marked_read",
+        "refreshed",
         "auth",
         "refresh",
         "subscribe",

@@ -38,6 +38,7 @@ from slurmcast.http.health import health
 from slurmcast.http.metrics import MetricsConfig
 from slurmcast.http.middleware import json_errors, require_json
 from slurmcast.http.notifications import add_routes
+from slurmcast.http.openapi import openapi
 from slurmcast.http.snapshots import snapshot
 from slurmcast.node import Node
 from slurmcast.ports import NotificationStorePort
@@ -68,6 +69,7 @@ def create_app(
         add_routes(app)
     app.router.add_post("/broadcast", broadcast)
     app.router.add_get("/health", health)
+    app.router.add_get("/openapi.json", openapi)
     if dashboard_config is not None:
         dashboard.add_routes(app, dashboard_config, StaticAssets.load(STATIC_DIR))
     if metrics_config is not None:
