@@ -1,7 +1,7 @@
 """The dashboard in a real headless chromium against a real ``slurmcast serve``.
 
-The simulator runs fast (two simulated minutes per second, polls every half
-second) so that jobs change state while the test watches. Every wait is for
+The simulator runs fast (a simulated minute per second, polls every second) so
+that jobs change state while the test watches. Every wait is for
 something the page shows; WAIT bounds it against hanging, not as a speed goal.
 """
 
@@ -31,15 +31,17 @@ from support.redis import REDIS_URL, REQUIRE_REDIS
 from support.server import WAIT
 from support.tokens import SECRET, admin, hs256
 
+#: Fast enough that jobs end while a test watches, slow enough that the page's main
+#: thread stays free for chromedriver on a loaded 2-core machine.
 FAST = (
     "--sim-speed",
-    "120",
+    "60",
     "--jobs-interval",
-    "0.5",
-    "--nodes-interval",
-    "0.5",
-    "--metrics-interval",
     "1",
+    "--nodes-interval",
+    "1",
+    "--metrics-interval",
+    "2",
 )
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"}
 
