@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -47,12 +48,16 @@ def redact(text: str) -> str:
     return _JWT.sub("<redacted>", text)
 
 
-class RedactJwts(logging.Filter):
-    """Replaces anything shaped like a JWT in a record's message (and its arguments)."""
+class Redacting(logging.Filter):
+    """Rewrites a record's message (arguments included) with ``clean`` before it is written."""
+
+    def __init__(self, clean: Callable[[str], str] = redact) -> None:
+        super().__init__()
+        self.clean = clean
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = redact(message)
+        cleaned = self.clean(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
@@ -88,5 +93,5 @@ def configure_logging(level: str, log_format: str = "text", stream: TextIO | Non
         JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     )
     handler.setFormatter(formatter)
-    handler.addFilter(RedactJwts())
+    handler.addFilter(Redacting(redact))
     logging.basicConfig(level=level, handlers=[handler], force=True)

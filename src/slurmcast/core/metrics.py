@@ -6,7 +6,7 @@ node monitors already fetched.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -43,6 +43,30 @@ class MetricsSample:
         return float(self.cluster["memory_usage"])
 
 
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """Configured and allocated CPUs, memory (MiB) and GPUs of some nodes, added up."""
+
+    cpus: int = 0
+    cpus_allocated: int = 0
+    memory_mb: int = 0
+    memory_allocated_mb: int = 0
+    gpus: int = 0
+    gpus_allocated: int = 0
+
+
+def capacity(nodes: Iterable[NodeRecord]) -> Capacity:
+    cpus = cpus_alloc = mem = mem_alloc = gpus = gpus_alloc = 0
+    for node in nodes:
+        cpus += node.cpus_total
+        cpus_alloc += node.cpus_allocated
+        mem += node.memory_total_mb
+        mem_alloc += node.memory_allocated_mb
+        gpus += node.gpus_total
+        gpus_alloc += node.gpus_allocated
+    return Capacity(cpus, cpus_alloc, mem, mem_alloc, gpus, gpus_alloc)
+
+
 def cluster_metrics(
     jobs: Mapping[str, JobRecord], nodes: Mapping[str, NodeRecord]
 ) -> MetricsSample:
@@ -52,16 +76,10 @@ def cluster_metrics(
     as ``sinfo``'s CPUS(A/I/O/T) counts them. ``total_jobs`` counts jobs
     still in the queue (not finished ones lingering for MinJobAge).
     """
-    cpus = cpus_alloc = mem = mem_alloc = gpus = gpus_alloc = 0
+    total = capacity(nodes.values())
     idle = unavailable = 0
     per_node: list[dict[str, Any]] = []
     for node in nodes.values():
-        cpus += node.cpus_total
-        cpus_alloc += node.cpus_allocated
-        mem += node.memory_total_mb
-        mem_alloc += node.memory_allocated_mb
-        gpus += node.gpus_total
-        gpus_alloc += node.gpus_allocated
         idle += node.state is NodeState.IDLE and not node.not_responding
         unavailable += node.state in UNAVAILABLE_NODE_STATES or node.not_responding
         per_node.append(
@@ -81,17 +99,17 @@ def cluster_metrics(
         running += job.state is JobState.RUNNING
         pending += job.state is JobState.PENDING
     cluster = {
-        "cpu_usage": percent(cpus_alloc, cpus),
-        "memory_usage": percent(mem_alloc, mem),
-        "gpu_usage": percent(gpus_alloc, gpus),
+        "cpu_usage": percent(total.cpus_allocated, total.cpus),
+        "memory_usage": percent(total.memory_allocated_mb, total.memory_mb),
+        "gpu_usage": percent(total.gpus_allocated, total.gpus),
         "total_jobs": active,
         "running_jobs": running,
         "pending_jobs": pending,
         "total_nodes": len(nodes),
         "idle_nodes": idle,
         "unavailable_nodes": unavailable,
-        "cpus": {"total": cpus, "allocated": cpus_alloc},
-        "gpus": {"total": gpus, "allocated": gpus_alloc},
-        "memory_mb": {"total": mem, "allocated": mem_alloc},
+        "cpus": {"total": total.cpus, "allocated": total.cpus_allocated},
+        "gpus": {"total": total.gpus, "allocated": total.gpus_allocated},
+        "memory_mb": {"total": total.memory_mb, "allocated": total.memory_allocated_mb},
     }
     return MetricsSample(cluster=cluster, nodes=per_node)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from slurmcast.core.metrics import capacity
 from slurmcast.core.records import JobsListing, NodesListing, NodeState
 
 #: Slurm's memory figures are MiB.
@@ -45,26 +46,21 @@ class JobFigures:
 def node_figures(listing: NodesListing) -> NodeFigures:
     """Every node state is present (0 when none is in it), so a series never vanishes."""
     states = Counter({state.value.lower(): 0 for state in NodeState})
-    not_responding = cpus = cpus_alloc = mem = mem_alloc = gpus = gpus_alloc = 0
+    not_responding = 0
     for node in listing.nodes.values():
         states[node.state.value.lower()] += 1
         not_responding += node.not_responding
-        cpus += node.cpus_total
-        cpus_alloc += node.cpus_allocated
-        mem += node.memory_total_mb
-        mem_alloc += node.memory_allocated_mb
-        gpus += node.gpus_total
-        gpus_alloc += node.gpus_allocated
+    total = capacity(listing.nodes.values())
     return NodeFigures(
         listing.taken_at.timestamp(),
         dict(states),
         not_responding,
-        cpus,
-        cpus_alloc,
-        mem * MIB,
-        mem_alloc * MIB,
-        gpus,
-        gpus_alloc,
+        total.cpus,
+        total.cpus_allocated,
+        total.memory_mb * MIB,
+        total.memory_allocated_mb * MIB,
+        total.gpus,
+        total.gpus_allocated,
     )
 
 

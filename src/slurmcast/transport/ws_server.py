@@ -42,6 +42,7 @@ from slurmcast.auth.jwt import parse_bearer
 from slurmcast.core.policy import AccessPolicy
 from slurmcast.core.session import SessionLimits, Verifier
 from slurmcast.errors import AuthError
+from slurmcast.logs import Redacting
 from slurmcast.node import Node
 from slurmcast.ports import NotificationReader
 from slurmcast.transport.encoding import MSGPACK_SUBPROTOCOL
@@ -287,7 +288,7 @@ def bearer_token(headers: Headers, path: str) -> str | None:
     return tokens[0] if tokens else None
 
 
-class RedactTokens(logging.Filter):
+class RedactTokens(Redacting):
     """Keeps tokens out of websockets' DEBUG log.
 
     At DEBUG, websockets logs every request header (``Authorization``), the
@@ -296,12 +297,8 @@ class RedactTokens(logging.Filter):
     credentials: those parts are replaced before the record is emitted.
     """
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = redact_tokens(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
+    def __init__(self) -> None:
+        super().__init__(redact_tokens)
 
 
 # Header lines as websockets logs them ("< Authorization: Bearer x").
