@@ -66,8 +66,8 @@ async def test_migrate_creates_the_models_schema_and_a_second_run_changes_nothin
     finally:
         await engine.dispose()
     assert first == second
-    assert first["tables"] == {"notifications", VERSION_TABLE}
-    assert first["version"] == ["0001"]
+    assert first["tables"] == {"notifications", "deliveries", "notify_rules", VERSION_TABLE}
+    assert first["version"] == ["0002"]
     assert first["primary_key"] == ["id"]
     nullable = {name: null for name, (_, null) in first["columns"].items()}
     assert nullable == {
@@ -119,7 +119,7 @@ async def test_the_alembic_tools_work_without_a_running_loop(
     await asyncio.to_thread(command.upgrade, config, "head")
     engine = create_engine(parse_url(backend.url))
     try:
-        assert (await run(engine, schema))["version"] == ["0001"]
+        assert (await run(engine, schema))["version"] == ["0002"]
     finally:
         await engine.dispose()
     await asyncio.to_thread(command.upgrade, alembic_config(backend.url), "base:head", sql=True)
