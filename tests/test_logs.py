@@ -141,4 +141,12 @@ def test_serve_logs_json_lines_without_the_tokens_it_was_given(tmp_path: Path) -
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     assert records and all({"time", "level", "logger", "event"} <= set(r) for r in records)
     assert any("connected" in r["event"] for r in records)
+    # The same context fields wherever a line is about a client.
+    authenticated = [
+        r for r in records if r["event"].startswith("client") and "alice" in r["event"]
+    ]
+    assert authenticated and all(
+        r.get("user") == "alice" and isinstance(r.get("client"), int) and r.get("remote")
+        for r in authenticated
+    )
     assert TOKEN not in log_path.read_text()

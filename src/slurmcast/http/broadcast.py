@@ -18,6 +18,7 @@ from slurmcast.http.bodies import json_object
 from slurmcast.http.context import GUARD_KEY, NODE_KEY
 from slurmcast.http.errors import HttpError
 from slurmcast.http.responses import json_response
+from slurmcast.logs import context
 
 log = logging.getLogger("slurmcast.http")
 
@@ -58,5 +59,10 @@ async def broadcast(request: web.Request) -> web.Response:
         who,
         request.remote,
         delivered,
+        extra=context(
+            channel=channel,
+            remote=request.remote,
+            user=principal.user if principal is not None else None,
+        ),
     )
     return json_response({"success": True, "channel": channel, "delivered": delivered})

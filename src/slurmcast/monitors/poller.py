@@ -29,6 +29,7 @@ from slurmcast.core.notifications import Notification, notifications_for
 from slurmcast.core.records import JobRecord, JobsListing, NodeRecord, NodesListing
 from slurmcast.errors import ErrorCode, PublishError, SourceError
 from slurmcast.gcpause import paused
+from slurmcast.logs import context
 from slurmcast.monitors import checkpoint
 from slurmcast.monitors.health import SourceHealth
 from slurmcast.node import Node
@@ -326,17 +327,31 @@ class ClusterMonitor:
                 # same baseline and reports the same transitions, so none is lost.
                 self.alerts.firing = firing
                 failures += 1
-                log.warning("%s: could not publish (attempt %d): %s", name, failures, exc.message)
+                log.warning(
+                    "%s: could not publish (attempt %d): %s",
+                    name,
+                    failures,
+                    exc.message,
+                    extra=context(channel=name, code=exc.code.value),
+                )
             except SourceError as exc:
                 raise_if_cancelled()
                 failures += 1
-                log.warning("%s poll failed (attempt %d): %s", name, failures, exc.message)
+                log.warning(
+                    "%s poll failed (attempt %d): %s",
+                    name,
+                    failures,
+                    exc.message,
+                    extra=context(channel=name, code=exc.code.value),
+                )
                 if polls_source:
                     await self._failed(name, exc.message)
             except Exception as exc:  # a bug must not kill the loop; it is logged loudly
                 raise_if_cancelled()
                 failures += 1
-                log.exception("%s cycle crashed", name)
+                log.exception(
+                    "%s cycle crashed", name, extra=context(channel=name, code="internal")
+                )
                 if polls_source:
                     await self._failed(name, f"internal error: {exc!r}")
             else:

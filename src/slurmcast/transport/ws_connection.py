@@ -50,6 +50,7 @@ from slurmcast.core.session import (
     SessionState,
 )
 from slurmcast.errors import CloseCode, ErrorCode, SlurmcastError
+from slurmcast.logs import context
 from slurmcast.transport.encoding import (
     MSGPACK_SUBPROTOCOL,
     PLAIN_JSON,
@@ -185,6 +186,7 @@ class WsConnection(asyncio.Protocol):
                     self._as_user(),
                     self.protocol.close_code,
                     ", ".join(channels) or "nothing",
+                    extra=self._context(code=self.protocol.close_code),
                 )
         finally:
             self.server.released(self)
@@ -227,7 +229,10 @@ class WsConnection(asyncio.Protocol):
                 server.stats.handshake_failures[reason] += 1
             if self.protocol.handshake_exc is not None:
                 log.info(
-                    "refused %s at the handshake: %s", self.remote, self.protocol.handshake_exc
+                    "refused %s at the handshake: %s",
+                    self.remote,
+                    self.protocol.handshake_exc,
+                    extra=context(remote=self.remote),
                 )
             return
         self.server.deadlines.clear(self, "handshake")
@@ -255,6 +260,7 @@ class WsConnection(asyncio.Protocol):
             self.remote,
             self._as_user(),
             _describe(self.encoding),
+            extra=self._context(),
         )
         if self.session.state is SessionState.OPEN:
             # No token to wait for (auth is off, or it came with the handshake).
@@ -483,6 +489,7 @@ class WsConnection(asyncio.Protocol):
                         self._as_user(),
                         reply["code"],
                         reply["message"],
+                        extra=self._context(code=reply["code"]),
                     )
                 return self.send_reply(reply)
             case SendPublication(publication):
@@ -530,7 +537,12 @@ class WsConnection(asyncio.Protocol):
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("client %d (%s): a request failed", self.id, self.remote)
+            log.exception(
+                "client %d (%s): a request failed",
+                self.id,
+                self.remote,
+                extra=self._context(code="internal"),
+            )
             self._fail(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             self._task = None
@@ -573,6 +585,7 @@ class WsConnection(asyncio.Protocol):
                         self._as_user(),
                         channel,
                         delivered,
+                        extra=self._context(channel=channel),
                     )
                     return session.broadcast_done(action, delivered)
         except SlurmcastError as exc:
@@ -603,10 +616,17 @@ class WsConnection(asyncio.Protocol):
                 self.remote,
                 user,
                 limit,
+                extra=self._context(user=user, code="too_many_connections"),
             )
             return False
         hub.admit(self, user)
-        log.info("client %d (%s) authenticated as %s", self.id, self.remote, user)
+        log.info(
+            "client %d (%s) authenticated as %s",
+            self.id,
+            self.remote,
+            user,
+            extra=self._context(user=user),
+        )
         return True
 
     # -- closing ---------------------------------------------------------------
@@ -675,11 +695,20 @@ class WsConnection(asyncio.Protocol):
     def _now(self) -> float:
         return self.server.loop.time()
 
-    def _as_user(self) -> str:
+    def _user(self) -> str | None:
         user = self.session.user if self.session is not None else None
         if user is None and self.principal is not None:
             user = self.principal.user
+        return user
+
+    def _as_user(self) -> str:
+        user = self._user()
         return f", user {user}" if user is not None else ""
+
+    def _context(self, **fields: Any) -> dict[str, Any]:
+        """The log context of this connection (``--log-format json`` fields)."""
+        fields.setdefault("user", self._user())
+        return context(client=self.id, remote=self.remote, **fields)
 
 
 def _describe(encoding: Encoding) -> str:
