@@ -222,7 +222,9 @@ def test_any_job_name_gives_one_line_subject(name: str, reason: str) -> None:
     lines = rendered.text.splitlines()
     assert 3 <= len(lines) <= 4
     assert all(line.strip() for line in lines)
-    assert not lines[0].startswith("Job 1234 () ")
+    if not clean(name, 300):
+        # A blank name is left out, not shown as empty brackets.
+        assert not lines[0].startswith("Job 1234 () ")
     json.dumps(rendered.slack_payload)
 
 
