@@ -291,6 +291,49 @@ def test_a_user_token_sees_only_that_users_jobs() -> None:
             wait_for(driver, lambda d: d.find_element(By.ID, "broadcast-form").is_displayed())
 
 
+def test_notifications_are_marked_read_through_the_api() -> None:
+    with DashboardServer(*FAST, "--auth", "jwt", "--jwt-secret", SECRET) as server:
+        jobs = server.get_json("snapshot/jobs", token=admin())["data"]
+        user = max({job["user"] for job in jobs}, key=lambda u: sum(j["user"] == u for j in jobs))
+        token = hs256(user)
+        with chrome() as driver:
+            driver.get(server.url + "?token=" + token)
+            # The user's jobs end as the simulator runs: wait for two unread notifications.
+            unread = '#notifications-list .notification[data-read="false"]'
+            wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, unread)) >= 2)
+            first = driver.find_element(By.CSS_SELECTOR, unread)
+            first_id = first.get_attribute("data-id") or ""
+            count = int(driver.find_element(By.ID, "unread-count").get_attribute("data-count") or 0)
+            first.find_element(By.CSS_SELECTOR, "button.mark-read").click()
+            wait_for(driver, lambda d: first.get_attribute("data-read") == "true")
+            assert stored(server, token)[first_id] is True  # the server agrees
+            now = int(driver.find_element(By.ID, "unread-count").get_attribute("data-count") or 0)
+            assert now <= count  # one fewer, unless a new one arrived meanwhile
+            shown = [
+                element.get_attribute("data-id") or ""
+                for element in driver.find_elements(By.CSS_SELECTOR, unread)
+            ]
+            driver.find_element(By.ID, "mark-all-read").click()
+            wait_for(
+                driver,
+                lambda d: all(
+                    d.find_element(
+                        By.CSS_SELECTOR, f'.notification[data-id="{nid}"]'
+                    ).get_attribute("data-read")
+                    == "true"
+                    for nid in shown
+                ),
+            )
+            read = stored(server, token)
+            assert shown and all(read[nid] is True for nid in shown)
+
+
+def stored(server: DashboardServer, token: str) -> dict[str, bool]:
+    """The user's stored notifications, id -> read, as the API says."""
+    page = server.get_json("notifications?limit=200", token=token)
+    return {n["id"]: n["read"] for n in page["notifications"]}
+
+
 def test_sign_in_box_takes_a_token() -> None:
     with (
         DashboardServer(*FAST, "--auth", "jwt", "--jwt-secret", SECRET) as server,
