@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from selenium.webdriver.common.by import By  # noqa: E402
 
-from support.browser import DashboardServer, chrome, wait_for  # noqa: E402
+from support.browser import chrome, wait_for  # noqa: E402
+from support.process import ServeProcess  # noqa: E402
 
 PROBE = """
 const [wsUrl, done] = [arguments[0], arguments[arguments.length - 1]];
@@ -87,7 +88,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30, help="how long to watch jobs")
     options = parser.parse_args()
     args = ("--sim-speed", "60", "--jobs-interval", "1", "--nodes-interval", "1")
-    with DashboardServer(*args) as server, chrome() as driver:
+    with ServeProcess(*args) as server, chrome() as driver:
         driver.set_script_timeout(30)
         driver.get(server.url)
         wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
-import os
-import signal
-import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +14,7 @@ from websockets.sync.client import connect
 
 from slurmcast.logs import JsonFormatter, configure_logging, context, redact
 
-from support.redis import free_port
+from support.process import ServeProcess
 from support.tokens import SECRET, hs256
 
 SLURMCAST = Path(sys.executable).with_name("slurmcast")
@@ -92,52 +87,18 @@ def test_redact_leaves_ordinary_text_alone() -> None:
     assert JsonFormatter().format(logging.makeLogRecord({"msg": "x"})).startswith("{")
 
 
-def test_serve_logs_json_lines_without_the_tokens_it_was_given(tmp_path: Path) -> None:
-    ws_port, http_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "SLURMCAST_DATA_DIR": tempfile.mkdtemp(prefix="slurmcast-logs-"),
-        "SLURMCAST_JWT_SECRET": SECRET,
-    }
-    log_path = tmp_path / "serve.log"
-    command = [
-        str(SLURMCAST),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--ws-port",
-        str(ws_port),
-        "--http-port",
-        str(http_port),
-        "--auth",
-        "jwt",
-        "--log-format",
-        "json",
-        "--log-level",
-        "debug",
-    ]
-    with log_path.open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        ws = None
-        for _ in range(600):  # no event to await across processes: poll until it accepts
-            try:
-                ws = connect(f"ws://127.0.0.1:{ws_port}/?token={TOKEN}", open_timeout=30)
-                break
-            except OSError:
-                assert process.poll() is None, log_path.read_text()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(0.05)
-        assert ws is not None, "the server never accepted a connection"
-        with ws:
+def test_serve_logs_json_lines_without_the_tokens_it_was_given() -> None:
+    args = ("--auth", "jwt", "--log-format", "json", "--log-level", "debug")
+    with ServeProcess(*args, env={"SLURMCAST_JWT_SECRET": SECRET}) as server:
+        url = f"ws://127.0.0.1:{server.ws_port}/?token={TOKEN}"
+        with connect(url, open_timeout=30) as ws:
             ws.send(json.dumps({"type": "subscribe", "channel": "jobs", "id": 1}))
             assert json.loads(ws.recv(30))["type"] == "subscribed"
             ws.send(json.dumps({"type": "refresh", "token": TOKEN, "id": 2}))
             ws.recv(30)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
-    lines = log_path.read_text().splitlines()
+        server.stop()
+        text = server.log.read_text()  # before the process's directory goes
+    lines = text.splitlines()
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     assert records and all({"time", "level", "logger", "event"} <= set(r) for r in records)
     assert any("connected" in r["event"] for r in records)
@@ -149,4 +110,4 @@ def test_serve_logs_json_lines_without_the_tokens_it_was_given(tmp_path: Path) -
         r.get("user") == "alice" and isinstance(r.get("client"), int) and r.get("remote")
         for r in authenticated
     )
-    assert TOKEN not in log_path.read_text()
+    assert TOKEN not in text

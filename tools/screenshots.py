@@ -17,7 +17,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from selenium.webdriver.common.by import By  # noqa: E402
 
-from support.browser import DashboardServer, chrome, emulate_phone, wait_for  # noqa: E402
+from support.browser import chrome, emulate_phone, wait_for  # noqa: E402
+from support.process import ServeProcess  # noqa: E402
 from support.tokens import SECRET, admin  # noqa: E402
 
 OUT = ROOT / "docs" / "images"
@@ -28,7 +29,7 @@ WARM_UP_SECONDS = 25
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     args = ("--sim-speed", "60", "--metrics-interval", "1", "--jobs-interval", "1")
-    with DashboardServer(*args, "--auth", "jwt", "--jwt-secret", SECRET) as server:
+    with ServeProcess(*args, "--auth", "jwt", "--jwt-secret", SECRET) as server:
         # A broadcast and history for the charts, as an admin would see them.
         time.sleep(WARM_UP_SECONDS)
         token = admin("root")

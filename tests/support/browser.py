@@ -1,9 +1,6 @@
-"""A real browser and a real server process, for the dashboard's tests.
+"""A real browser for the dashboard's tests (its server: ``support.process.ServeProcess``).
 
-``DashboardServer`` runs ``slurmcast serve`` (the simulator, sped up) as a
-process of its own: the browser is driven with blocking calls, so an
-in-process server would starve. It can be stopped and started again on the
-same ports. ``chrome()`` is Debian's chromium through its chromedriver; when
+``chrome()`` is Debian's chromium through its chromedriver; when
 either is missing the tests are skipped, or fail when
 SLURMCAST_REQUIRE_BROWSER=1 (CI installs both).
 """
@@ -11,17 +8,10 @@ SLURMCAST_REQUIRE_BROWSER=1 (CI installs both).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -30,11 +20,9 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
-from support.redis import free_port
 from support.server import WAIT
 
 REQUIRE_BROWSER = os.environ.get("SLURMCAST_REQUIRE_BROWSER") == "1"
-SLURMCAST = Path(sys.executable).with_name("slurmcast")
 T = TypeVar("T")
 
 #: Flags for a headless chromium on a machine with no screen and a closed network:
@@ -105,90 +93,3 @@ def wait_for(driver: WebDriver, condition: Callable[[WebDriver], T], message: st
     """Poll ``condition`` in the page until it returns something truthy; fail after WAIT s."""
     result: T = WebDriverWait(driver, WAIT, poll_frequency=0.05).until(condition, message)
     return result
-
-
-class DashboardServer:
-    """``slurmcast serve`` on the simulator, on two free loopback ports, restartable."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.ws_port = free_port()
-        self.http_port = free_port()
-        self.args = args
-        self.data_dir = tempfile.mkdtemp(prefix="slurmcast-web-")
-        self.env = {**os.environ, "SLURMCAST_DATA_DIR": self.data_dir, **(env or {})}
-        self.log = Path(self.data_dir) / "serve.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}/"
-
-    def start(self) -> None:
-        command = [
-            str(SLURMCAST),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--ws-port",
-            str(self.ws_port),
-            "--http-port",
-            str(self.http_port),
-            *self.args,
-        ]
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                command, env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
-        self._wait_until_serving()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def get_json(self, path: str, token: str | None = None) -> Any:
-        request = urllib.request.Request(self.url + path.lstrip("/"))
-        if token:
-            request.add_header("Authorization", f"Bearer {token}")
-        with urllib.request.urlopen(request, timeout=WAIT) as response:
-            return json.load(response)
-
-    def post_json(self, path: str, body: Any, token: str | None = None) -> Any:
-        request = urllib.request.Request(
-            self.url + path.lstrip("/"),
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        if token:
-            request.add_header("Authorization", f"Bearer {token}")
-        with urllib.request.urlopen(request, timeout=WAIT) as response:
-            return json.load(response)
-
-    def _wait_until_serving(self) -> None:
-        # No event to await across processes: poll /health until the process answers.
-        deadline = WAIT / 0.05
-        for _ in range(int(deadline)):
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"slurmcast serve exited:\n{self.log.read_text()[-3000:]}")
-            try:
-                self.get_json("health")
-                return
-            except (urllib.error.URLError, ConnectionError):
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.process.wait(0.05)
-        raise AssertionError(f"slurmcast serve did not answer:\n{self.log.read_text()[-3000:]}")
-
-    def __enter__(self) -> DashboardServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -21,12 +21,12 @@ from selenium.webdriver.remote.webelement import WebElement
 from websockets.sync.client import connect
 
 from support.browser import (
-    DashboardServer,
     chrome,
     console_problems,
     emulate_phone,
     wait_for,
 )
+from support.process import ServeProcess
 from support.redis import REDIS_URL, REQUIRE_REDIS
 from support.server import WAIT
 from support.tokens import SECRET, admin, hs256
@@ -47,8 +47,8 @@ FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", 
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[DashboardServer]:
-    with DashboardServer(*FAST) as running:
+def server() -> Iterator[ServeProcess]:
+    with ServeProcess(*FAST) as running:
         yield running
 
 
@@ -75,7 +75,7 @@ def connection_state(driver: WebDriver) -> str | None:
     return driver.find_element(By.ID, "connection").get_attribute("data-state")
 
 
-def test_page_shows_every_node_and_job_without_console_errors(server: DashboardServer) -> None:
+def test_page_shows_every_node_and_job_without_console_errors(server: ServeProcess) -> None:
     with chrome() as driver:
         open_dashboard(driver, server.url)
         nodes = server.get_json("snapshot/nodes")["data"]
@@ -103,12 +103,12 @@ def test_page_shows_every_node_and_job_without_console_errors(server: DashboardS
         assert console_problems(driver) == []
 
 
-def current_jobs(server: DashboardServer) -> list[dict[str, Any]]:
+def current_jobs(server: ServeProcess) -> list[dict[str, Any]]:
     jobs: list[dict[str, Any]] = server.get_json("snapshot/jobs")["data"]
     return [job for job in jobs if job["status"] not in FINAL_STATES]
 
 
-def test_a_job_state_change_updates_its_row_in_place(server: DashboardServer) -> None:
+def test_a_job_state_change_updates_its_row_in_place(server: ServeProcess) -> None:
     with (
         chrome() as driver,
         connect(f"ws://127.0.0.1:{server.ws_port}/", open_timeout=WAIT) as ws,
@@ -131,7 +131,7 @@ def test_a_job_state_change_updates_its_row_in_place(server: DashboardServer) ->
         assert console_problems(driver) == []
 
 
-def test_a_posted_broadcast_appears(server: DashboardServer) -> None:
+def test_a_posted_broadcast_appears(server: ServeProcess) -> None:
     text = f"maintenance window {secrets.token_hex(3)}"
     with chrome() as driver:
         open_dashboard(driver, server.url)
@@ -154,7 +154,7 @@ def announcement_with(driver: WebDriver, text: str) -> WebElement | None:
     return None
 
 
-def test_filters_go_to_the_server(server: DashboardServer) -> None:
+def test_filters_go_to_the_server(server: ServeProcess) -> None:
     with chrome() as driver:
         open_dashboard(driver, server.url)
         wait_for(driver, lambda d: connection_state(d) == "live")
@@ -169,7 +169,7 @@ def test_filters_go_to_the_server(server: DashboardServer) -> None:
         )
 
 
-def test_keyboard_alone_sorts_the_jobs_and_opens_a_node(server: DashboardServer) -> None:
+def test_keyboard_alone_sorts_the_jobs_and_opens_a_node(server: ServeProcess) -> None:
     with chrome() as driver:
         open_dashboard(driver, server.url)
         # From the last filter, Tab goes on to the table's sort buttons; Enter sorts.
@@ -237,7 +237,7 @@ TEXT = "h1, h2, #jobs-table td, #jobs-table th, .node, #gauges, .notification, l
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_text_is_readable_in_both_schemes(server: DashboardServer, scheme: str) -> None:
+def test_text_is_readable_in_both_schemes(server: ServeProcess, scheme: str) -> None:
     with chrome() as driver:
         driver.execute_cdp_cmd(
             "Emulation.setEmulatedMedia",
@@ -252,7 +252,7 @@ def test_text_is_readable_in_both_schemes(server: DashboardServer, scheme: str) 
         assert lowest and lowest[0][0] >= 4.5, lowest
 
 
-def test_mobile_width_stacks_without_sideways_scrolling(server: DashboardServer) -> None:
+def test_mobile_width_stacks_without_sideways_scrolling(server: ServeProcess) -> None:
     with chrome() as driver:
         emulate_phone(driver)
         open_dashboard(driver, server.url)
@@ -267,7 +267,7 @@ def test_mobile_width_stacks_without_sideways_scrolling(server: DashboardServer)
 
 
 def test_a_user_token_sees_only_that_users_jobs() -> None:
-    with DashboardServer(*FAST, "--auth", "jwt", "--jwt-secret", SECRET) as server:
+    with ServeProcess(*FAST, "--auth", "jwt", "--jwt-secret", SECRET) as server:
         jobs = server.get_json("snapshot/jobs", token=admin())["data"]
         counts: dict[str, int] = {}
         for job in jobs:
@@ -292,7 +292,7 @@ def test_a_user_token_sees_only_that_users_jobs() -> None:
 
 
 def test_notifications_are_marked_read_through_the_api() -> None:
-    with DashboardServer(*FAST, "--auth", "jwt", "--jwt-secret", SECRET) as server:
+    with ServeProcess(*FAST, "--auth", "jwt", "--jwt-secret", SECRET) as server:
         jobs = server.get_json("snapshot/jobs", token=admin())["data"]
         user = max({job["user"] for job in jobs}, key=lambda u: sum(j["user"] == u for j in jobs))
         token = hs256(user)
@@ -328,7 +328,7 @@ def test_notifications_are_marked_read_through_the_api() -> None:
             assert shown and all(read[nid] is True for nid in shown)
 
 
-def stored(server: DashboardServer, token: str) -> dict[str, bool]:
+def stored(server: ServeProcess, token: str) -> dict[str, bool]:
     """The user's stored notifications, id -> read, as the API says."""
     page = server.get_json("notifications?limit=200", token=token)
     return {n["id"]: n["read"] for n in page["notifications"]}
@@ -336,7 +336,7 @@ def stored(server: DashboardServer, token: str) -> dict[str, bool]:
 
 def test_sign_in_box_takes_a_token() -> None:
     with (
-        DashboardServer(*FAST, "--auth", "jwt", "--jwt-secret", SECRET) as server,
+        ServeProcess(*FAST, "--auth", "jwt", "--jwt-secret", SECRET) as server,
         chrome() as driver,
     ):
         driver.get(server.url)
@@ -360,7 +360,7 @@ def test_a_server_restart_shows_reconnecting_then_recovered() -> None:
     # Slower than FAST: the table is compared with the server's state, so it must hold still.
     args = ("--broker", "redis", "--redis-url", REDIS_URL, "--redis-prefix", prefix)
     try:
-        with DashboardServer(*args) as server, chrome() as driver:
+        with ServeProcess(*args) as server, chrome() as driver:
             open_dashboard(driver, server.url)
             wait_for(driver, lambda d: connection_state(d) == "live")
             server.stop()
@@ -377,7 +377,7 @@ def test_a_server_restart_shows_reconnecting_then_recovered() -> None:
         store.close()
 
 
-def server_states(server: DashboardServer) -> dict[str, str]:
+def server_states(server: ServeProcess) -> dict[str, str]:
     return {str(job["job_id"]): job["status"] for job in server.get_json("snapshot/jobs")["data"]}
 
 
