@@ -30,6 +30,7 @@ from slurmcast.errors import AuthError, ConfigError
 from slurmcast.health import HealthReport
 from slurmcast.http.app import create_app
 from slurmcast.http.connections import ConnectionLimits
+from slurmcast.http.context import NotifyApi
 from slurmcast.http.dashboard import DashboardConfig
 from slurmcast.http.guard import ApiGuard
 from slurmcast.http.metrics import MetricsConfig
@@ -121,6 +122,7 @@ def build_verifier(settings: Settings) -> JwtVerifier | None:
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             leeway=settings.jwt_leeway,
+            email_claim=settings.sinks.address_claim if settings.sinks is not None else None,
         )
     )
 
@@ -306,6 +308,7 @@ class SlurmcastApp:
                 MetricsConfig(
                     metrics_registry(self.metrics), protected=settings.metrics_auth == "api_key"
                 ),
+                self._notify_api(),
             ),
             settings.host,
             settings.http_port,
@@ -317,6 +320,15 @@ class SlurmcastApp:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
+
+    def _notify_api(self) -> NotifyApi | None:
+        if self.settings.sinks is None:
+            return None
+        return NotifyApi(
+            outbox=self.notifications.outbox,
+            sinks=self.settings.sinks,
+            clock=utc_now,
+        )
 
     async def start(self) -> None:
         if self.settings.auth == "none" and not is_loopback(self.settings.host):

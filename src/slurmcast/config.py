@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from slurmcast.errors import ConfigError
+from slurmcast.sinks.config import SinksConfig, parse_sinks
 
 ENV_PREFIX = "SLURMCAST_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -340,6 +341,8 @@ class Settings:
     metrics_per_user: bool = option(
         False, "export jobs per user in /metrics (one series per user and state)"
     )
+    #: The ``[sinks]`` table (``sinks.config``): a table, so only the config file sets it.
+    sinks: SinksConfig | None = field(default=None, metadata={"file_only": True})
 
 
 #: History kept for a channel that ``history_size`` does not name.
@@ -392,7 +395,8 @@ def env_name(name: str) -> str:
 
 
 def settings_fields() -> tuple[Field[Any], ...]:
-    return fields(Settings)
+    """The options given by flag, environment or file key (not the file's tables)."""
+    return tuple(spec for spec in fields(Settings) if not spec.metadata.get("file_only"))
 
 
 def load_settings(
@@ -430,6 +434,8 @@ def load_settings(
         else:
             continue
         values[name] = _convert(spec, raw, origin)
+    if "sinks" in from_file:
+        values["sinks"] = parse_sinks(from_file["sinks"], f"{path}: [sinks]", environ)
     return Settings(**values)
 
 
@@ -451,7 +457,7 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc}") from None
-    known = {spec.name for spec in settings_fields()}
+    known = {spec.name for spec in settings_fields()} | {"sinks"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"config file {path} has unknown keys: {', '.join(unknown)}")

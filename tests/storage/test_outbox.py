@@ -28,7 +28,6 @@ from slurmcast.storage.outbox import (
     Delivery,
     DeliveryState,
     DestinationKind,
-    DuplicateDelivery,
     NewDelivery,
     OutboxStore,
     delivery_values,
@@ -241,28 +240,26 @@ async def test_a_notification_and_its_deliveries_are_written_together(backend: B
         assert await count(store, "notifications") == 2
 
 
-async def test_a_duplicate_idempotency_key_leaves_no_notification_either(
-    backend: Backend,
-) -> None:
+async def test_a_delivery_planned_twice_is_stored_once(backend: Backend) -> None:
+    """The same idempotency key again (a transition re-planned after a failover) adds no
+    second delivery, and does not cost the notification it came with."""
     async with outbox(backend.url) as store:
         await store.add_with_notification([note("n0")], [to("n0", key="job-7:alice:email")], T0)
-        with pytest.raises(DuplicateDelivery) as caught:
-            await store.add_with_notification(
-                [note("n1"), note("n2")],
-                [to("n1"), to("n2", key="job-7:alice:email")],
-                T0,
-            )
-        assert caught.value.code is ErrorCode.INVALID_FIELD
+        inserted = await store.add_with_notification(
+            [note("n1"), note("n2")],
+            [to("n1"), to("n2", key="job-7:alice:email")],
+            T0,
+        )
+        assert inserted == {"n1", "n2"}
         # Within one call too.
-        with pytest.raises(DuplicateDelivery):
-            await store.add_with_notification(
-                [note("n3")], [to("n3", key="k"), to("n3", rule_id="rule-2", key="k")], T0
-            )
+        await store.add_with_notification(
+            [note("n3")], [to("n3", key="k"), to("n3", rule_id="rule-2", key="k")], T0
+        )
         async with store._engine.connect() as conn:
             stored = (await conn.execute(select(NotificationRow.id))).scalars().all()
-            keys = (await conn.execute(select(DeliveryRow.notification_id))).scalars().all()
-    assert stored == ["n0"]
-    assert keys == ["n0"]
+            owners = (await conn.execute(select(DeliveryRow.notification_id))).scalars().all()
+    assert sorted(stored) == ["n0", "n1", "n2", "n3"]
+    assert sorted(owners) == ["n0", "n1", "n3"]
 
 
 async def test_the_writer_function_joins_the_callers_transaction(backend: Backend) -> None:

@@ -44,6 +44,8 @@ class JwtSettings:
     audience: str = ""
     issuer: str = ""
     leeway: float = DEFAULT_LEEWAY
+    #: The claim holding the user's e-mail address (``Principal.email``); None: not read.
+    email_claim: str | None = "email"
 
 
 class JwtVerifier:
@@ -107,7 +109,7 @@ class JwtVerifier:
             # PyJWT converts claims with int() and decodes JSON of any depth:
             # whatever escapes it is a malformed token, never a server error.
             raise AuthError("token is malformed") from None
-        principal = principal_from_claims(claims)
+        principal = principal_from_claims(claims, email_claim=self.settings.email_claim)
         check_times(claims, time.time(), self.settings.leeway)
         return principal
 
@@ -154,8 +156,12 @@ def parse_bearer(authorization: str | None) -> str | None:
     return value.strip() or None if scheme.lower() == "bearer" else None
 
 
-def principal_from_claims(claims: dict[str, Any]) -> Principal:
+def principal_from_claims(claims: dict[str, Any], *, email_claim: str | None = None) -> Principal:
     """The identity a verified token's claims describe.
+
+    ``email_claim`` names the claim holding the user's address; its value is kept as given
+    when it is a short string (``core.notify.addresses.own_address`` decides whether to trust
+    it), dropped otherwise: a bad address never refuses a token.
 
     Raises:
         AuthError: a claim is not what RFC 7519 (or slurmcast) says it must be.
@@ -189,7 +195,13 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
         roles=roles,
         channels=channels,
         expires_at=float(exp) if exp is not None else None,
+        email=_email_claim(claims, email_claim),
     )
+
+
+def _email_claim(claims: dict[str, Any], name: str | None) -> str | None:
+    value = claims.get(name) if name else None
+    return value if isinstance(value, str) and 0 < len(value) <= 254 else None
 
 
 def check_times(claims: dict[str, Any], now: float, leeway: float) -> None:

@@ -36,12 +36,14 @@ class Principal:
         channels: the token's optional allow-list of channels; None allows
             every channel the roles allow.
         expires_at: the token's ``exp`` (epoch seconds); None never expires.
+        email: the token's e-mail claim as given (unchecked); None without one.
     """
 
     user: str | None
     roles: frozenset[str] = frozenset()
     channels: frozenset[str] | None = None
     expires_at: float | None = None
+    email: str | None = None
 
     @property
     def is_admin(self) -> bool:

@@ -3,6 +3,7 @@
 * ``POST /broadcast`` (``http.broadcast``), ``GET /health`` (``http.health``);
 * ``GET /snapshot/<channel>`` (``http.snapshots``);
 * ``/notifications`` (``http.notifications``), when notifications are stored;
+* ``/notify/...``: notification rules and deliveries (``http.notify``), when sinks are set up;
 * ``/``, ``/static/...``, ``/dashboard.json``: the web dashboard (``http.dashboard``);
 * ``GET /metrics``: Prometheus' figures (``http.metrics``), when given a registry.
 
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from slurmcast.core.policy import AccessPolicy
-from slurmcast.http import dashboard, metrics
+from slurmcast.http import dashboard, metrics, notify
 from slurmcast.http.assets import StaticAssets
 from slurmcast.http.broadcast import broadcast
 from slurmcast.http.context import (
@@ -27,9 +28,11 @@ from slurmcast.http.context import (
     HEALTH_KEY,
     NEW_ID_KEY,
     NODE_KEY,
+    NOTIFY_KEY,
     POLICY_KEY,
     STORE_KEY,
     HealthProvider,
+    NotifyApi,
 )
 from slurmcast.http.dashboard import DashboardConfig
 from slurmcast.http.guard import ApiGuard
@@ -55,6 +58,7 @@ def create_app(
     new_id: Callable[[], str] | None = None,
     dashboard_config: DashboardConfig | None = None,
     metrics_config: MetricsConfig | None = None,
+    notify_api: NotifyApi | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[json_errors, require_json], client_max_size=max_body)
     app.on_response_prepare.append(add_security_headers)
@@ -67,6 +71,9 @@ def create_app(
         app[STORE_KEY] = store
         app[NEW_ID_KEY] = new_id or (lambda: "")
         add_routes(app)
+    if notify_api is not None:
+        app[NOTIFY_KEY] = notify_api
+        notify.add_routes(app)
     app.router.add_post("/broadcast", broadcast)
     app.router.add_get("/health", health)
     app.router.add_get("/openapi.json", openapi)

@@ -27,15 +27,13 @@ import asyncio
 import builtins
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from alembic.util import CommandError
 from sqlalchemy import Table, and_, false, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import ColumnElement
-from sqlalchemy.sql.dml import Insert
 
 import slurmcast.storage.engine as engines
 from slurmcast.core.notifications import Notification
@@ -44,6 +42,7 @@ from slurmcast.ports import NotificationPage
 from slurmcast.storage.availability import Availability
 from slurmcast.storage.migrate import upgrade
 from slurmcast.storage.models import NotificationRow
+from slurmcast.storage.outbox import NewDelivery, OutboxStore, delivery_values, write_notifications
 from slurmcast.storage.rows import decode_cursor, encode_cursor, is_row_error, row_values, wire
 from slurmcast.storage.writer import BatchWriter
 
@@ -55,6 +54,8 @@ CLOSE_TIMEOUT = 5.0
 #: Ids per statement in ``mark_read``: old SQLite builds allow 999 parameters.
 _IDS_PER_STATEMENT = 500
 _TABLE: Table = NotificationRow.metadata.tables["notifications"]
+#: A queued row's deliveries travel with it, under this key, to be written in its transaction.
+_DELIVERIES = "__deliveries__"
 
 
 class NotificationStore:
@@ -92,6 +93,12 @@ class NotificationStore:
         self._availability = Availability(
             engines.masked(self._url), self._url.password, on_unavailable, on_recovered
         )
+        #: Called after a write that stored deliveries (the delivery worker wakes up).
+        self.on_deliveries: Callable[[], None] = lambda: None
+        #: The outbox and the rules, on the same engine (issue 18).
+        self.outbox = OutboxStore(
+            self._engine, availability=self._availability, prepare=self._ensure_ready
+        )
         self._writer = BatchWriter(
             insert=self._insert,
             prepare=self._ensure_ready,
@@ -117,14 +124,20 @@ class NotificationStore:
             await self._availability.succeeded()
         self._writer.start()
 
-    def enqueue(self, notification: Notification) -> None:
-        """Queue a notification for the writer. Never blocks, never raises.
+    def enqueue(self, notification: Notification, deliveries: Sequence[NewDelivery] = ()) -> None:
+        """Queue a notification, and the deliveries to make of it, for the writer. Never
+        blocks, never raises.
 
+        The deliveries are written in the notification's transaction: both or neither.
         Call it from the event loop's thread. A notification that cannot be
         stored (id too long) or that finds the queue full is dropped and logged.
         """
         try:
             values = row_values(notification)
+            if deliveries:
+                values[_DELIVERIES] = [
+                    delivery_values(d, notification.created_at) for d in deliveries
+                ]
         except ProtocolError as exc:
             self._writer.dropped += 1
             log.error("notification %.64r not stored: %s", notification.id, exc.message)
@@ -286,8 +299,12 @@ class NotificationStore:
     # -- the database -------------------------------------------------------
 
     async def _insert(self, rows: builtins.list[dict[str, Any]]) -> None:
+        notes = [{k: v for k, v in row.items() if k != _DELIVERIES} for row in rows]
+        deliveries = [d for row in rows for d in row.get(_DELIVERIES, ())]
         async with self._engine.begin() as conn:
-            await conn.execute(self._insert_statement(), rows)
+            await write_notifications(conn, notes, deliveries)
+        if deliveries:
+            self.on_deliveries()
 
     async def _probe(self) -> None:
         # A write that changes nothing: a database that answers reads but
@@ -296,11 +313,6 @@ class NotificationStore:
             await conn.execute(
                 update(_TABLE).where(_TABLE.c.id.is_(None)).values(read=_TABLE.c.read)
             )
-
-    def _insert_statement(self) -> Insert:
-        if engines.backend_name(self._url) == engines.POSTGRESQL:
-            return postgresql.insert(_TABLE).on_conflict_do_nothing(index_elements=["id"])
-        return sqlite.insert(_TABLE).on_conflict_do_nothing(index_elements=["id"])
 
     async def _ensure_ready(self) -> None:
         if self._migrated:

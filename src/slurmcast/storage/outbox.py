@@ -36,8 +36,8 @@ States::
 
 Errors are those of ``NotificationStore``: ``StorageError`` when the database
 cannot answer, ``ProtocolError`` (``INVALID_FIELD``) for a value it refuses or
-that does not fit, ``DuplicateDelivery`` (a ``ProtocolError``) for an
-idempotency key already used.
+that does not fit. A delivery whose idempotency key is already used is not
+written again (see ``write_notifications``).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from typing import Any
 from alembic.util import CommandError
 from sqlalchemy import Select, Table, and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
@@ -102,13 +102,6 @@ class DeliveryState(StrEnum):
     DELIVERING = "delivering"
     DELIVERED = "delivered"
     DEAD = "dead"
-
-
-class DuplicateDelivery(ProtocolError):
-    """A delivery's idempotency key is already used: nothing of the transaction was written."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(ErrorCode.INVALID_FIELD, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,14 +289,14 @@ async def write_notifications(
     dicts, ``deliveries`` are ``delivery_values`` dicts. A notification id
     already stored is left as it is (the first write wins) and so are its
     deliveries: only those of the notifications this call inserted are
-    written, so writing a batch again adds nothing.
+    written, so writing a batch again adds nothing. A delivery whose
+    idempotency key is already used is not written either: the same
+    transition planned again (after a failover) is sent once.
 
     Returns:
         The ids of the notifications inserted now.
 
     Raises:
-        sqlalchemy.exc.IntegrityError: an idempotency key is already used (the
-            caller's transaction must be rolled back: nothing is written).
         sqlalchemy.exc.SQLAlchemyError: as any statement.
     """
     if not notifications:
@@ -314,7 +307,9 @@ async def write_notifications(
     inserted = set(result.scalars().all())
     rows = [d for d in deliveries if d["notification_id"] in inserted]
     if rows:
-        await conn.execute(_DELIVERIES.insert(), rows)
+        # A delivery planned twice (a poll re-diffed after a failover) has the same key:
+        # the first one stands, and nothing is sent twice.
+        await conn.execute(_insert_ignoring(conn, _DELIVERIES, "idempotency_key"), rows)
     return inserted
 
 
@@ -356,7 +351,6 @@ class OutboxStore:
 
         Raises:
             ValueError: a delivery names a notification not given here.
-            DuplicateDelivery: an idempotency key is already used; nothing was written.
             ProtocolError: ``INVALID_FIELD`` for a value that cannot be stored.
             StorageError: the database is unavailable.
         """
@@ -457,6 +451,24 @@ class OutboxStore:
         else:
             values.update(state=DeliveryState.PENDING.value, next_attempt_at=next_attempt_at)
         return await self._finish(id, values, by, "record a failed delivery")
+
+    async def postpone(self, id: str, until: datetime, *, by: str | None = None) -> bool:
+        """Give a claimed delivery back unsent, pending again at ``until``.
+
+        For a delivery the worker chose not to send yet (its destination's rate
+        limit): no attempt was made, so the one its claim counted is taken back.
+        Returns False when it is not delivering (or not held by ``by``).
+
+        Raises:
+            StorageError: the database is unavailable.
+        """
+        values: dict[str, Any] = {
+            "state": DeliveryState.PENDING.value,
+            "next_attempt_at": until,
+            "claimed_until": None,
+            "attempts": _DELIVERIES.c.attempts - 1,
+        }
+        return await self._finish(id, values, by, "postpone a delivery")
 
     async def retry(self, id: str, now: datetime, *, owner: str | None = None) -> Delivery | None:
         """Put a dead delivery back: pending, due at ``now``, attempts reset to 0.
@@ -682,10 +694,6 @@ class OutboxStore:
             if not is_row_error(exc):
                 raise await self._unavailable(action, exc) from exc
             reason = self._describe(exc)
-            if isinstance(exc, IntegrityError) and "idempotency_key" in str(exc.orig):
-                raise DuplicateDelivery(
-                    f"cannot {action}: a delivery's idempotency key is already used"
-                ) from None
             raise ProtocolError(
                 ErrorCode.INVALID_FIELD, f"cannot {action}: the database refuses a value ({reason})"
             ) from None
@@ -709,10 +717,10 @@ class OutboxStore:
         )
 
 
-def _insert_ignoring(conn: AsyncConnection, table: Table) -> Insert:
+def _insert_ignoring(conn: AsyncConnection, table: Table, column: str = "id") -> Insert:
     if conn.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=["id"])
-    return sqlite.insert(table).on_conflict_do_nothing(index_elements=["id"])
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=[column])
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=[column])
 
 
 def _scoped(statement: Select[Any], owner: str | None) -> Select[Any]:
@@ -730,7 +738,6 @@ __all__ = [
     "DeliveryPage",
     "DeliveryState",
     "DestinationKind",
-    "DuplicateDelivery",
     "NewDelivery",
     "OutboxStore",
     "StoredRule",
