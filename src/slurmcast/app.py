@@ -15,6 +15,7 @@ import signal
 import socket
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,8 @@ from slurmcast.config import DEFAULT_HISTORY_SIZE, Settings, parse_sim_start, pa
 from slurmcast.core.alerts import AlertThresholds
 from slurmcast.core.policy import AccessPolicy, JobsVisibility, Principal
 from slurmcast.core.session import SessionLimits
+from slurmcast.delivery.planner import DeliveryPlanner
+from slurmcast.delivery.worker import DeliveryWorker
 from slurmcast.errors import AuthError, ConfigError
 from slurmcast.health import HealthReport
 from slurmcast.http.app import create_app
@@ -50,6 +53,11 @@ from slurmcast.observability.collector import (
 )
 from slurmcast.observability.looplag import LoopLag
 from slurmcast.ports import Broker, Lease, Presence, Source
+from slurmcast.sinks.base import Sink
+from slurmcast.sinks.config import SinksConfig
+from slurmcast.sinks.email import EmailSink
+from slurmcast.sinks.slack import SlackSink
+from slurmcast.sinks.webhook import WebhookSink
 from slurmcast.storage import NotificationStore, default_url
 from slurmcast.transport.ws_server import WebSocketServer, WebSocketSettings
 
@@ -165,6 +173,20 @@ def websocket_settings(settings: Settings) -> WebSocketSettings:
     )
 
 
+def build_sinks(config: SinksConfig) -> dict[str, Sink]:
+    """A sink per destination kind the ``[sinks]`` table configures."""
+    sinks: dict[str, Sink] = {}
+    if config.email is not None:
+        sinks["email"] = EmailSink(config.email)
+    if config.slack:
+        sinks["slack"] = SlackSink(replace(config.http, default_url=config.slack_default_url))
+    if config.webhook_secret is not None:
+        sinks["webhook"] = WebhookSink(
+            replace(config.http, default_url=config.webhook_default_url), config.webhook_secret
+        )
+    return sinks
+
+
 def dashboard_config(settings: Settings, ws_port: Callable[[], int]) -> DashboardConfig | None:
     if not settings.dashboard:
         return None
@@ -173,6 +195,7 @@ def dashboard_config(settings: Settings, ws_port: Callable[[], int]) -> Dashboar
         public_ws_url=settings.public_ws_url,
         auth=settings.auth,
         jobs_visibility=settings.jobs_visibility,
+        notify=settings.sinks is not None,
     )
 
 
@@ -236,6 +259,19 @@ class SlurmcastApp:
             on_unavailable=self.alerts.storage_down,
             on_recovered=self.alerts.storage_up,
         )
+        self.planner: DeliveryPlanner | None = None
+        self.delivery: DeliveryWorker | None = None
+        if settings.sinks is not None:
+            outbox = self.notifications.outbox
+            self.planner = DeliveryPlanner(outbox, settings.sinks.url_policy, new_notification_id)
+            self.delivery = DeliveryWorker(
+                outbox,
+                build_sinks(settings.sinks),
+                settings.sinks,
+                instance_id=self.instance_id,
+                clock=utc_now,
+            )
+            self.notifications.on_deliveries = self.delivery.wake
         self.monitor = ClusterMonitor(
             self.source,
             self.node,
@@ -245,6 +281,8 @@ class SlurmcastApp:
             record=self.notifications.enqueue,
             fence=lambda: self.lease.token,
         )
+        if self.planner is not None:
+            self.monitor.plan = self.planner.plan
         self.leadership = Leadership(self.lease, self.monitor.run, ttl=settings.leader_ttl)
         self.presence_reporter = PresenceReporter(
             self.presence, self.instance_id, self._counts, settings.presence_ttl / 3
@@ -322,12 +360,14 @@ class SlurmcastApp:
         self._stopped = False
 
     def _notify_api(self) -> NotifyApi | None:
-        if self.settings.sinks is None:
+        if self.settings.sinks is None or self.planner is None or self.delivery is None:
             return None
         return NotifyApi(
             outbox=self.notifications.outbox,
             sinks=self.settings.sinks,
             clock=utc_now,
+            rules_changed=self.planner.changed,
+            deliveries_changed=self.delivery.wake,
         )
 
     async def start(self) -> None:
@@ -347,6 +387,11 @@ class SlurmcastApp:
             asyncio.create_task(self.leadership.run(), name="leadership"),
             asyncio.create_task(self.presence_reporter.run(), name="presence"),
         ]
+        if self.planner is not None and self.delivery is not None:
+            self._tasks += [
+                asyncio.create_task(self.planner.run(), name="notify-rules"),
+                asyncio.create_task(self.delivery.run(), name="delivery"),
+            ]
         await self._first_poll()
         await self.ws.start()
         await self.http.start()
@@ -370,6 +415,9 @@ class SlurmcastApp:
         starts a new epoch: its subscribers would have to resync)."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5.0):
+                if self.planner is not None:
+                    # The first poll's events are planned with the rules in force.
+                    await self.planner.loaded.wait()
                 await self.leadership.first_step.wait()
             if self.leadership.is_leader:
                 async with asyncio.timeout(self.settings.source_timeout):

@@ -30,7 +30,16 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 FORMATS = ("text", "json")
 
 #: Fields a log line may carry besides its message, the same names everywhere.
-CONTEXT_FIELDS = ("client", "user", "channel", "code", "remote", "request", "instance")
+CONTEXT_FIELDS = (
+    "client",
+    "user",
+    "channel",
+    "code",
+    "remote",
+    "request",
+    "instance",
+    "delivery",
+)
 
 #: header.payload.signature, each base64url; a JWT's header always starts with ``eyJ``.
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")

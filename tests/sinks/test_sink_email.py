@@ -8,10 +8,7 @@ import ipaddress
 import socket
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,8 @@ from slurmcast.sinks.base import Outgoing, PermanentFailure, TemporaryFailure, l
 from slurmcast.sinks.email import EmailSink, SmtpSettings, TlsMode, message_id
 from slurmcast.storage.outbox import Delivery, DeliveryState
 
+from support.receivers import Relay, smtp_relay, start_relay
+
 NOW = datetime(2026, 11, 28, 6, 25, 20, tzinfo=UTC)
 KEY = "5f0c" * 16
 JOB: dict[str, Any] = {
@@ -43,59 +42,10 @@ JOB: dict[str, Any] = {
 }
 
 
-@dataclass
-class Mailbox:
-    """An aiosmtpd handler: keeps what it receives; refuses the recipients it is told to."""
-
-    received: list[Envelope] = field(default_factory=list)
-    refuse: dict[str, str] = field(default_factory=dict)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        if address in self.refuse:
-            return self.refuse[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.received.append(envelope)
-        self.arrived.set()
-        return "250 Message accepted for delivery"
-
-    def message(self, index: int = 0) -> EmailMessage:
-        content = self.received[index].content
-        assert isinstance(content, bytes)
-        parsed = message_from_bytes(content, policy=policy.default)
-        assert isinstance(parsed, EmailMessage)
-        return parsed
-
-
-@dataclass
-class Relay:
-    mailbox: Mailbox
-    port: int
-
-
-async def start_relay(**smtp_options: Any) -> tuple[Relay, asyncio.Server]:
-    mailbox = Mailbox()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SMTP(mailbox, hostname="relay.test", **smtp_options), "127.0.0.1", 0
-    )
-    port = server.sockets[0].getsockname()[1]
-    return Relay(mailbox, port), server
-
-
 @pytest.fixture
 async def relay() -> AsyncIterator[Relay]:
-    started, server = await start_relay()
-    try:
+    async with smtp_relay() as started:
         yield started
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 def outgoing(target: str = "carol@example.edu", key: str = KEY) -> Outgoing:

@@ -32,3 +32,11 @@ async def take(
             if len(taken) == count:
                 break
     return taken
+
+
+async def until(condition: Callable[[], object], timeout: float = 30.0) -> None:
+    """Wait until ``condition()`` is truthy (in-process state, e.g. a counter); fail after
+    ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)

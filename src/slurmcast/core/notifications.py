@@ -17,6 +17,9 @@ from slurmcast.core.timefmt import format_duration, iso_z
 
 class NotificationType(StrEnum):
     JOB_SUBMITTED = "job_submitted"
+    #: Made only for people whose notification rules ask for it (``core.notify.plan``).
+    JOB_STARTED = "job_started"
+    JOB_PENDING = "job_pending"
     JOB_COMPLETED = "job_completed"
     JOB_FAILED = "job_failed"
     JOB_CANCELLED = "job_cancelled"

@@ -41,6 +41,8 @@ class DashboardConfig:
     auth: str = "none"
     notifications: bool = True
     jobs_visibility: str = "own"
+    #: Notification rules and deliveries (``/notify``) exist: the page shows their panel.
+    notify: bool = False
 
     def page_csp(self, host_header: str) -> str:
         sources = ["'self'"]
@@ -97,6 +99,7 @@ async def config(request: web.Request) -> web.StreamResponse:
             "auth": settings.auth,
             "notifications": settings.notifications,
             "jobs_visibility": settings.jobs_visibility,
+            "notify": settings.notify,
         }
     )
     response.headers["Cache-Control"] = "no-store"

@@ -26,6 +26,7 @@ from slurmcast.core.diff import diff_jobs, diff_nodes, needs_final_state
 from slurmcast.core.events import Event, job_payload, node_payload
 from slurmcast.core.metrics import cluster_metrics
 from slurmcast.core.notifications import Notification, notifications_for
+from slurmcast.core.notify.plan import DeliverySpec, Planned
 from slurmcast.core.records import JobRecord, JobsListing, NodeRecord, NodesListing
 from slurmcast.errors import ErrorCode, PublishError, SourceError
 from slurmcast.gcpause import paused
@@ -66,7 +67,10 @@ class ClusterMonitor:
         *,
         clock: Callable[[], datetime],
         new_id: Callable[[], str],
-        record: Callable[[Notification], None] = lambda notification: None,
+        record: Callable[[Notification, Sequence[DeliverySpec]], None] = lambda n, d: None,
+        plan: Callable[
+            [Sequence[Event], datetime, Mapping[str, JobRecord] | None], list[Planned]
+        ] = lambda events, now, jobs: [],
         fence: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.source = source
@@ -75,6 +79,7 @@ class ClusterMonitor:
         self.clock = clock
         self.new_id = new_id
         self.record = record
+        self.plan = plan
         self.fence = fence
         self.health = SourceHealth(source.kind)
         self.alerts = AlertBook(settings.thresholds)
@@ -188,13 +193,11 @@ class ClusterMonitor:
             [*events, *notes],
             now,
             parts={checkpoint.JOBS: await self._encode_jobs(jobs, unresolved)},
+            jobs=current.jobs,
         )
         # Only after publishing: if publishing failed, the next poll re-diffs.
         self.jobs = jobs
         self._unresolved = unresolved
-        for note in notes:
-            # Stored off the hot path: enqueue never blocks nor fails.
-            self.record(note)
 
     def _carry_unresolved(
         self,
@@ -294,9 +297,34 @@ class ClusterMonitor:
         *,
         seeds: Mapping[str, list[dict[str, Any]]] | None = None,
         parts: Mapping[str, bytes] | None = None,
+        jobs: Mapping[str, JobRecord] | None = None,
     ) -> None:
-        """Publish a step's events with the baseline they lead to, all or nothing."""
-        await self.node.commit(events, now, seeds=seeds, checkpoint=parts, fence=self.fence())
+        """Publish a step's events with the baseline they lead to, all or nothing; then
+        store its notifications with the deliveries people's rules ask for.
+
+        ``jobs`` is a jobs poll's listing (jobs pending too long are planned from it).
+        Notifications are stored only after publishing: if publishing failed, the next
+        step reports, and plans, the same again.
+        """
+        planned = self._planned(events, now, jobs)
+        made = [p.notification for p in planned if p.new]
+        await self.node.commit(
+            [*events, *made], now, seeds=seeds, checkpoint=parts, fence=self.fence()
+        )
+        deliveries = {p.notification.id: p.deliveries for p in planned}
+        for event in [*events, *made]:
+            if isinstance(event, Notification):
+                # Stored off the hot path: enqueue never blocks nor fails.
+                self.record(event, deliveries.get(event.id, ()))
+
+    def _planned(
+        self, events: Sequence[Event], now: datetime, jobs: Mapping[str, JobRecord] | None
+    ) -> list[Planned]:
+        try:
+            return self.plan(events, now, jobs)
+        except Exception:  # a bug in planning must not stop live events; it is logged loudly
+            log.exception("planning notification deliveries failed", extra=context(code="internal"))
+            return []
 
     async def _every(
         self,

@@ -37,12 +37,19 @@ from sqlalchemy.sql import ColumnElement
 
 import slurmcast.storage.engine as engines
 from slurmcast.core.notifications import Notification
+from slurmcast.core.notify.plan import DeliverySpec
 from slurmcast.errors import ErrorCode, ProtocolError, StorageError
 from slurmcast.ports import NotificationPage
 from slurmcast.storage.availability import Availability
 from slurmcast.storage.migrate import upgrade
 from slurmcast.storage.models import NotificationRow
-from slurmcast.storage.outbox import NewDelivery, OutboxStore, delivery_values, write_notifications
+from slurmcast.storage.outbox import (
+    DestinationKind,
+    NewDelivery,
+    OutboxStore,
+    delivery_values,
+    write_notifications,
+)
 from slurmcast.storage.rows import decode_cursor, encode_cursor, is_row_error, row_values, wire
 from slurmcast.storage.writer import BatchWriter
 
@@ -124,7 +131,7 @@ class NotificationStore:
             await self._availability.succeeded()
         self._writer.start()
 
-    def enqueue(self, notification: Notification, deliveries: Sequence[NewDelivery] = ()) -> None:
+    def enqueue(self, notification: Notification, deliveries: Sequence[DeliverySpec] = ()) -> None:
         """Queue a notification, and the deliveries to make of it, for the writer. Never
         blocks, never raises.
 
@@ -136,7 +143,19 @@ class NotificationStore:
             values = row_values(notification)
             if deliveries:
                 values[_DELIVERIES] = [
-                    delivery_values(d, notification.created_at) for d in deliveries
+                    delivery_values(
+                        NewDelivery(
+                            notification_id=notification.id,
+                            owner=d.owner,
+                            rule_id=d.rule_id,
+                            kind=DestinationKind(d.kind),
+                            target=d.target,
+                            payload=d.payload,
+                            idempotency_key=d.idempotency_key,
+                        ),
+                        notification.created_at,
+                    )
+                    for d in deliveries
                 ]
         except ProtocolError as exc:
             self._writer.dropped += 1

@@ -60,6 +60,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
 from slurmcast.core.notifications import Notification
+from slurmcast.core.notify.rules import DestinationKind
 from slurmcast.core.timefmt import iso_z
 from slurmcast.errors import ErrorCode, ProtocolError, StorageError
 from slurmcast.storage.availability import Availability
@@ -89,12 +90,6 @@ _DELIVERIES: Table = DeliveryRow.metadata.tables["deliveries"]
 _RULES: Table = NotifyRuleRow.metadata.tables["notify_rules"]
 _NOTIFICATIONS: Table = NotificationRow.metadata.tables["notifications"]
 _ELLIPSIS = "…"
-
-
-class DestinationKind(StrEnum):
-    EMAIL = "email"
-    SLACK = "slack"
-    WEBHOOK = "webhook"
 
 
 class DeliveryState(StrEnum):

@@ -139,13 +139,15 @@ def parse_rule(
     own_address: str | None,
     url_policy: UrlPolicy,
     rule_id: str | None = None,
+    saved: bool = False,
 ) -> Rule:
     """Validate a rule from a request (or the database) for ``owner``.
 
     ``is_admin`` is whether the person saving it is an admin; ``own_address`` the owner's
     resolved e-mail address (``addresses.own_address``), ``url_policy`` the operator's
     webhook settings. Both are required so that no caller can forget the destination checks.
-    ``rule_id`` (a new rule's id) wins over an ``id`` in ``data``. ``owner`` in ``data``,
+    ``rule_id`` (a new rule's id) wins over an ``id`` in ``data``. ``saved`` is for
+    ``restore_rule`` only. ``owner`` in ``data``,
     as ``Rule.data`` writes it, is ignored: the owner is who the caller says.
 
     Raises:
@@ -177,12 +179,31 @@ def parse_rule(
         owner=owner,
         events=events,
         destination=_destination(
-            data.get("destination"), own_address=own_address, is_admin=is_admin, urls=url_policy
+            data.get("destination"),
+            own_address=own_address,
+            is_admin=is_admin,
+            urls=url_policy,
+            saved=saved,
         ),
         partitions=_partitions(data.get("partitions")),
         name_pattern=_pattern(data.get("name_pattern")),
         min_run_seconds=_optional_int(data, "min_run_seconds", 0, MAX_RUN_SECONDS),
         pending_minutes=pending,
+    )
+
+
+def restore_rule(spec: Mapping[str, Any], owner: str, rule_id: str, url_policy: UrlPolicy) -> Rule:
+    """A stored rule (``Rule.data()``) as a ``Rule`` again.
+
+    Who may use which events and addresses was decided when it was saved; the structure,
+    and a webhook URL against the operator's current policy, are checked again, so a rule
+    the operator's policy no longer allows is refused, not used.
+
+    Raises:
+        InvalidRule, UnsafeDestination: as ``parse_rule``.
+    """
+    return parse_rule(
+        spec, owner, True, own_address=None, url_policy=url_policy, rule_id=rule_id, saved=True
     )
 
 
@@ -294,7 +315,7 @@ def _optional_int(data: Mapping[str, Any], key: str, low: int, high: int) -> int
 
 
 def _destination(
-    value: object, *, own_address: str | None, is_admin: bool, urls: UrlPolicy
+    value: object, *, own_address: str | None, is_admin: bool, urls: UrlPolicy, saved: bool
 ) -> Destination:
     if not isinstance(value, Mapping) or set(value) - {"kind", "target"}:
         raise InvalidRule("destination must be an object with kind and target", field="destination")
@@ -305,6 +326,9 @@ def _destination(
             "destination kind must be email, slack or webhook", field="destination"
         ) from None
     target = value.get("target", DEFAULT_TARGET)
+    if kind is DestinationKind.EMAIL and saved and target == DEFAULT_TARGET:
+        # The owner's address is looked up when sending: it may have changed since.
+        return Destination(kind)
     if kind is DestinationKind.EMAIL:
         return Destination(kind, check_email_target(target, own=own_address, is_admin=is_admin))
     if target == DEFAULT_TARGET:

@@ -1,0 +1,113 @@
+"""The rules in force, and the plan of deliveries for one poller step.
+
+Rules live in the database and change through the API of any instance. The planner keeps
+the enabled ones in memory: it reloads them when this instance's API changed one
+(``changed``) and every ``refresh_s`` seconds (another instance's change). Planning is then
+pure and synchronous (``core.notify.plan``), so a poller step never waits for the
+database; a step planned with rules a few seconds old is the price.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+
+from slurmcast.core.events import job_payload
+from slurmcast.core.notify.plan import Planned, plan_events, plan_pending
+from slurmcast.core.notify.rules import NotifyEvent, Rule, restore_rule
+from slurmcast.core.notify.ssrf import UrlPolicy
+from slurmcast.core.records import JobRecord, JobState
+from slurmcast.errors import ProtocolError, StorageError
+from slurmcast.storage.outbox import OutboxStore
+
+log = logging.getLogger("slurmcast.delivery")
+
+#: Seconds between reloads of the rules when nothing here changed them.
+REFRESH_S = 30.0
+
+
+class DeliveryPlanner:
+    """Plans deliveries with the enabled rules; ``run`` keeps them current."""
+
+    def __init__(
+        self,
+        outbox: OutboxStore,
+        url_policy: UrlPolicy,
+        new_id: Callable[[], str],
+        *,
+        refresh_s: float = REFRESH_S,
+    ) -> None:
+        self._outbox = outbox
+        self._url_policy = url_policy
+        self._new_id = new_id
+        self._refresh_s = refresh_s
+        self._changed = asyncio.Event()
+        self.rules: list[Rule] = []
+        #: Set once the rules were read (or could not be) for the first time.
+        self.loaded = asyncio.Event()
+        #: (job id, rule id) pairs told of a long wait; pruned as jobs stop pending.
+        self._told: set[tuple[str, str]] = set()
+        #: Reloads completed (tests await a reload through it).
+        self.reloads = 0
+
+    def changed(self) -> None:
+        """A rule was created, changed or deleted here: reload now."""
+        self._changed.set()
+
+    async def run(self) -> None:
+        while True:
+            self._changed.clear()
+            await self.reload()
+            self.loaded.set()
+            try:
+                async with asyncio.timeout(self._refresh_s):
+                    await self._changed.wait()
+            except TimeoutError:
+                pass
+
+    async def reload(self) -> None:
+        """Read the enabled rules; keep the ones in memory when the database cannot answer."""
+        try:
+            stored = await self._outbox.all_rules(enabled_only=True)
+        except StorageError as exc:
+            log.warning("cannot read the notification rules (keeping %d): %s", len(self.rules), exc)
+            return
+        rules = []
+        for row in stored:
+            try:
+                rules.append(restore_rule(row.spec, row.owner, row.id, self._url_policy))
+            except ProtocolError as exc:
+                log.warning("notification rule %s of %s is not used: %s", row.id, row.owner, exc)
+        self.rules = rules
+        self.reloads += 1
+
+    def plan(
+        self,
+        events: Sequence[object],
+        now: datetime,
+        jobs: Mapping[str, JobRecord] | None = None,
+    ) -> list[Planned]:
+        """The deliveries of one step: its events, and after a jobs poll (``jobs``, the
+        listing) the jobs pending too long."""
+        rules = self.rules
+        if not rules:
+            return []
+        planned = plan_events(rules, events, now, self._new_id)
+        if jobs is not None:
+            planned += self._pending(rules, jobs, now)
+        return planned
+
+    def _pending(
+        self, rules: list[Rule], jobs: Mapping[str, JobRecord], now: datetime
+    ) -> list[Planned]:
+        waiting = [r for r in rules if NotifyEvent.JOB_PENDING_LONG in r.events]
+        pending = {job_id: job for job_id, job in jobs.items() if job.state is JobState.PENDING}
+        self._told = {told for told in self._told if told[0] in pending}
+        if not waiting:
+            return []
+        owners = {rule.owner for rule in waiting}
+        # Only the jobs of people who asked: a queue of 100k pending jobs costs a set lookup each.
+        payloads = [job_payload(job) for job in pending.values() if job.user in owners]
+        return plan_pending(waiting, payloads, now, self._told)

@@ -1,0 +1,250 @@
+"""The delivery worker: claims due deliveries from the outbox, sends them, records the outcome.
+
+Every instance runs one. ``OutboxStore.claim`` hands each due delivery to one claimer
+(row locks with SKIP LOCKED on PostgreSQL, one writer on SQLite) under a lease: a worker
+killed mid-delivery leaves it ``delivering`` until the lease runs out, and then any worker
+claims it again (the receiver drops the repeat by its idempotency key).
+
+An attempt ends one of four ways:
+
+- sent: ``delivered``;
+- a ``TemporaryFailure`` (timeouts, 5xx, 429, SMTP 4xx) or an unexpected error: pending
+  again after an exponential backoff with full jitter (``core.notify.retry``), honouring
+  the destination's ``Retry-After``; a dead letter once the attempts are used up;
+- a ``PermanentFailure`` (4xx, a refused recipient, an unsafe address, no address known for
+  the owner): a dead letter at once;
+- the destination's rate limit is used up: given back unsent (``postpone``), due when a
+  token is there, the attempt not counted.
+
+Dead letters stay until someone retries them through the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from slurmcast.core.notify.addresses import DEFAULT_TARGET, own_address, recipient
+from slurmcast.core.notify.jobdata import parse_time
+from slurmcast.core.notify.messages import Rendered, render
+from slurmcast.core.notify.retry import next_attempt
+from slurmcast.core.notify.rules import NotifyEvent
+from slurmcast.core.ratelimit import TokenBucket
+from slurmcast.errors import StorageError
+from slurmcast.logs import context
+from slurmcast.sinks.base import Outgoing, PermanentFailure, SendFailure, Sink
+from slurmcast.sinks.config import SinksConfig
+from slurmcast.storage.outbox import Delivery, OutboxStore
+
+log = logging.getLogger("slurmcast.delivery")
+
+#: Deliveries claimed at a time, and sent concurrently.
+BATCH = 16
+#: Longest wait after the outbox could not be read.
+STORAGE_RETRY_MAX = 30.0
+#: Rate buckets of destinations not used for this long are forgotten.
+BUCKET_IDLE_S = 3600.0
+
+
+class DeliveryWorker:
+    """Sends what the outbox holds, by the kinds of ``sinks``.
+
+    Args:
+        outbox: the shared outbox.
+        sinks: a sink per destination kind configured (``email``, ``slack``, ``webhook``).
+        config: the ``[sinks]`` settings: retries, rate limit, lease, poll interval, the
+            e-mail address template.
+        instance_id: who claims (stored with each claimed delivery).
+        clock: the wall clock (UTC); ``monotonic`` paces the rate limits.
+    """
+
+    def __init__(
+        self,
+        outbox: OutboxStore,
+        sinks: Mapping[str, Sink],
+        config: SinksConfig,
+        *,
+        instance_id: str,
+        clock: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self._outbox = outbox
+        self._sinks = dict(sinks)
+        self._config = config
+        self._instance = instance_id
+        self._clock = clock
+        self._monotonic = monotonic
+        self._draw = draw
+        self._wakeup = asyncio.Event()
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        #: Attempts by (kind, outcome): delivered, retry, dead, postponed (GET /metrics).
+        self.outcomes: Counter[tuple[str, str]] = Counter()
+
+    def wake(self) -> None:
+        """Deliveries were written or put back: look at the outbox now."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            self._wakeup.clear()
+            try:
+                claimed = await self._outbox.claim(
+                    self._instance, self._clock(), self._config.lease_s, BATCH
+                )
+            except StorageError as exc:
+                failures += 1
+                delay = min(
+                    self._config.poll_interval * 2.0 ** min(failures, 16), STORAGE_RETRY_MAX
+                )
+                log.warning("cannot claim deliveries (attempt %d): %s", failures, exc.message)
+                await self._sleep(delay)
+                continue
+            failures = 0
+            if claimed:
+                await asyncio.gather(*(self.deliver(d) for d in claimed))
+                if len(claimed) == BATCH:
+                    continue  # more may be due
+            await self._sleep(self._config.poll_interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wakeup.wait()
+
+    async def deliver(self, delivery: Delivery) -> None:
+        """One attempt at one claimed delivery; records its outcome (never raises but
+        ``StorageError`` is logged: the lease then runs out and it is tried again)."""
+        try:
+            await self._attempt(delivery)
+        except StorageError as exc:
+            log.warning("delivery %s: cannot record the outcome: %s", delivery.id, exc.message)
+
+    async def _attempt(self, delivery: Delivery) -> None:
+        where = context(delivery=delivery.id, user=delivery.owner)
+        sink = self._sinks.get(delivery.kind)
+        if sink is None:
+            await self._dead(delivery, f"no {delivery.kind} destination is configured", where)
+            return
+        target = self._target(delivery)
+        if target is None:
+            await self._dead(delivery, f"no e-mail address is known for {delivery.owner}", where)
+            return
+        message = self._message(delivery)
+        if message is None:
+            await self._dead(delivery, "the stored delivery cannot be read", where)
+            return
+        wait = self._bucket(delivery.kind, target).take(self._monotonic())
+        if wait > 0:
+            self.outcomes[(delivery.kind, "postponed")] += 1
+            until = self._clock() + timedelta(seconds=wait)
+            await self._outbox.postpone(delivery.id, until, by=self._instance)
+            return
+        try:
+            # The sinks bound their own time; this bounds a sink's bug, inside the lease.
+            async with asyncio.timeout(self._config.lease_s * 0.9):
+                result = await sink.send(Outgoing.of(delivery, message, target=target))
+        except PermanentFailure as exc:
+            await self._dead(delivery, exc.message, where)
+        except SendFailure as exc:
+            await self._retry(delivery, exc.message, exc.retry_after_s, where)
+        except TimeoutError:
+            await self._retry(delivery, "the destination did not answer in time", None, where)
+        except Exception as exc:  # a sink's bug must not lose the delivery: retried, logged
+            log.exception(
+                "delivery %s: the %s sink failed", delivery.id, delivery.kind, extra=where
+            )
+            await self._retry(delivery, f"internal error: {exc.__class__.__name__}", None, where)
+        else:
+            await self._outbox.delivered(delivery.id, self._clock(), by=self._instance)
+            self.outcomes[(delivery.kind, "delivered")] += 1
+            log.info(
+                "delivery %s (%s) sent on attempt %d: %s",
+                delivery.id,
+                delivery.kind,
+                delivery.attempts,
+                result.detail,
+                extra=where,
+            )
+
+    def _target(self, delivery: Delivery) -> str | None:
+        if delivery.kind != "email" or delivery.target != DEFAULT_TARGET:
+            return delivery.target
+        # A rule's "default" address is the owner's at sending time (the template's).
+        return recipient(
+            delivery.target, own_address(delivery.owner, template=self._config.address_template)
+        )
+
+    def _message(self, delivery: Delivery) -> Rendered | None:
+        payload = delivery.payload
+        try:
+            event = NotifyEvent(str(payload.get("event")))
+        except ValueError:
+            return None
+        data = payload.get("data")
+        at = parse_time(payload.get("at")) or delivery.created_at
+        if not isinstance(data, dict):
+            return None
+        # The notification's time, not the attempt's: every attempt sends the same body.
+        return render(event, data, now=at, delivery_id=delivery.idempotency_key)
+
+    def _bucket(self, kind: str, target: str) -> TokenBucket:
+        now = self._monotonic()
+        if len(self._buckets) > 10_000:
+            self._buckets = {
+                key: bucket
+                for key, bucket in self._buckets.items()
+                if bucket.updated is not None and now - bucket.updated < BUCKET_IDLE_S
+            }
+        bucket = self._buckets.get((kind, target))
+        if bucket is None:
+            bucket = self._buckets[(kind, target)] = TokenBucket(
+                rate=self._config.rate_per_minute / 60.0, burst=self._config.rate_burst
+            )
+        return bucket
+
+    async def _retry(
+        self,
+        delivery: Delivery,
+        error: str,
+        retry_after_s: float | None,
+        where: dict[str, Any],
+    ) -> None:
+        now = self._clock()
+        at = next_attempt(
+            delivery.attempts, now, self._draw, self._config.retry, not_before_s=retry_after_s
+        )
+        if at is None:
+            await self._dead(delivery, error, where)
+            return
+        await self._outbox.failed(delivery.id, error, at, now, by=self._instance)
+        self.outcomes[(delivery.kind, "retry")] += 1
+        log.warning(
+            "delivery %s (%s) attempt %d failed, next at %s: %s",
+            delivery.id,
+            delivery.kind,
+            delivery.attempts,
+            at.isoformat(timespec="seconds"),
+            error,
+            extra=where,
+        )
+
+    async def _dead(self, delivery: Delivery, error: str, where: dict[str, Any]) -> None:
+        await self._outbox.failed(delivery.id, error, None, self._clock(), by=self._instance)
+        self.outcomes[(delivery.kind, "dead")] += 1
+        log.error(
+            "delivery %s (%s) is a dead letter after %d attempt(s): %s",
+            delivery.id,
+            delivery.kind,
+            delivery.attempts,
+            error,
+            extra=where,
+        )

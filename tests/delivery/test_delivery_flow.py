@@ -1,0 +1,214 @@
+"""Notification delivery end to end: a simulated cluster, people's rules, a real local SMTP
+server and a real webhook receiver that checks signatures; retries, dead letters, the rate
+limit, and two instances sharing one outbox."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from slurmcast.app import SlurmcastApp
+from slurmcast.core.notify.rules import FINAL_EVENTS, parse_rule
+from slurmcast.core.notify.ssrf import UrlPolicy, parse_networks
+from slurmcast.sinks.base import Secret
+from slurmcast.sinks.config import SinksConfig
+from slurmcast.sinks.email import SmtpSettings, TlsMode
+from slurmcast.sinks.posting import HttpSinkSettings
+from slurmcast.storage.outbox import Delivery, DeliveryState
+
+from support.receivers import WEBHOOK_SECRET, Relay, hook_receiver, smtp_relay
+from support.server import running_server
+from support.waiting import eventually, until
+
+#: A busy simulated cluster: jobs start and end every few polls.
+FAST = {"sim_speed": 600.0, "jobs_interval": 0.05, "nodes_interval": 0.05}
+ENDS = sorted(event.value for event in FINAL_EVENTS)
+LOCAL = UrlPolicy(allow_http=True, allowed_networks=parse_networks(["127.0.0.1/32"]))
+
+
+def sinks(relay: Relay | None = None, **options: Any) -> SinksConfig:
+    values: dict[str, Any] = {
+        "http": HttpSinkSettings(policy=LOCAL),
+        "webhook_secret": Secret(WEBHOOK_SECRET),
+        "address_template": "{user}@example.edu",
+        "retry": options.pop("retry", None),
+    }
+    if relay is not None:
+        values["email"] = SmtpSettings(
+            host="127.0.0.1",
+            port=relay.port,
+            tls=TlsMode.NONE,
+            from_address="slurmcast@example.edu",
+        )
+    values.update(options)
+    if values["retry"] is None:
+        del values["retry"]
+    return SinksConfig(**values)
+
+
+async def add_rule(app: SlurmcastApp, owner: str, **spec: Any) -> str:
+    """Store a rule as the API would and wait until the planner uses it."""
+    assert app.planner is not None
+    rule = parse_rule(
+        {"id": f"r{len(app.planner.rules)}-{owner}", **spec},
+        owner,
+        True,
+        own_address=f"{owner}@example.edu",
+        url_policy=LOCAL,
+    )
+    await app.notifications.outbox.add_rule(owner, rule.data(), datetime.now(UTC), id=rule.id)
+    reloads = app.planner.reloads
+    app.planner.changed()
+    await until(lambda: app.planner is not None and app.planner.reloads > reloads)
+    return rule.id
+
+
+async def deliveries(app: SlurmcastApp, **filters: Any) -> list[Delivery]:
+    page = await app.notifications.outbox.list(limit=500, **filters)
+    return page.items
+
+
+@contextlib.asynccontextmanager
+async def served(**overrides: Any) -> AsyncIterator[SlurmcastApp]:
+    async with running_server(**FAST, **overrides) as app:
+        yield app
+
+
+async def test_a_job_ending_arrives_by_mail_and_signed_webhook_per_the_rules() -> None:
+    async with (
+        smtp_relay() as relay,
+        hook_receiver() as receiver,
+        served(sinks=sinks(relay)) as app,
+    ):
+        await add_rule(app, "bob", events=ENDS, destination={"kind": "email"})
+        await add_rule(
+            app, "bob", events=ENDS, destination={"kind": "webhook", "target": receiver.url()}
+        )
+        # A rule whose filter no job of bob's passes: it must send nothing.
+        await add_rule(
+            app,
+            "bob",
+            events=ENDS,
+            partitions=["no-such-partition"],
+            destination={"kind": "webhook", "target": receiver.url("/hook?filtered")},
+        )
+        await receiver.wait(lambda r: r.accepted)
+        await until(lambda: relay.mailbox.received)
+        post = receiver.posts[0]
+        assert post.signed and post.status == 200
+        job = post.body["job"]
+        assert job["user"] == "bob" and post.body["event"] in ENDS
+        assert post.body["delivery_id"] == post.key
+        mail = relay.mailbox.message(0)
+        assert relay.mailbox.received[0].rcpt_tos == ["bob@example.edu"]
+        assert mail["Subject"].startswith("[slurmcast] ")
+        # The mail and a webhook call tell of the same job ending.
+        await receiver.wait(
+            lambda r: any(f"Job {p.body['job']['job_id']} " in mail["Subject"] for p in r.posts)
+        )
+        assert "bob" in mail.get_content()
+        assert "bob" not in (mail["From"] or "")
+        # The deliveries are recorded as sent; the notification they came with is stored.
+        sent = await eventually(
+            lambda: deliveries(app, state=DeliveryState.DELIVERED),
+            lambda items: {d.kind for d in items} >= {"email", "webhook"},
+        )
+        assert all(d.owner == "bob" and d.attempts == 1 for d in sent)
+        stored = await app.notifications.get(sent[0].notification_id)
+        assert stored is not None and stored["user"] == "bob"
+        assert not [p for p in receiver.posts if "filtered" in p.path]
+        assert all(p.body["job"]["user"] == "bob" for p in receiver.posts)
+
+
+async def test_a_receiver_failing_three_times_gets_the_delivery_once() -> None:
+    from slurmcast.core.notify.retry import RetryPolicy
+
+    fast = RetryPolicy(base_s=0.01, cap_s=0.05, max_attempts=8)
+    async with hook_receiver(fail=3) as receiver, served(sinks=sinks(retry=fast)) as app:
+        await add_rule(
+            app, "alice", events=ENDS, destination={"kind": "webhook", "target": receiver.url()}
+        )
+        await receiver.wait(lambda r: r.accepted)
+        key = next(iter(receiver.accepted))
+        tries = [p for p in receiver.posts if p.key == key]
+        assert [p.status for p in tries] == [500, 500, 500, 200]
+        # Same body (same signature input but the timestamp) every time: one delivery.
+        assert len({orjson_body(p.body) for p in tries}) == 1
+        assert receiver.accepted[key] == 1
+        (delivery,) = [
+            d
+            for d in await eventually(
+                lambda: deliveries(app, state=DeliveryState.DELIVERED),
+                lambda items: any(d.idempotency_key == key for d in items),
+            )
+            if d.idempotency_key == key
+        ]
+        assert delivery.attempts == 4
+
+
+def orjson_body(body: dict[str, Any]) -> str:
+    import orjson
+
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode()
+
+
+async def test_a_dead_letter_after_the_last_attempt_is_retried_through_the_outbox() -> None:
+    from slurmcast.core.notify.retry import RetryPolicy
+
+    once = RetryPolicy(base_s=0.01, cap_s=0.05, max_attempts=2)
+    async with hook_receiver(fail=1000) as receiver, served(sinks=sinks(retry=once)) as app:
+        await add_rule(
+            app, "carol", events=ENDS, destination={"kind": "webhook", "target": receiver.url()}
+        )
+        dead = await eventually(
+            lambda: deliveries(app, state=DeliveryState.DEAD), lambda items: bool(items)
+        )
+        letter = dead[0]
+        assert letter.attempts == 2 and letter.last_error and "500" in letter.last_error
+        assert len([p for p in receiver.posts if p.key == letter.idempotency_key]) == 2
+        receiver.fail = 0
+        retried = await app.notifications.outbox.retry(letter.id, datetime.now(UTC))
+        assert retried is not None and retried.state is DeliveryState.PENDING
+        assert app.delivery is not None
+        app.delivery.wake()
+        await receiver.wait(lambda r: r.accepted[letter.idempotency_key] == 1)
+        done = await eventually(
+            lambda: app.notifications.outbox.get(letter.id),
+            lambda d: d is not None and d.state is DeliveryState.DELIVERED,
+        )
+        assert done is not None and done.attempts == 1
+
+
+async def test_a_destinations_rate_limit_holds_deliveries_back_unsent() -> None:
+    async with (
+        hook_receiver() as receiver,
+        served(sinks=sinks(rate_per_minute=0.01, rate_burst=1)) as app,
+    ):
+        await add_rule(
+            app, "bob", events=ENDS, destination={"kind": "webhook", "target": receiver.url()}
+        )
+        held = await eventually(
+            lambda: deliveries(app, state=DeliveryState.PENDING),
+            lambda items: any(d.attempts == 0 and d.last_error is None for d in items),
+        )
+        assert held
+        assert len(receiver.posts) == 1
+        assert app.delivery is not None
+        assert app.delivery.outcomes[("webhook", "postponed")] >= 1
+
+
+async def test_a_slack_rule_posts_the_chat_payload() -> None:
+    async with hook_receiver() as receiver, served(sinks=sinks(slack=True)) as app:
+        await add_rule(
+            app,
+            "dave",
+            events=ENDS,
+            destination={"kind": "slack", "target": receiver.url("/slack")},
+        )
+        await receiver.wait(lambda r: r.accepted)
+        post = receiver.posts[0]
+        assert post.path == "/slack" and post.status == 200
+        assert "Job" in post.body["text"]
+        assert set(post.body) <= {"text", "attachments"}
