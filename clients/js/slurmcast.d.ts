@@ -179,7 +179,14 @@ export interface MetricsData {
 
 export type NotificationSeverity = 'info' | 'success' | 'warning' | 'error' | 'critical';
 /** Raised by the server about jobs. */
-export type JobNotificationType = 'job_submitted' | 'job_completed' | 'job_failed' | 'job_cancelled' | 'job_timeout';
+export type JobNotificationType =
+  | 'job_submitted'
+  | 'job_started'
+  | 'job_pending'
+  | 'job_completed'
+  | 'job_failed'
+  | 'job_cancelled'
+  | 'job_timeout';
 /** Published by operators (`POST /notifications`). */
 export type AnnouncementType = 'alert' | 'system' | 'info';
 

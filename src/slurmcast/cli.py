@@ -73,7 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--config", metavar="FILE", help="TOML config file")
     token.add_argument("--jwt-secret", dest="jwt_secret", default=None, help="HS256 secret")
     add_tail_parser(commands)
+    add_notify_parser(commands)
     return parser
+
+
+def add_notify_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from slurmcast.client import notify_cli
+
+    notify_cli.add_notify_parser(commands)
 
 
 def add_tail_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -250,4 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return mint(args)
     if args.command == "tail":
         return run_tail(args)
+    if args.command == "notify":
+        from slurmcast.client.notify_cli import run_notify
+
+        return run_notify(args)
     return 2  # pragma: no cover - argparse enforces a known command

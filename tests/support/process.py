@@ -69,6 +69,13 @@ class ServeProcess:
                 self.process.wait()
         self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown at all, as a crash or the OOM killer would end it."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
     def get_json(self, path: str, token: str | None = None) -> Any:
         request = urllib.request.Request(self.url + path.lstrip("/"))
         if token:

@@ -95,7 +95,8 @@ class HookReceiver:
     """``/hook`` verifies the signature (with the real clock), ``/slack`` the payload shape.
 
     ``fail`` answers 500 to the first that many posts of each delivery (by its key);
-    ``stall`` holds the first that many posts overall until ``release`` is set.
+    ``stall`` holds the first that many posts overall until ``release`` is set, then
+    answers 503.
     ``accepted`` counts the deliveries answered 2xx, by key: a receiver that keeps
     only the first of a key, as the docs tell receivers to.
     """
@@ -148,6 +149,9 @@ class HookReceiver:
             self.changed.notify_all()
         if stalls:
             await self.release.wait()
+            # Held until the sender gave up (or was killed): not a delivery it saw accepted.
+            status = 503
+            post.status = status
         if status == 200:
             async with self.changed:
                 self.accepted[key] += 1

@@ -37,6 +37,8 @@ async def take(
 async def until(condition: Callable[[], object], timeout: float = 30.0) -> None:
     """Wait until ``condition()`` is truthy (in-process state, e.g. a counter); fail after
     ``timeout``."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
+
+    async def probe() -> object:
+        return condition()
+
+    await eventually(probe, bool, timeout)

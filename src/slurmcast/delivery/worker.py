@@ -85,6 +85,8 @@ class DeliveryWorker:
         self._draw = draw
         self._wakeup = asyncio.Event()
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        #: Per destination, the last slot given to a delivery held back (monotonic seconds).
+        self._horizon: dict[tuple[str, str], float] = {}
         #: Attempts by (kind, outcome): delivered, retry, dead, postponed (GET /metrics).
         self.outcomes: Counter[tuple[str, str]] = Counter()
 
@@ -142,7 +144,7 @@ class DeliveryWorker:
         if message is None:
             await self._dead(delivery, "the stored delivery cannot be read", where)
             return
-        wait = self._bucket(delivery.kind, target).take(self._monotonic())
+        wait = self._held_back(delivery.kind, target)
         if wait > 0:
             self.outcomes[(delivery.kind, "postponed")] += 1
             until = self._clock() + timedelta(seconds=wait)
@@ -196,7 +198,14 @@ class DeliveryWorker:
         # The notification's time, not the attempt's: every attempt sends the same body.
         return render(event, data, now=at, delivery_id=delivery.idempotency_key)
 
-    def _bucket(self, kind: str, target: str) -> TokenBucket:
+    def _held_back(self, kind: str, target: str) -> float:
+        """0 when the destination's rate allows a send now; else how long to hold it back.
+
+        Held-back deliveries get successive slots, one rate interval apart, after those
+        already held: with a backlog they come back in the order they were first claimed,
+        a few at a time, instead of all at the moment the next token is there (where the
+        claims' order would leave some waiting indefinitely).
+        """
         now = self._monotonic()
         if len(self._buckets) > 10_000:
             self._buckets = {
@@ -204,12 +213,20 @@ class DeliveryWorker:
                 for key, bucket in self._buckets.items()
                 if bucket.updated is not None and now - bucket.updated < BUCKET_IDLE_S
             }
-        bucket = self._buckets.get((kind, target))
+            self._horizon = {key: t for key, t in self._horizon.items() if t > now}
+        key = (kind, target)
+        bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[(kind, target)] = TokenBucket(
+            bucket = self._buckets[key] = TokenBucket(
                 rate=self._config.rate_per_minute / 60.0, burst=self._config.rate_burst
             )
-        return bucket
+        wait = bucket.take(now)
+        if wait <= 0:
+            return 0.0
+        slot = max(self._horizon.get(key, 0.0), now + wait - 60.0 / self._config.rate_per_minute)
+        slot += 60.0 / self._config.rate_per_minute
+        self._horizon[key] = slot
+        return slot - now
 
     async def _retry(
         self,
