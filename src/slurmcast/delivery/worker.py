@@ -33,7 +33,7 @@ from typing import Any
 
 from slurmcast.core.notify.addresses import DEFAULT_TARGET, own_address, recipient
 from slurmcast.core.notify.jobdata import parse_time
-from slurmcast.core.notify.messages import Rendered, render
+from slurmcast.core.notify.messages import Rendered, clean, render
 from slurmcast.core.notify.retry import next_attempt
 from slurmcast.core.notify.rules import NotifyEvent
 from slurmcast.core.ratelimit import TokenBucket
@@ -41,6 +41,7 @@ from slurmcast.errors import StorageError
 from slurmcast.logs import context
 from slurmcast.sinks.base import Outgoing, PermanentFailure, SendFailure, Sink
 from slurmcast.sinks.config import SinksConfig
+from slurmcast.storage.models import LAST_ERROR_LENGTH
 from slurmcast.storage.outbox import Delivery, OutboxStore
 
 log = logging.getLogger("slurmcast.delivery")
@@ -129,6 +130,8 @@ class DeliveryWorker:
             await self._attempt(delivery)
         except StorageError as exc:
             log.warning("delivery %s: cannot record the outcome: %s", delivery.id, exc.message)
+        except Exception:  # never let one delivery end run(): the lease brings it back
+            log.exception("delivery %s: the attempt failed unexpectedly", delivery.id)
 
     async def _attempt(self, delivery: Delivery) -> None:
         where = context(delivery=delivery.id, user=delivery.owner)
@@ -140,7 +143,11 @@ class DeliveryWorker:
         if target is None:
             await self._dead(delivery, f"no e-mail address is known for {delivery.owner}", where)
             return
-        message = self._message(delivery)
+        try:
+            message = self._message(delivery)
+        except Exception:  # a payload the renderer cannot take is unreadable, not fatal
+            log.exception("delivery %s: its payload cannot be rendered", delivery.id, extra=where)
+            message = None
         if message is None:
             await self._dead(delivery, "the stored delivery cannot be read", where)
             return
@@ -235,6 +242,7 @@ class DeliveryWorker:
         retry_after_s: float | None,
         where: dict[str, Any],
     ) -> None:
+        error = clean(error, LAST_ERROR_LENGTH)  # a sink's text: no NUL or control character
         now = self._clock()
         at = next_attempt(
             delivery.attempts, now, self._draw, self._config.retry, not_before_s=retry_after_s
@@ -255,6 +263,7 @@ class DeliveryWorker:
         )
 
     async def _dead(self, delivery: Delivery, error: str, where: dict[str, Any]) -> None:
+        error = clean(error, LAST_ERROR_LENGTH)
         await self._outbox.failed(delivery.id, error, None, self._clock(), by=self._instance)
         self.outcomes[(delivery.kind, "dead")] += 1
         log.error(

@@ -103,7 +103,8 @@ class SinksConfig:
     http: HttpSinkSettings = field(default_factory=HttpSinkSettings)
     #: Slack/Mattermost configured; ``slack_default_url`` where ``default`` rules post.
     slack: bool = False
-    slack_default_url: str | None = None
+    #: A secret (it holds the webhook's token): never in a repr.
+    slack_default_url: str | None = field(default=None, repr=False)
     webhook_secret: Secret | None = None
     webhook_default_url: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -147,14 +148,13 @@ def parse_sinks(
             secret that cannot be read.
     """
     top = _table(table, origin, _TOP)
+    base_s = _number(top, "retry_base", origin, 30.0, low=0.001, high=86400.0)
+    cap_s = _number(top, "retry_cap", origin, 3600.0, low=0.001, high=7 * 86400.0)
+    max_attempts = int(_number(top, "max_attempts", origin, 8, low=1, high=100, whole=True))
     try:
-        retry = RetryPolicy(
-            base_s=_number(top, "retry_base", origin, 30.0, low=0.001, high=86400.0),
-            cap_s=_number(top, "retry_cap", origin, 3600.0, low=0.001, high=7 * 86400.0),
-            max_attempts=int(_number(top, "max_attempts", origin, 8, low=1, high=100, whole=True)),
-        )
-    except ConfigError as exc:
-        raise ConfigError(f"{origin}: {exc}") from None
+        retry = RetryPolicy(base_s=base_s, cap_s=cap_s, max_attempts=max_attempts)
+    except ConfigError as exc:  # the cap below the base: the two keys together
+        raise ConfigError(f"{origin}: {exc.message}") from None
     http = _http(top.get("http"), f"{origin}.http")
     email, template, claim = _email(top.get("email"), f"{origin}.email", environ)
     slack, slack_url = _slack(top.get("slack"), f"{origin}.slack", http.policy, environ)
@@ -231,7 +231,8 @@ def _secret(
     env = _text(table, f"{name}_env", origin)
     plain = _text(table, name, origin) if inline else None
     if sum(item is not None for item in (file, env, plain)) > 1:
-        given = " and ".join(f"{name}{suffix}" for suffix in ("_file", "_env", ""))
+        suffixes = ("_file", "_env", "") if inline else ("_file", "_env")
+        given = " and ".join(f"{name}{suffix}" for suffix in suffixes)
         raise ConfigError(f"{origin}: give only one of {given}")
     if plain is not None:
         return Secret(plain)

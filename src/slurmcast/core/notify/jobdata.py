@@ -33,7 +33,10 @@ def parse_time(value: object) -> datetime | None:
     except ValueError:
         return None
     # A time without an offset is UTC (the payloads' times all are).
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # "0001-01-01T00:00:00+01:00" is before the first UTC datetime
+        return None
 
 
 def run_seconds(job: Mapping[str, Any]) -> float | None:

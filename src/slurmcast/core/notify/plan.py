@@ -243,7 +243,9 @@ def _alert(
                 ),
                 new=True,
             )
-        draft.add(rule, kind, data, now, alert.id, iso_z(alert.since) or "")
+        # An escalation (the condition fires again at another severity) is news: the
+        # severity is part of what is told. ``since`` survives a failover (the checkpoint).
+        draft.add(rule, kind, data, now, alert.id, iso_z(alert.since) or "", alert.severity.value)
     return list(by_owner.values())
 
 
