@@ -71,6 +71,7 @@ async def test_public_ws_url_is_announced_and_allowed() -> None:
         "auth": "jwt",
         "notifications": True,
         "jobs_visibility": "own",
+        "notify": False,
     }
 
 

@@ -139,7 +139,7 @@ export class Auth {
 
   /**
    * fetch() on the HTTP API with the token; resolves with the parsed JSON body, rejects
-   * with an Error carrying `status` and the server's `code` on a non-2xx answer.
+   * with an Error carrying `status`, the server's `code` and `field` on a non-2xx answer.
    * @param {string} path @param {RequestInit & {json?: any}} [init]
    */
   async api(path, init = {}) {
@@ -158,9 +158,13 @@ export class Auth {
       body = null;
     }
     if (!response.ok) {
-      const error = new Error(body?.message ?? `${response.status} ${response.statusText}`);
+      // `{success: false, code, message}`, or the same nested in `error`; `field` names the
+      // offending field where the server says which.
+      const detail = body?.error && typeof body.error === 'object' ? body.error : body;
+      const error = new Error(detail?.message ?? `${response.status} ${response.statusText}`);
       error.status = response.status;
-      error.code = body?.code ?? null;
+      error.code = detail?.code ?? null;
+      error.field = typeof detail?.field === 'string' ? detail.field : null;
       throw error;
     }
     return body;

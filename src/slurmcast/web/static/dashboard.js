@@ -15,13 +15,14 @@ import { humanState } from './format.js';
 import { JobsTable } from './jobs.js';
 import { NodeGrid } from './nodes.js';
 import { JOB_END_TYPES, Notifications } from './notifications.js';
+import { NotifyRules } from './rules.js';
 import { Toasts } from './toasts.js';
 
 /** Stored metrics asked for to fill the charts (30 min at the default 15 s interval). */
 const METRICS_HISTORY = 120;
 const ALERTS_HISTORY = 200;
 
-const DEFAULT_CONFIG = { ws_port: 5011, ws_url: null, auth: 'none', notifications: true, jobs_visibility: 'all' };
+const DEFAULT_CONFIG = { ws_port: 5011, ws_url: null, auth: 'none', notifications: true, jobs_visibility: 'all', notify: false };
 
 const $ = (id) => document.getElementById(id);
 
@@ -121,10 +122,17 @@ async function main() {
   });
   jobs.setIdentity(auth.identity, { initial: true });
 
+  // Notification rules (e-mail, Slack, webhooks): only where the server delivers them.
+  const rules = config.notify ? new NotifyRules($('rules-panel'), { auth, toasts }) : null;
+  rules?.show();
+
   const nodes = new NodeGrid(
     { grid: $('node-grid'), legend: $('node-legend'), detail: $('node-detail'), summary: $('cluster-summary') },
     {
-      onPartitions: (names) => jobs.setPartitions(names),
+      onPartitions: (names) => {
+        jobs.setPartitions(names);
+        rules?.setPartitions(names);
+      },
       onFirstSnapshot: () => { nodesReady = true; markReady(); },
     });
 
@@ -142,6 +150,7 @@ async function main() {
     auth,
     toasts,
     onLive: (n) => {
+      rules?.noteNotification(); // a delivery may hang on it
       const user = me();
       if (JOB_END_TYPES.includes(n.type)) {
         if (user && (n.user === user || n.data?.user === user)) jobEndToast(n.title ?? 'Job ended', n.message ?? '', n.severity);
@@ -160,6 +169,7 @@ async function main() {
   auth.onChange((identity) => {
     jobs.setIdentity(identity);
     broadcastForm.setVisible(identity.isAdmin);
+    if (connectedOnce) rules?.load();
   });
 
   // -- connection -------------------------------------------------------------------
@@ -193,6 +203,7 @@ async function main() {
         connectedOnce = true;
         // The API takes the same token: ask once the server has accepted it.
         notifications?.load();
+        rules?.load();
       }
     } else if (state === 'failed' && auth.mode === 'jwt') {
       const code = client.error?.code;
@@ -230,7 +241,7 @@ async function main() {
   }, () => {});
 
   client.connect().catch(() => {}); // failures show on the indicator
-  window.slurmcastDashboard = { client, auth, jobs, nodes, charts, alerts, notifications, announcements };
+  window.slurmcastDashboard = { client, auth, jobs, nodes, charts, alerts, notifications, announcements, rules };
 }
 
 main();
