@@ -14,8 +14,8 @@ import logging
 import signal
 import socket
 import uuid
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,6 +62,8 @@ from slurmcast.storage import NotificationStore, default_url
 from slurmcast.transport.ws_server import WebSocketServer, WebSocketSettings
 
 log = logging.getLogger("slurmcast")
+#: Seconds a shutdown waits for the notification sends under way.
+DELIVERY_STOP_TIMEOUT = 5.0
 
 
 def utc_now() -> datetime:
@@ -216,6 +218,22 @@ def monitor_settings(settings: Settings) -> MonitorSettings:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryStats:
+    """Notification delivery's figures for GET /metrics."""
+
+    worker: DeliveryWorker
+    planner: DeliveryPlanner
+
+    @property
+    def outcomes(self) -> Mapping[tuple[str, str], int]:
+        return self.worker.outcomes
+
+    @property
+    def rules_in_force(self) -> int:
+        return len(self.planner.rules)
+
+
 class SlurmcastApp:
     def __init__(self, settings: Settings, *, source: Source | None = None) -> None:
         self.settings = settings
@@ -332,6 +350,11 @@ class SlurmcastApp:
             storage=self.notifications,
             loop_lag=self.loop_lag,
             per_user=settings.metrics_per_user,
+            deliveries=(
+                DeliveryStats(self.delivery, self.planner)
+                if self.delivery is not None and self.planner is not None
+                else None
+            ),
         )
         self.http = HttpServer(
             create_app(
@@ -357,6 +380,7 @@ class SlurmcastApp:
             ),
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._delivery_task: asyncio.Task[None] | None = None
         self._stopped = False
 
     def _notify_api(self) -> NotifyApi | None:
@@ -388,10 +412,8 @@ class SlurmcastApp:
             asyncio.create_task(self.presence_reporter.run(), name="presence"),
         ]
         if self.planner is not None and self.delivery is not None:
-            self._tasks += [
-                asyncio.create_task(self.planner.run(), name="notify-rules"),
-                asyncio.create_task(self.delivery.run(), name="delivery"),
-            ]
+            self._tasks.append(asyncio.create_task(self.planner.run(), name="notify-rules"))
+            self._delivery_task = asyncio.create_task(self.delivery.run(), name="delivery")
         await self._first_poll()
         await self.ws.start()
         await self.http.start()
@@ -433,6 +455,7 @@ class SlurmcastApp:
             return
         self._stopped = True
         await cancel_and_wait(self._tasks)
+        await self._stop_delivery()
         await self.ws.stop()
         await self.http.stop()
         await self.notifications.close()
@@ -440,6 +463,18 @@ class SlurmcastApp:
         await self.source.close()
         self.loop_lag.stop()
         log.info("slurmcast stopped")
+
+    async def _stop_delivery(self) -> None:
+        """Let the sends under way finish (a few seconds at most), then stop the worker."""
+        task, self._delivery_task = self._delivery_task, None
+        if task is None or self.delivery is None:
+            return
+        self.delivery.stop()
+        done, _ = await asyncio.wait({task}, timeout=DELIVERY_STOP_TIMEOUT)
+        if not done:
+            await cancel_and_wait([task])
+        elif not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("the delivery worker failed", exc_info=exc)
 
     def _counts(self) -> dict[str, Any]:
         """What this instance reports to the others."""

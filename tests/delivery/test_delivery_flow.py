@@ -4,6 +4,7 @@ limit, and two instances sharing one outbox."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -16,8 +17,10 @@ from slurmcast.sinks.base import Secret
 from slurmcast.sinks.config import SinksConfig
 from slurmcast.sinks.email import SmtpSettings, TlsMode
 from slurmcast.sinks.posting import HttpSinkSettings
+from slurmcast.storage import NotificationStore, default_url
 from slurmcast.storage.outbox import Delivery, DeliveryState
 
+from support.metrics import scrape
 from support.receivers import WEBHOOK_SECRET, Relay, hook_receiver, smtp_relay
 from support.server import http_json, running_server
 from support.waiting import eventually, until
@@ -146,6 +149,16 @@ async def test_a_receiver_failing_three_times_gets_the_delivery_once() -> None:
             if d.idempotency_key == key
         ]
         assert delivery.attempts == 4
+        # GET /metrics counts the attempts by outcome.
+        figures = await scrape(app)
+        assert (
+            figures.get("slurmcast_notify_deliveries_total", kind="webhook", outcome="retry") >= 3
+        )
+        delivered = figures.get(
+            "slurmcast_notify_deliveries_total", kind="webhook", outcome="delivered"
+        )
+        assert delivered >= 1
+        assert figures.get("slurmcast_notify_rules") == 1
 
 
 def orjson_body(body: dict[str, Any]) -> str:
@@ -218,3 +231,28 @@ async def test_a_slack_rule_posts_the_chat_payload() -> None:
         assert post.path == "/slack" and post.status == 200
         assert "Job" in post.body["text"]
         assert set(post.body) <= {"text", "attachments"}
+
+
+async def test_a_shutdown_finishes_the_sends_under_way() -> None:
+    async with hook_receiver(stall=1) as receiver:
+        async with served(sinks=sinks()) as app:
+            await add_rule(
+                app, "bob", events=ENDS, destination={"kind": "webhook", "target": receiver.url()}
+            )
+            await receiver.stalled.wait()
+            key = receiver.posts[0].key
+            stopping = asyncio.create_task(app.stop())
+            receiver.release.set()
+            await stopping
+            # The stopped server's database, read afresh (before its directory goes).
+            store = NotificationStore(default_url(app.settings.data_dir))
+            await store.start()
+            try:
+                page = await store.outbox.list(limit=500)
+            finally:
+                await store.close()
+    (held,) = [d for d in page.items if d.idempotency_key == key]
+    # Its answer (503) was waited for and recorded: not left delivering, to be sent again
+    # only when its lease runs out.
+    assert held.state is DeliveryState.PENDING
+    assert held.last_error is not None and "503" in held.last_error

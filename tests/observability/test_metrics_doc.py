@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from slurmcast.sinks.config import SinksConfig
+
 from support.fakeslurm import FakeSlurm
 from support.metrics import scrape
 from support.server import running_server
@@ -22,6 +24,8 @@ async def test_the_metrics_doc_lists_every_exported_series(tmp_path: Path) -> No
         slurm_bin_dir=str(fake.bin),
         slurm_format="delimited",
         metrics_per_user=True,
+        # Notification delivery's series exist only with a [sinks] table.
+        sinks=SinksConfig(slack=True),
         **FAST,
     ) as app:
         result = await scrape(app)

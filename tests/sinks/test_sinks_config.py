@@ -522,3 +522,8 @@ def test_the_cli_has_no_sinks_flag(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         parser.parse_args(["serve", "--sinks", "{}"])
     assert "unrecognized arguments: --sinks" in capsys.readouterr().err
+
+
+def test_an_empty_address_claim_turns_the_claim_off() -> None:
+    config = parse_sinks({"email": {**MAIL, "address_claim": ""}}, ORIGIN)
+    assert config.address_claim is None

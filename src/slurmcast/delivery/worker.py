@@ -85,6 +85,7 @@ class DeliveryWorker:
         self._monotonic = monotonic
         self._draw = draw
         self._wakeup = asyncio.Event()
+        self._stopping = False
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         #: Per destination, the last slot given to a delivery held back (monotonic seconds).
         self._horizon: dict[tuple[str, str], float] = {}
@@ -95,9 +96,18 @@ class DeliveryWorker:
         """Deliveries were written or put back: look at the outbox now."""
         self._wakeup.set()
 
+    def stop(self) -> None:
+        """Claim nothing more; ``run`` returns once the deliveries it holds are done.
+
+        A delivery cut off in mid-send would be sent again after its lease: at a shutdown
+        the sends under way are finished instead (they are bounded by the sinks' timeouts).
+        """
+        self._stopping = True
+        self._wakeup.set()
+
     async def run(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping:
             self._wakeup.clear()
             try:
                 claimed = await self._outbox.claim(

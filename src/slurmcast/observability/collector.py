@@ -96,6 +96,16 @@ class StorageFigures(Protocol):
     def health(self) -> dict[str, object]: ...
 
 
+class DeliveryFigures(Protocol):
+    """Notification delivery (``DeliveryWorker`` and ``DeliveryPlanner``), when configured."""
+
+    @property
+    def outcomes(self) -> Mapping[tuple[str, str], int]: ...
+
+    @property
+    def rules_in_force(self) -> int: ...
+
+
 @runtime_checkable
 class CommandFigures(Protocol):
     """A source that runs commands (``SlurmCliSource``): their durations and failures."""
@@ -130,6 +140,7 @@ class SlurmcastCollector(Collector):
         storage: StorageFigures,
         loop_lag: LoopLag,
         per_user: bool,
+        deliveries: DeliveryFigures | None = None,
     ) -> None:
         self.hub = hub
         self.node = node
@@ -143,6 +154,7 @@ class SlurmcastCollector(Collector):
         self.commands = commands
         self.storage = storage
         self.loop_lag = loop_lag
+        self.deliveries = deliveries
         self.cluster = ClusterFigures(per_user=per_user)
 
     def collect(self) -> Iterable[Metric]:
@@ -153,6 +165,7 @@ class SlurmcastCollector(Collector):
         yield from self._polling()
         yield from self._broker()
         yield from self._storage()
+        yield from self._deliveries()
         yield from self._loop()
         yield from self._cluster()
 
@@ -391,6 +404,23 @@ class SlurmcastCollector(Collector):
             f"{PREFIX}_broker_reconnects",
             "Times the broker's subscription came back after being lost (Redis)",
             value=reconnects,
+        )
+
+    def _deliveries(self) -> Iterator[Metric]:
+        if self.deliveries is None:
+            return
+        attempts = CounterMetricFamily(
+            f"{PREFIX}_notify_deliveries",
+            "Delivery attempts by destination kind and outcome (delivered, retry, dead, postponed)",
+            labels=("kind", "outcome"),
+        )
+        for (kind, outcome), count in sorted(self.deliveries.outcomes.items()):
+            attempts.add_metric([kind, outcome], count)
+        yield attempts
+        yield GaugeMetricFamily(
+            f"{PREFIX}_notify_rules",
+            "Enabled notification rules in force",
+            value=self.deliveries.rules_in_force,
         )
 
     def _storage(self) -> Iterator[Metric]:

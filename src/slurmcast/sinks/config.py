@@ -22,7 +22,7 @@ are paced and retried.
     timeout = 30.0
     ca_file = "/etc/ssl/site-ca.pem"          # instead of the system's trust store
     address_template = "{user}@example.edu"   # a user's own address
-    address_claim = "email"                   # ... or this claim of their token, first
+    address_claim = "email"                   # ... or this claim of their token, first ("": none)
 
     [sinks.http]                 # Slack and webhooks
     allow_http = false
@@ -288,7 +288,8 @@ def _email(
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"{origin}.ca_file cannot be read: {exc}") from None
     template = _text(table, "address_template", origin)
-    claim = table.get("address_claim", "email")
+    # "" turns the claim off (TOML has no null): only the template then says.
+    claim = table.get("address_claim", "email") or None
     if claim is not None and (not isinstance(claim, str) or not claim.isidentifier()):
         raise ConfigError(f"{origin}.address_claim must be a claim name such as email")
     try:
