@@ -381,6 +381,7 @@ class SlurmcastApp:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._delivery_task: asyncio.Task[None] | None = None
+        self._leadership_task: asyncio.Task[None] | None = None
         self._stopped = False
 
     def _notify_api(self) -> NotifyApi | None:
@@ -407,13 +408,20 @@ class SlurmcastApp:
         await self.node.start()
         await self.notifications.start()
         await self.source.start()
-        self._tasks = [
-            asyncio.create_task(self.leadership.run(), name="leadership"),
-            asyncio.create_task(self.presence_reporter.run(), name="presence"),
-        ]
+        self._tasks = []
         if self.planner is not None and self.delivery is not None:
             self._tasks.append(asyncio.create_task(self.planner.run(), name="notify-rules"))
             self._delivery_task = asyncio.create_task(self.delivery.run(), name="delivery")
+            # The first steps' events (an alert on the first sample) are planned with the
+            # rules in force, not before they are read.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await self.planner.loaded.wait()
+        self._leadership_task = asyncio.create_task(self.leadership.run(), name="leadership")
+        self._tasks += [
+            self._leadership_task,
+            asyncio.create_task(self.presence_reporter.run(), name="presence"),
+        ]
         await self._first_poll()
         await self.ws.start()
         await self.http.start()
@@ -437,9 +445,6 @@ class SlurmcastApp:
         starts a new epoch: its subscribers would have to resync)."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5.0):
-                if self.planner is not None:
-                    # The first poll's events are planned with the rules in force.
-                    await self.planner.loaded.wait()
                 await self.leadership.first_step.wait()
             if self.leadership.is_leader:
                 async with asyncio.timeout(self.settings.source_timeout):
@@ -447,7 +452,8 @@ class SlurmcastApp:
 
     async def stop_polling(self) -> None:
         """Stop contending for the lease and polling (the servers go on)."""
-        await cancel_and_wait(self._tasks[:1])
+        if self._leadership_task is not None:
+            await cancel_and_wait([self._leadership_task])
 
     async def stop(self) -> None:
         """Stop polling, close every client with 1001, stop the API, release the source."""

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from slurmcast.app import SlurmcastApp
@@ -21,6 +22,7 @@ from slurmcast.storage import NotificationStore, default_url
 from slurmcast.storage.outbox import Delivery, DeliveryState
 
 from support.metrics import scrape
+from support.notify_rules import make_rule, migrated_outbox
 from support.receivers import WEBHOOK_SECRET, Relay, hook_receiver, smtp_relay
 from support.server import http_json, running_server
 from support.waiting import eventually, until
@@ -70,7 +72,7 @@ async def deliveries(app: SlurmcastApp, **filters: Any) -> list[Delivery]:
 
 @contextlib.asynccontextmanager
 async def served(**overrides: Any) -> AsyncIterator[SlurmcastApp]:
-    async with running_server(**FAST, **overrides) as app:
+    async with running_server(**{**FAST, **overrides}) as app:
         yield app
 
 
@@ -234,25 +236,69 @@ async def test_a_slack_rule_posts_the_chat_payload() -> None:
 
 
 async def test_a_shutdown_finishes_the_sends_under_way() -> None:
-    async with hook_receiver(stall=1) as receiver:
-        async with served(sinks=sinks()) as app:
-            await add_rule(
-                app, "bob", events=ENDS, destination={"kind": "webhook", "target": receiver.url()}
-            )
-            await receiver.stalled.wait()
-            key = receiver.posts[0].key
-            stopping = asyncio.create_task(app.stop())
-            receiver.release.set()
-            await stopping
-            # The stopped server's database, read afresh (before its directory goes).
-            store = NotificationStore(default_url(app.settings.data_dir))
-            await store.start()
-            try:
-                page = await store.outbox.list(limit=500)
-            finally:
-                await store.close()
+    async with hook_receiver(stall=1) as receiver, served(sinks=sinks()) as app:
+        await add_rule(
+            app, "bob", events=ENDS, destination={"kind": "webhook", "target": receiver.url()}
+        )
+        await receiver.stalled.wait()
+        key = receiver.posts[0].key
+        stopping = asyncio.create_task(app.stop())
+        receiver.release.set()
+        await stopping
+        # The stopped server's database, read afresh (before its directory goes).
+        store = NotificationStore(default_url(app.settings.data_dir))
+        await store.start()
+        try:
+            page = await store.outbox.list(limit=500)
+        finally:
+            await store.close()
     (held,) = [d for d in page.items if d.idempotency_key == key]
     # Its answer (503) was waited for and recorded: not left delivering, to be sent again
     # only when its lease runs out.
     assert held.state is DeliveryState.PENDING
     assert held.last_error is not None and "503" in held.last_error
+
+
+async def test_a_job_pending_too_long_is_told_once_per_rule() -> None:
+    async with hook_receiver() as receiver, served(sinks=sinks(), sim_speed=6000.0) as app:
+        # A simulated minute is a hundredth of a second here: some of bob's jobs wait longer.
+        await add_rule(
+            app,
+            "bob",
+            events=["job_pending_long"],
+            pending_minutes=1,
+            destination={"kind": "webhook", "target": receiver.url()},
+        )
+        await receiver.wait(lambda r: len(r.accepted) >= 2)
+        bodies = [p.body for p in receiver.posts]
+        assert {b["event"] for b in bodies} == {"job_pending_long"}
+        assert all(b["job"]["user"] == "bob" and b["job"]["status"] == "PENDING" for b in bodies)
+        jobs = [b["job"]["job_id"] for b in bodies]
+        assert len(jobs) == len(set(jobs)), "a job was told of twice"
+        stored = await app.notifications.list("bob", limit=500)
+        assert any(n["type"] == "job_pending" for n in stored.items)
+
+
+async def test_an_admins_alert_rule_is_told_when_an_alert_fires(tmp_path: Path) -> None:
+    url = default_url(tmp_path / "data")
+    async with hook_receiver() as receiver:
+        # Stored before the server starts: the alert fires with its first metrics.
+        rule = make_rule(
+            "alerts",
+            "alert_firing",
+            "alert_resolved",
+            owner="ops",
+            destination={"kind": "webhook", "target": receiver.url()},
+            url_policy=LOCAL,
+        )
+        async with migrated_outbox(url) as outbox:
+            await outbox.add_rule("ops", rule.data(), datetime.now(UTC), id=rule.id)
+        async with served(
+            sinks=sinks(), database_url=url, alert_cpu_threshold=0.1, metrics_interval=0.05
+        ) as app:
+            await receiver.wait(lambda r: r.accepted)
+            body = receiver.posts[0].body
+            assert body["event"] == "alert_firing"
+            assert body["alert"]["status"] == "firing" and "job" not in body
+            stored = await app.notifications.list("ops", limit=500)
+            assert any(n["type"] == "alert" and n["user"] == "ops" for n in stored.items)

@@ -23,7 +23,7 @@ from slurmcast.core.events import JobStateChanged, job_payload
 from slurmcast.core.notifications import notifications_for
 from slurmcast.core.notify.plan import Planned
 from slurmcast.core.notify.rules import FINAL_EVENTS, Rule
-from slurmcast.core.records import JobRecord, JobState
+from slurmcast.core.records import JobRecord, JobsListing, JobState
 from slurmcast.delivery.planner import DeliveryPlanner
 from slurmcast.storage.outbox import DestinationKind, NewDelivery, OutboxStore
 
@@ -283,7 +283,7 @@ async def test_plan_without_rules_is_empty_and_makes_no_ids(outbox: OutboxStore)
     ids = Ids()
     planner = DeliveryPlanner(outbox, STRICT, ids)
     await planner.reload()
-    pending = {"5": job("5", JobState.PENDING, submit_time=NOW - timedelta(days=1))}
+    pending = listing(job("5", JobState.PENDING, submit_time=NOW - timedelta(days=1)))
     start = JobStateChanged(job("6", JobState.RUNNING), JobState.PENDING)
     assert planner.plan([*ended(), start], NOW, pending) == []
     assert ids.issued == []
@@ -299,8 +299,8 @@ async def test_plan_uses_the_planners_ids_for_new_notifications(outbox: OutboxSt
     assert one.new and one.notification.id == "notif-0" == ids.issued[0]
 
 
-def listing(*jobs: JobRecord) -> dict[str, JobRecord]:
-    return {j.job_id: j for j in jobs}
+def listing(*jobs: JobRecord, taken_at: datetime = NOW) -> JobsListing:
+    return JobsListing(taken_at, {j.job_id: j for j in jobs})
 
 
 def waiting(job_id: str, user: str = "alice") -> JobRecord:
@@ -347,6 +347,18 @@ async def test_a_job_that_stops_pending_is_forgotten(outbox: OutboxStore) -> Non
     (again,) = planner.plan([], NOW, listing(waiting("5"), waiting("8")))
     assert again.notification.id in {p.notification.id for p in first}
     assert again.notification.details["job_id"] == "5"
+
+
+async def test_a_wait_is_measured_in_the_clusters_time(outbox: OutboxStore) -> None:
+    """A simulated cluster's clock runs ahead of the wall clock: the listing's time counts."""
+    await save(outbox, make_rule("wait", "job_pending_long", pending_minutes=60))
+    planner = DeliveryPlanner(outbox, STRICT, Ids())
+    await planner.reload()
+    fresh = job("7", JobState.PENDING, submit_time=NOW - timedelta(minutes=30))
+    assert planner.plan([], NOW, listing(fresh)) == []
+    (told,) = planner.plan([], NOW, listing(fresh, taken_at=NOW + timedelta(hours=2)))
+    assert told.notification.created_at == NOW
+    assert "2h 30m" in told.notification.message
 
 
 async def test_a_step_planned_twice_is_stored_once(outbox: OutboxStore) -> None:

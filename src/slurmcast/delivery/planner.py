@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from slurmcast.core.events import job_payload
 from slurmcast.core.notify.plan import Planned, plan_events, plan_pending
 from slurmcast.core.notify.rules import NotifyEvent, Rule, restore_rule
 from slurmcast.core.notify.ssrf import UrlPolicy
-from slurmcast.core.records import JobRecord, JobState
+from slurmcast.core.records import JobsListing, JobState
 from slurmcast.errors import ProtocolError, StorageError
 from slurmcast.storage.outbox import OutboxStore
 
@@ -87,7 +87,7 @@ class DeliveryPlanner:
         self,
         events: Sequence[object],
         now: datetime,
-        jobs: Mapping[str, JobRecord] | None = None,
+        jobs: JobsListing | None = None,
     ) -> list[Planned]:
         """The deliveries of one step: its events, and after a jobs poll (``jobs``, the
         listing) the jobs pending too long."""
@@ -99,15 +99,15 @@ class DeliveryPlanner:
             planned += self._pending(rules, jobs, now)
         return planned
 
-    def _pending(
-        self, rules: list[Rule], jobs: Mapping[str, JobRecord], now: datetime
-    ) -> list[Planned]:
+    def _pending(self, rules: list[Rule], listing: JobsListing, now: datetime) -> list[Planned]:
         waiting = [r for r in rules if NotifyEvent.JOB_PENDING_LONG in r.events]
-        pending = {job_id: job for job_id, job in jobs.items() if job.state is JobState.PENDING}
+        pending = {
+            job_id: job for job_id, job in listing.jobs.items() if job.state is JobState.PENDING
+        }
         self._told = {told for told in self._told if told[0] in pending}
         if not waiting:
             return []
         owners = {rule.owner for rule in waiting}
         # Only the jobs of people who asked: a queue of 100k pending jobs costs a set lookup each.
         payloads = [job_payload(job) for job in pending.values() if job.user in owners]
-        return plan_pending(waiting, payloads, now, self._told)
+        return plan_pending(waiting, payloads, now, self._told, as_of=listing.taken_at)

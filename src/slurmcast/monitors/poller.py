@@ -69,7 +69,7 @@ class ClusterMonitor:
         new_id: Callable[[], str],
         record: Callable[[Notification, Sequence[DeliverySpec]], None] = lambda n, d: None,
         plan: Callable[
-            [Sequence[Event], datetime, Mapping[str, JobRecord] | None], list[Planned]
+            [Sequence[Event], datetime, JobsListing | None], list[Planned]
         ] = lambda events, now, jobs: [],
         fence: Callable[[], str | None] = lambda: None,
     ) -> None:
@@ -193,7 +193,7 @@ class ClusterMonitor:
             [*events, *notes],
             now,
             parts={checkpoint.JOBS: await self._encode_jobs(jobs, unresolved)},
-            jobs=current.jobs,
+            jobs=current,
         )
         # Only after publishing: if publishing failed, the next poll re-diffs.
         self.jobs = jobs
@@ -297,7 +297,7 @@ class ClusterMonitor:
         *,
         seeds: Mapping[str, list[dict[str, Any]]] | None = None,
         parts: Mapping[str, bytes] | None = None,
-        jobs: Mapping[str, JobRecord] | None = None,
+        jobs: JobsListing | None = None,
     ) -> None:
         """Publish a step's events with the baseline they lead to, all or nothing; then
         store its notifications with the deliveries people's rules ask for.
@@ -318,7 +318,7 @@ class ClusterMonitor:
                 self.record(event, deliveries.get(event.id, ()))
 
     def _planned(
-        self, events: Sequence[Event], now: datetime, jobs: Mapping[str, JobRecord] | None
+        self, events: Sequence[Event], now: datetime, jobs: JobsListing | None
     ) -> list[Planned]:
         try:
             return self.plan(events, now, jobs)

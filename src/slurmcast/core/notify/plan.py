@@ -129,12 +129,18 @@ def plan_pending(
     jobs: Iterable[Mapping[str, Any]],
     now: datetime,
     told: set[tuple[str, str]],
+    *,
+    as_of: datetime | None = None,
 ) -> list[Planned]:
     """Notifications for jobs pending longer than a rule's ``pending_minutes``.
 
     ``jobs`` are job payloads (``job_update`` data); ``told`` holds the (job id, rule id)
-    pairs already planned, and gets the new ones: each rule tells of a job once.
+    pairs already planned, and gets the new ones: each rule tells of a job once. ``as_of``
+    is when the listing was taken, in the cluster's time (a simulated cluster's runs
+    faster than the wall clock): how long a job waited is measured against it; ``now``
+    (the default) stamps the notification.
     """
+    cluster_now = as_of or now
     waiting = [r for r in rules if NotifyEvent.JOB_PENDING_LONG in r.events]
     if not waiting:
         return []
@@ -145,7 +151,7 @@ def plan_pending(
             continue
         for rule in waiting:
             if (job_id, rule.id) in told or not matches(
-                rule, NotifyEvent.JOB_PENDING_LONG, job, now
+                rule, NotifyEvent.JOB_PENDING_LONG, job, cluster_now
             ):
                 continue
             told.add((job_id, rule.id))
@@ -162,13 +168,13 @@ def plan_pending(
                     title="Job Still Pending",
                     message=(
                         f"Job #{job_id} ({_name(job)}) has been pending for "
-                        f"{format_duration(waited_seconds(job, now))}"
+                        f"{format_duration(waited_seconds(job, cluster_now))}"
                     ),
                     severity=Severity.WARNING,
                 ),
                 new=True,
             )
-            draft.add(rule, NotifyEvent.JOB_PENDING_LONG, job, now, job_id, submitted)
+            draft.add(rule, NotifyEvent.JOB_PENDING_LONG, job, cluster_now, job_id, submitted)
             planned.append(draft.done())
     return planned
 
