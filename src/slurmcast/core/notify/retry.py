@@ -21,8 +21,8 @@ from slurmcast.errors import ConfigError
 class RetryPolicy:
     """How deliveries are retried.
 
-    The defaults give up after 8 attempts spread over about two hours at most (ceilings of
-    30 s, 1, 2, 4, 8, 16 and 32 minutes): long enough for a relay's restart or a brief
+    The defaults give up after 8 attempts spread over about an hour at most (waits of up
+    to 30 s, 1, 2, 4, 8, 16 and 32 minutes, 64 in all): long enough for a relay's restart or a brief
     outage, short enough that a notification about a job is still worth reading.
     """
 

@@ -14,8 +14,9 @@ request body bytes exactly as received (``f"{timestamp}.".encode() + body``). A 
    is rotated, the header may hold several, comma-separated);
 2. refuses a timestamp more than 5 minutes from its clock, either way, so a captured request
    cannot be replayed later;
-3. keeps the delivery ids it handled for at least that window and ignores repeats: a retry
-   after a timeout may deliver the same notification twice, with the same id.
+3. keeps the delivery ids it handled and ignores repeats: a retry after a timeout may
+   deliver the same notification twice, with the same id, up to an hour later (longer when
+   a person retries a dead letter): keep them a day, or under a unique key.
 
 The delivery id is not covered by the signature; the body carries it too
 (``delivery_id``) where a receiver needs it authenticated.
