@@ -392,3 +392,18 @@ async def test_a_step_planned_twice_is_stored_once(outbox: OutboxStore) -> None:
 
 def keys(planned: Sequence[Planned]) -> list[str]:
     return [d.idempotency_key for p in planned for d in p.deliveries]
+
+
+async def test_a_long_wait_told_before_a_restart_is_not_told_again(outbox: OutboxStore) -> None:
+    await save(outbox, make_rule("wait", "job_pending_long", pending_minutes=60))
+    before = DeliveryPlanner(outbox, STRICT, Ids(), clock=lambda: NOW)
+    await before.reload()
+    (told,) = before.plan([], NOW, listing(waiting("5")))
+    await store_planned(outbox, [told], NOW)
+    # A new process: its memory is empty, the database remembers.
+    after = DeliveryPlanner(outbox, STRICT, Ids(), clock=lambda: NOW)
+    await after.reload()
+    assert after.plan([], NOW, listing(waiting("5"))) == []
+    # Another job still is told.
+    (other,) = after.plan([], NOW, listing(waiting("5"), waiting("6")))
+    assert other.notification.details["job_id"] == "6"

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from slurmcast.core.events import job_payload
-from slurmcast.core.notify.plan import Planned, plan_events, plan_pending
-from slurmcast.core.notify.rules import NotifyEvent, Rule, restore_rule
+from slurmcast.core.notify.plan import PENDING_ID_PREFIX, Planned, plan_events, plan_pending
+from slurmcast.core.notify.rules import MAX_PENDING_MINUTES, NotifyEvent, Rule, restore_rule
 from slurmcast.core.notify.ssrf import UrlPolicy
 from slurmcast.core.records import JobsListing, JobState
 from slurmcast.errors import ProtocolError, StorageError
@@ -38,17 +38,22 @@ class DeliveryPlanner:
         new_id: Callable[[], str],
         *,
         refresh_s: float = REFRESH_S,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._outbox = outbox
         self._url_policy = url_policy
         self._new_id = new_id
         self._refresh_s = refresh_s
+        self._clock = clock
         self._changed = asyncio.Event()
         self.rules: list[Rule] = []
         #: Set once the rules were read (or could not be) for the first time.
         self.loaded = asyncio.Event()
         #: (job id, rule id) pairs told of a long wait; pruned as jobs stop pending.
         self._told: set[tuple[str, str]] = set()
+        #: Ids of the long-wait notifications stored before this process started (read once):
+        #: a restart does not publish them again.
+        self._stored_pending: set[str] | None = None
         #: Reloads completed (tests await a reload through it).
         self.reloads = 0
 
@@ -74,6 +79,13 @@ class DeliveryPlanner:
         except StorageError as exc:
             log.warning("cannot read the notification rules (keeping %d): %s", len(self.rules), exc)
             return
+        if self._stored_pending is None:
+            try:
+                self._stored_pending = await self._outbox.notification_ids(
+                    PENDING_ID_PREFIX, self._clock() - timedelta(minutes=MAX_PENDING_MINUTES)
+                )
+            except StorageError as exc:
+                log.warning("cannot read which long waits were told already: %s", exc)
         rules = []
         for row in stored:
             try:
@@ -110,4 +122,11 @@ class DeliveryPlanner:
         owners = {rule.owner for rule in waiting}
         # Only the jobs of people who asked: a queue of 100k pending jobs costs a set lookup each.
         payloads = [job_payload(job) for job in pending.values() if job.user in owners]
-        return plan_pending(waiting, payloads, now, self._told, as_of=listing.taken_at)
+        return plan_pending(
+            waiting,
+            payloads,
+            now,
+            self._told,
+            as_of=listing.taken_at,
+            stored=self._stored_pending or frozenset(),
+        )

@@ -552,6 +552,25 @@ class OutboxStore:
             next_before = encode_cursor(page[-1].created_at, page[-1].id)
         return DeliveryPage(page, next_before)
 
+    async def notification_ids(self, prefix: str, since: datetime) -> set[str]:
+        """Ids of the notifications stored since ``since`` whose id starts with ``prefix``.
+
+        The planner's memory of what it told, across a restart (ids derived from a job and
+        a rule: ``core.notify.plan.PENDING_ID_PREFIX``).
+
+        Raises:
+            StorageError: the database is unavailable.
+        """
+        table = _NOTIFICATIONS
+        statement = select(table.c.id).where(
+            table.c.id.startswith(prefix, autoescape=True), table.c.created_at >= since
+        )
+        async with (
+            self._guard("read notification ids", write=False),
+            self._engine.connect() as conn,
+        ):
+            return set((await conn.execute(statement)).scalars().all())
+
     # -- rules --------------------------------------------------------------
 
     async def add_rule(

@@ -131,6 +131,7 @@ def plan_pending(
     told: set[tuple[str, str]],
     *,
     as_of: datetime | None = None,
+    stored: frozenset[str] | set[str] = frozenset(),
 ) -> list[Planned]:
     """Notifications for jobs pending longer than a rule's ``pending_minutes``.
 
@@ -138,7 +139,8 @@ def plan_pending(
     pairs already planned, and gets the new ones: each rule tells of a job once. ``as_of``
     is when the listing was taken, in the cluster's time (a simulated cluster's runs
     faster than the wall clock): how long a job waited is measured against it; ``now``
-    (the default) stamps the notification.
+    (the default) stamps the notification. ``stored`` holds ids of such notifications
+    already stored (before a restart): those are not made again.
     """
     cluster_now = as_of or now
     waiting = [r for r in rules if NotifyEvent.JOB_PENDING_LONG in r.events]
@@ -159,6 +161,8 @@ def plan_pending(
             # Derived from the job and the rule: planned again after a restart, it is the
             # notification already stored, and adds nothing.
             digest = idempotency_key(job_id, submitted, rule.id)[:24]
+            if f"{PENDING_ID_PREFIX}{digest}" in stored:
+                continue
             draft = _Draft(
                 _job_note(
                     f"{PENDING_ID_PREFIX}{digest}",
