@@ -179,14 +179,9 @@ export interface MetricsData {
 
 export type NotificationSeverity = 'info' | 'success' | 'warning' | 'error' | 'critical';
 /** Raised by the server about jobs. */
-export type JobNotificationType =
-  | 'job_submitted'
-  | 'job_started'
-  | 'job_pending'
-  | 'job_completed'
-  | 'job_failed'
-  | 'job_cancelled'
-  | 'job_timeout';
+export type JobNotificationType = 'job_submitted' | 'job_completed' | 'job_failed' | 'job_cancelled' | 'job_timeout';
+/** Made only for a person whose notification rules ask for them (docs/notifications.md). */
+export type JobProgressType = 'job_started' | 'job_pending';
 /** Published by operators (`POST /notifications`). */
 export type AnnouncementType = 'alert' | 'system' | 'info';
 
@@ -205,6 +200,17 @@ export interface JobNotificationDetails {
   duration_s: number | null;
   /** on a job that finished */
   efficiency?: JobEfficiency;
+}
+
+/** `data.data` of a `job_started` or `job_pending` notification. */
+export interface JobProgressDetails {
+  job_id: string;
+  name: string;
+  user: string;
+  partition: string;
+  status: JobState;
+  nodes: string[];
+  submit_time: Timestamp | null;
 }
 
 interface NotificationBase {
@@ -226,14 +232,22 @@ export interface JobNotificationData extends NotificationBase {
   data: JobNotificationDetails;
 }
 
-/** An operator's announcement; `data` is what they posted. */
+/** A job started, or is still pending past a rule's `pending_minutes`. */
+export interface JobProgressData extends NotificationBase {
+  type: JobProgressType;
+  user: string;
+  data: JobProgressDetails;
+}
+
+/** An operator's announcement; `data` is what they posted (an admin's alert rule's
+ *  notification has `data.alert`, the alert message's data). */
 export interface AnnouncementData extends NotificationBase {
   type: AnnouncementType;
   data: Record<string, unknown>;
 }
 
-/** `data` of `notification` messages: switch on `type` to tell the two apart. */
-export type NotificationData = JobNotificationData | AnnouncementData;
+/** `data` of `notification` messages: switch on `type` to tell them apart. */
+export type NotificationData = JobNotificationData | JobProgressData | AnnouncementData;
 
 export type AlertRule =
   | 'cpu_usage_high' | 'memory_usage_high' | 'node_unavailable' | 'source_unavailable'

@@ -210,6 +210,13 @@ export function subscribing(client: SlurmcastClient): Subscription[] {
         void [duration, exit, owner, data.data.efficiency?.memory_efficiency];
         break;
       }
+      case 'job_started':
+      case 'job_pending': {
+        const since: string | null = data.data.submit_time;
+        const where: string[] = data.data.nodes;
+        void [since, where];
+        break;
+      }
       case 'system':
       case 'info':
       case 'alert': {
