@@ -496,6 +496,34 @@ async def test_held_back_deliveries_come_back_one_slot_apart_in_order(
     assert worker.outcomes == {("webhook", "delivered"): 4, ("webhook", "postponed"): 3}
 
 
+async def test_a_held_back_delivery_keeps_its_slot_against_newcomers(
+    outbox: OutboxStore,
+) -> None:
+    """Back late for its slot, among deliveries made meanwhile, it goes first and is not
+    held back again; the newcomers take the slots from now on."""
+    first, held = await put(outbox), await put(outbox)
+    sink = ScriptedSink("webhook")
+    clock = Clock(START)
+    seconds = [0.0]
+    worker = make_worker(
+        outbox, sink, clock=clock, monotonic=lambda: seconds[0], rate_per_minute=1.0, rate_burst=1
+    )
+    await attempt(outbox, worker, START)
+    # Its slot was at one minute; it is claimed at three, with two new ones.
+    seconds[0] = 180.0
+    clock.now = START + timedelta(minutes=3)
+    newer = [await put(outbox), await put(outbox)]
+    await attempt(outbox, worker, clock.now)
+    assert (await stored(outbox, held)).state is DeliveryState.DELIVERED
+    # Its slot (the first minute's) is spent late; the next newcomer takes this minute's,
+    # the other the one after.
+    assert [call.delivery_id for call in sink.calls] == [first, held, newer[0]]
+    later = await stored(outbox, newer[1])
+    assert later.state is DeliveryState.PENDING
+    assert later.next_attempt_at == clock.now + timedelta(minutes=1)
+    assert worker.outcomes[("webhook", "postponed")] == 2
+
+
 async def test_the_rate_limit_counts_the_resolved_address(outbox: OutboxStore) -> None:
     await put(outbox, kind="email", target="default")
     held = await put(outbox, kind="email", target="alice@example.edu")

@@ -50,3 +50,30 @@ class TokenBucket:
         if self.updated is not None and now > self.updated:
             self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now if self.updated is None else max(now, self.updated)
+
+
+@dataclass
+class Pacer:
+    """Slots for sends to one destination: ``rate`` a second on average, ``burst`` at once.
+
+    The generic cell rate algorithm: every ``reserve`` takes the next slot, also one in the
+    future, so sends held back go in the order they asked and the rate is kept exactly,
+    however many wait. ``now`` is passed in (seconds, a monotonic clock).
+    """
+
+    rate: float
+    burst: int
+    #: When the slot after the last one reserved comes (the "theoretical arrival time").
+    next_slot: float | None = field(default=None, init=False)
+
+    def reserve(self, now: float) -> float:
+        """Reserve a slot; return how long from ``now`` until it (0.0: at once)."""
+        interval = 1.0 / self.rate
+        tat = now if self.next_slot is None else max(self.next_slot, now)
+        earliest = max(tat - (self.burst - 1) * interval, now)
+        self.next_slot = tat + interval
+        return earliest - now
+
+    def idle_since(self, now: float) -> bool:
+        """Whether every slot reserved is in the past: the pacer may be forgotten."""
+        return self.next_slot is None or self.next_slot <= now

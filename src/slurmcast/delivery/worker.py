@@ -36,7 +36,7 @@ from slurmcast.core.notify.jobdata import parse_time
 from slurmcast.core.notify.messages import Rendered, clean, render
 from slurmcast.core.notify.retry import next_attempt
 from slurmcast.core.notify.rules import NotifyEvent
-from slurmcast.core.ratelimit import TokenBucket
+from slurmcast.core.ratelimit import Pacer
 from slurmcast.errors import StorageError
 from slurmcast.logs import context
 from slurmcast.sinks.base import Outgoing, PermanentFailure, SendFailure, Sink
@@ -50,8 +50,9 @@ log = logging.getLogger("slurmcast.delivery")
 BATCH = 16
 #: Longest wait after the outbox could not be read.
 STORAGE_RETRY_MAX = 30.0
-#: Rate buckets of destinations not used for this long are forgotten.
-BUCKET_IDLE_S = 3600.0
+#: A held-back delivery's slot is forgotten this long after it came (another instance
+#: took the delivery).
+RESERVATION_TTL_S = 3600.0
 
 
 class DeliveryWorker:
@@ -86,9 +87,9 @@ class DeliveryWorker:
         self._draw = draw
         self._wakeup = asyncio.Event()
         self._stopping = False
-        self._buckets: dict[tuple[str, str], TokenBucket] = {}
-        #: Per destination, the last slot given to a delivery held back (monotonic seconds).
-        self._horizon: dict[tuple[str, str], float] = {}
+        self._pacers: dict[tuple[str, str], Pacer] = {}
+        #: Deliveries held back, and the (monotonic) time of the slot each was given.
+        self._reserved: dict[str, float] = {}
         #: Attempts by (kind, outcome): delivered, retry, dead, postponed (GET /metrics).
         self.outcomes: Counter[tuple[str, str]] = Counter()
 
@@ -161,7 +162,7 @@ class DeliveryWorker:
         if message is None:
             await self._dead(delivery, "the stored delivery cannot be read", where)
             return
-        wait = self._held_back(delivery.kind, target)
+        wait = self._slot(delivery, delivery.kind, target)
         if wait > 0:
             self.outcomes[(delivery.kind, "postponed")] += 1
             until = self._clock() + timedelta(seconds=wait)
@@ -215,35 +216,32 @@ class DeliveryWorker:
         # The notification's time, not the attempt's: every attempt sends the same body.
         return render(event, data, now=at, delivery_id=delivery.idempotency_key)
 
-    def _held_back(self, kind: str, target: str) -> float:
-        """0 when the destination's rate allows a send now; else how long to hold it back.
+    def _slot(self, delivery: Delivery, kind: str, target: str) -> float:
+        """0 when the delivery may be sent now; else how long to hold it back.
 
-        Held-back deliveries get successive slots, one rate interval apart, after those
-        already held: with a backlog they come back in the order they were first claimed,
-        a few at a time, instead of all at the moment the next token is there (where the
-        claims' order would leave some waiting indefinitely).
+        Each destination has a ``Pacer``: a delivery takes the next slot, and one held
+        back keeps the slot it was given; when it comes back for it, it goes at once.
+        Held-back deliveries thus go in the order they were first claimed, each given back
+        once, and the destination's rate is kept however long the backlog.
         """
         now = self._monotonic()
-        if len(self._buckets) > 10_000:
-            self._buckets = {
-                key: bucket
-                for key, bucket in self._buckets.items()
-                if bucket.updated is not None and now - bucket.updated < BUCKET_IDLE_S
-            }
-            self._horizon = {key: t for key, t in self._horizon.items() if t > now}
+        if self._reserved.pop(delivery.id, None) is not None:
+            return 0.0
+        if len(self._pacers) > 10_000:
+            self._pacers = {k: p for k, p in self._pacers.items() if not p.idle_since(now)}
+            # A slot another instance's claim made useless is forgotten after a while.
+            horizon = now - RESERVATION_TTL_S
+            self._reserved = {i: t for i, t in self._reserved.items() if t > horizon}
         key = (kind, target)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(
+        pacer = self._pacers.get(key)
+        if pacer is None:
+            pacer = self._pacers[key] = Pacer(
                 rate=self._config.rate_per_minute / 60.0, burst=self._config.rate_burst
             )
-        wait = bucket.take(now)
-        if wait <= 0:
-            return 0.0
-        slot = max(self._horizon.get(key, 0.0), now + wait - 60.0 / self._config.rate_per_minute)
-        slot += 60.0 / self._config.rate_per_minute
-        self._horizon[key] = slot
-        return slot - now
+        wait = pacer.reserve(now)
+        if wait > 0:
+            self._reserved[delivery.id] = now + wait
+        return wait
 
     async def _retry(
         self,
