@@ -562,8 +562,10 @@ async def test_a_full_batch_is_followed_by_another_claim(outbox: OutboxStore) ->
     sink = ScriptedSink("webhook")
     worker = make_worker(outbox, sink, poll_interval=3600.0, rate_burst=100)
     async with running(worker):
-        await until(lambda: worker.outcomes[("webhook", "delivered")] == len(ids))
-    delivered = await outbox.list(state=DeliveryState.DELIVERED, limit=100)
+        delivered = await eventually(
+            lambda: outbox.list(state=DeliveryState.DELIVERED, limit=100),
+            lambda page: len(page.items) == len(ids),
+        )
     assert sorted(d.id for d in delivered.items) == sorted(ids)
     assert len(sink.calls) == len(ids)
 

@@ -30,6 +30,7 @@ from slurmcast.storage.outbox import (
     DestinationKind,
     NewDelivery,
     OutboxStore,
+    Outcome,
     delivery_values,
     write_notifications,
 )
@@ -430,6 +431,40 @@ async def test_failed_reschedules_then_dead_then_retry(backend: Backend) -> None
 
 
 # -- reading --------------------------------------------------------------------
+
+
+async def test_a_batchs_outcomes_are_recorded_together(backend: Backend) -> None:
+    async with outbox(backend.url) as store:
+        ids = await fill(store, 5)
+        now = T0 + timedelta(seconds=5)
+        claimed = await store.claim("inst-a", now, LEASE, 4)
+        assert [d.id for d in claimed] == ids[:4]
+        changed = await store.record(
+            [
+                Outcome.delivered(ids[0], now),
+                Outcome.delivered(ids[1], now),
+                Outcome.failed(ids[2], "HTTP 503", now + timedelta(minutes=1), now),
+                Outcome.postponed(ids[3], now + timedelta(seconds=30)),
+                Outcome.delivered(ids[4], now),  # never claimed: left alone
+            ],
+            by="inst-a",
+        )
+        assert changed == 4
+        states = {d.id: d for d in (await store.list(limit=10)).items}
+        assert [states[i].state for i in ids] == [
+            DeliveryState.DELIVERED,
+            DeliveryState.DELIVERED,
+            DeliveryState.PENDING,
+            DeliveryState.PENDING,
+            DeliveryState.PENDING,
+        ]
+        assert states[ids[0]].delivered_at == now
+        assert (states[ids[2]].attempts, states[ids[2]].last_error) == (1, "HTTP 503")
+        assert (states[ids[3]].attempts, states[ids[3]].last_error) == (0, None)
+        # Another claimer's outcomes change nothing.
+        [again] = await store.claim("inst-a", now + timedelta(minutes=2), LEASE, 1)
+        assert await store.record([Outcome.delivered(again.id, now)], by="inst-b") == 0
+        assert await store.record([]) == 0
 
 
 async def test_list_filters_pages_and_owner_scoping(backend: Backend) -> None:

@@ -15,7 +15,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from slurmcast.core.events import job_payload
-from slurmcast.core.notify.plan import PENDING_ID_PREFIX, Planned, plan_events, plan_pending
+from slurmcast.core.notify.plan import (
+    PENDING_ID_PREFIX,
+    Planned,
+    plan_events,
+    plan_pending,
+    rules_by_owner,
+)
 from slurmcast.core.notify.rules import MAX_PENDING_MINUTES, NotifyEvent, Rule, restore_rule
 from slurmcast.core.notify.ssrf import UrlPolicy
 from slurmcast.core.records import JobsListing, JobState
@@ -119,9 +125,22 @@ class DeliveryPlanner:
         self._told = {told for told in self._told if told[0] in pending}
         if not waiting:
             return []
-        owners = {rule.owner for rule in waiting}
-        # Only the jobs of people who asked: a queue of 100k pending jobs costs a set lookup each.
-        payloads = [job_payload(job) for job in pending.values() if job.user in owners]
+        # Only the jobs of people who asked, that waited long enough for one of their rules
+        # and are not told of yet by all of them: a queue of 100k pending jobs costs a
+        # lookup each, and a payload only for the few that may be told of now.
+        by_owner = rules_by_owner(waiting)
+        as_of = listing.taken_at
+        payloads = []
+        for job_id, job in pending.items():
+            own = by_owner.get(job.user)
+            if not own or job.submit_time is None:
+                continue
+            waited = (as_of - job.submit_time).total_seconds()
+            if any(
+                (job_id, rule.id) not in self._told and waited >= (rule.pending_minutes or 0) * 60
+                for rule in own
+            ):
+                payloads.append(job_payload(job))
         return plan_pending(
             waiting,
             payloads,

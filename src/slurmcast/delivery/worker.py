@@ -42,7 +42,7 @@ from slurmcast.logs import context
 from slurmcast.sinks.base import Outgoing, PermanentFailure, SendFailure, Sink
 from slurmcast.sinks.config import SinksConfig
 from slurmcast.storage.models import LAST_ERROR_LENGTH
-from slurmcast.storage.outbox import Delivery, OutboxStore
+from slurmcast.storage.outbox import Delivery, OutboxStore, Outcome
 
 log = logging.getLogger("slurmcast.delivery")
 
@@ -124,7 +124,7 @@ class DeliveryWorker:
                 continue
             failures = 0
             if claimed:
-                await asyncio.gather(*(self.deliver(d) for d in claimed))
+                await self._deliver_batch(claimed)
                 if len(claimed) == BATCH:
                     continue  # more may be due
             await self._sleep(self._config.poll_interval)
@@ -135,65 +135,75 @@ class DeliveryWorker:
                 await self._wakeup.wait()
 
     async def deliver(self, delivery: Delivery) -> None:
-        """One attempt at one claimed delivery; records its outcome (never raises but
-        ``StorageError`` is logged: the lease then runs out and it is tried again)."""
-        try:
-            await self._attempt(delivery)
-        except StorageError as exc:
-            log.warning("delivery %s: cannot record the outcome: %s", delivery.id, exc.message)
-        except Exception:  # never let one delivery end run(): the lease brings it back
-            log.exception("delivery %s: the attempt failed unexpectedly", delivery.id)
+        """One attempt at one claimed delivery, its outcome recorded (never raises:
+        ``StorageError`` is logged, and the lease then brings the delivery back)."""
+        await self._record([await self._attempt(delivery)])
 
-    async def _attempt(self, delivery: Delivery) -> None:
+    async def _deliver_batch(self, claimed: list[Delivery]) -> None:
+        """Attempt a claimed batch at once; record every outcome in one transaction."""
+        results = await asyncio.gather(*(self._attempt(d) for d in claimed), return_exceptions=True)
+        outcomes = []
+        for delivery, result in zip(claimed, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result  # cancellation
+                log.error("delivery %s: the attempt failed", delivery.id, exc_info=result)
+                continue  # its lease brings it back
+            outcomes.append(result)
+        await self._record(outcomes)
+
+    async def _record(self, outcomes: list[Outcome]) -> None:
+        try:
+            await self._outbox.record(outcomes, by=self._instance)
+        except StorageError as exc:
+            log.warning("cannot record %d delivery outcome(s): %s", len(outcomes), exc.message)
+        except Exception:  # never let one batch end run(): the leases bring them back
+            log.exception("cannot record %d delivery outcome(s)", len(outcomes))
+
+    async def _attempt(self, delivery: Delivery) -> Outcome:
         where = context(delivery=delivery.id, user=delivery.owner)
         sink = self._sinks.get(delivery.kind)
         if sink is None:
-            await self._dead(delivery, f"no {delivery.kind} destination is configured", where)
-            return
+            return self._dead(delivery, f"no {delivery.kind} destination is configured", where)
         target = self._target(delivery)
         if target is None:
-            await self._dead(delivery, f"no e-mail address is known for {delivery.owner}", where)
-            return
+            return self._dead(delivery, f"no e-mail address is known for {delivery.owner}", where)
         try:
             message = self._message(delivery)
         except Exception:  # a payload the renderer cannot take is unreadable, not fatal
             log.exception("delivery %s: its payload cannot be rendered", delivery.id, extra=where)
             message = None
         if message is None:
-            await self._dead(delivery, "the stored delivery cannot be read", where)
-            return
+            return self._dead(delivery, "the stored delivery cannot be read", where)
         wait = self._slot(delivery, delivery.kind, target)
         if wait > 0:
             self.outcomes[(delivery.kind, "postponed")] += 1
-            until = self._clock() + timedelta(seconds=wait)
-            await self._outbox.postpone(delivery.id, until, by=self._instance)
-            return
+            return Outcome.postponed(delivery.id, self._clock() + timedelta(seconds=wait))
         try:
             # The sinks bound their own time; this bounds a sink's bug, inside the lease.
             async with asyncio.timeout(self._config.lease_s * 0.9):
                 result = await sink.send(Outgoing.of(delivery, message, target=target))
         except PermanentFailure as exc:
-            await self._dead(delivery, exc.message, where)
+            return self._dead(delivery, exc.message, where)
         except SendFailure as exc:
-            await self._retry(delivery, exc.message, exc.retry_after_s, where)
+            return self._retry(delivery, exc.message, exc.retry_after_s, where)
         except TimeoutError:
-            await self._retry(delivery, "the destination did not answer in time", None, where)
+            return self._retry(delivery, "the destination did not answer in time", None, where)
         except Exception as exc:  # a sink's bug must not lose the delivery: retried, logged
             log.exception(
                 "delivery %s: the %s sink failed", delivery.id, delivery.kind, extra=where
             )
-            await self._retry(delivery, f"internal error: {exc.__class__.__name__}", None, where)
-        else:
-            await self._outbox.delivered(delivery.id, self._clock(), by=self._instance)
-            self.outcomes[(delivery.kind, "delivered")] += 1
-            log.info(
-                "delivery %s (%s) sent on attempt %d: %s",
-                delivery.id,
-                delivery.kind,
-                delivery.attempts,
-                result.detail,
-                extra=where,
-            )
+            return self._retry(delivery, f"internal error: {exc.__class__.__name__}", None, where)
+        self.outcomes[(delivery.kind, "delivered")] += 1
+        log.info(
+            "delivery %s (%s) sent on attempt %d: %s",
+            delivery.id,
+            delivery.kind,
+            delivery.attempts,
+            result.detail,
+            extra=where,
+        )
+        return Outcome.delivered(delivery.id, self._clock())
 
     def _target(self, delivery: Delivery) -> str | None:
         if delivery.kind != "email" or delivery.target != DEFAULT_TARGET:
@@ -243,22 +253,20 @@ class DeliveryWorker:
             self._reserved[delivery.id] = now + wait
         return wait
 
-    async def _retry(
+    def _retry(
         self,
         delivery: Delivery,
         error: str,
         retry_after_s: float | None,
         where: dict[str, Any],
-    ) -> None:
+    ) -> Outcome:
         error = clean(error, LAST_ERROR_LENGTH)  # a sink's text: no NUL or control character
         now = self._clock()
         at = next_attempt(
             delivery.attempts, now, self._draw, self._config.retry, not_before_s=retry_after_s
         )
         if at is None:
-            await self._dead(delivery, error, where)
-            return
-        await self._outbox.failed(delivery.id, error, at, now, by=self._instance)
+            return self._dead(delivery, error, where)
         self.outcomes[(delivery.kind, "retry")] += 1
         log.warning(
             "delivery %s (%s) attempt %d failed, next at %s: %s",
@@ -269,10 +277,10 @@ class DeliveryWorker:
             error,
             extra=where,
         )
+        return Outcome.failed(delivery.id, error, at, now)
 
-    async def _dead(self, delivery: Delivery, error: str, where: dict[str, Any]) -> None:
+    def _dead(self, delivery: Delivery, error: str, where: dict[str, Any]) -> Outcome:
         error = clean(error, LAST_ERROR_LENGTH)
-        await self._outbox.failed(delivery.id, error, None, self._clock(), by=self._instance)
         self.outcomes[(delivery.kind, "dead")] += 1
         log.error(
             "delivery %s (%s) is a dead letter after %d attempt(s): %s",
@@ -282,3 +290,4 @@ class DeliveryWorker:
             error,
             extra=where,
         )
+        return Outcome.failed(delivery.id, error, None, self._clock())

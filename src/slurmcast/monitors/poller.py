@@ -306,7 +306,7 @@ class ClusterMonitor:
         Notifications are stored only after publishing: if publishing failed, the next
         step reports, and plans, the same again.
         """
-        planned = self._planned(events, now, jobs)
+        planned = await self._planned(events, now, jobs)
         made = [p.notification for p in planned if p.new]
         await self.node.commit(
             [*events, *made], now, seeds=seeds, checkpoint=parts, fence=self.fence()
@@ -317,10 +317,13 @@ class ClusterMonitor:
                 # Stored off the hot path: enqueue never blocks nor fails.
                 self.record(event, deliveries.get(event.id, ()))
 
-    def _planned(
+    async def _planned(
         self, events: Sequence[Event], now: datetime, jobs: JobsListing | None
     ) -> list[Planned]:
         try:
+            if jobs is not None and len(jobs.jobs) > OFF_LOOP_DIFF_JOBS:
+                # A big queue's pending jobs are walked in a worker thread, as its diff is.
+                return await asyncio.to_thread(paused(self.plan), events, now, jobs)
             return self.plan(events, now, jobs)
         except Exception:  # a bug in planning must not stop live events; it is logged loudly
             log.exception("planning notification deliveries failed", extra=context(code="internal"))

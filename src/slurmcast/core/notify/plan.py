@@ -115,13 +115,26 @@ def plan_events(
         for note in events
         if isinstance(note, Notification) and note.type is not NotificationType.JOB_SUBMITTED
     }
+    # A job rule only ever matches its owner's jobs: each event is checked against its
+    # owner's rules alone (a step of 500 changes and 1,000 rules: 500 checks, not 500,000).
+    by_owner = rules_by_owner(rules)
+    alert_rules = [rule for rule in rules if rule.events & ALERT_EVENTS]
     drafts: list[_Draft] = []
     for event in events:
         if isinstance(event, JobStateChanged):
-            drafts += _job(rules, event, finished, now, new_id)
-        elif isinstance(event, Alert):
-            drafts += _alert(rules, event, now, new_id)
+            own = by_owner.get(event.job.user)
+            if own:
+                drafts += _job(own, event, finished, now, new_id)
+        elif isinstance(event, Alert) and alert_rules:
+            drafts += _alert(alert_rules, event, now, new_id)
     return [draft.done() for draft in drafts if draft.deliveries]
+
+
+def rules_by_owner(rules: Iterable[Rule]) -> dict[str, list[Rule]]:
+    grouped: dict[str, list[Rule]] = {}
+    for rule in rules:
+        grouped.setdefault(rule.owner, []).append(rule)
+    return grouped
 
 
 def plan_pending(
@@ -146,12 +159,13 @@ def plan_pending(
     waiting = [r for r in rules if NotifyEvent.JOB_PENDING_LONG in r.events]
     if not waiting:
         return []
+    by_owner = rules_by_owner(waiting)
     planned: list[Planned] = []
     for job in jobs:
         job_id = text(job, "job_id")
         if job_id is None:
             continue
-        for rule in waiting:
+        for rule in by_owner.get(text(job, "user") or "", ()):
             if (job_id, rule.id) in told or not matches(
                 rule, NotifyEvent.JOB_PENDING_LONG, job, cluster_now
             ):
