@@ -301,7 +301,8 @@ class SlurmcastApp:
         )
         if self.planner is not None:
             self.monitor.plan = self.planner.plan
-        self.leadership = Leadership(self.lease, self.monitor.run, ttl=settings.leader_ttl)
+            self.monitor.unplan = self.planner.forget
+        self.leadership = Leadership(self.lease, self._poll, ttl=settings.leader_ttl)
         self.presence_reporter = PresenceReporter(
             self.presence, self.instance_id, self._counts, settings.presence_ttl / 3
         )
@@ -469,6 +470,16 @@ class SlurmcastApp:
         await self.source.close()
         self.loop_lag.stop()
         log.info("slurmcast stopped")
+
+    async def _poll(self) -> None:
+        """Poll while this instance holds the lease (``Leadership`` runs it)."""
+        if self.planner is not None:
+            try:
+                # What the previous poller told is in the database, not in this one's memory.
+                await self.planner.take_over()
+            except Exception:  # polling goes on with what the planner has
+                log.exception("cannot read the notification rules afresh")
+        await self.monitor.run()
 
     async def _stop_delivery(self) -> None:
         """Let the sends under way finish (a few seconds at most), then stop the worker."""

@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -25,6 +25,10 @@ from slurmcast.core.notify.plan import Planned
 from slurmcast.core.notify.rules import FINAL_EVENTS, Rule
 from slurmcast.core.records import JobRecord, JobsListing, JobState
 from slurmcast.delivery.planner import DeliveryPlanner
+from slurmcast.errors import PublishError
+from slurmcast.monitors.poller import ClusterMonitor, MonitorSettings
+from slurmcast.node import Node
+from slurmcast.sources.simulator.source import SimulatorSource
 from slurmcast.storage.outbox import DestinationKind, NewDelivery, OutboxStore
 
 from support.builders import T0, finished, job
@@ -407,3 +411,56 @@ async def test_a_long_wait_told_before_a_restart_is_not_told_again(outbox: Outbo
     # Another job still is told.
     (other,) = after.plan([], NOW, listing(waiting("5"), waiting("6")))
     assert other.notification.details["job_id"] == "6"
+
+
+class FailingOnceNode:
+    """A node whose first commit fails as a broker outage makes it fail."""
+
+    def __init__(self) -> None:
+        self.fail = True
+        self.committed: list[list[object]] = []
+
+    async def commit(self, events: Sequence[object], now: datetime, **_: object) -> None:
+        if self.fail:
+            self.fail = False
+            raise PublishError("the broker is down")
+        self.committed.append(list(events))
+
+
+async def test_a_long_wait_planned_in_a_step_that_failed_is_planned_again(
+    outbox: OutboxStore,
+) -> None:
+    await save(outbox, make_rule("wait", "job_pending_long", pending_minutes=60))
+    planner = DeliveryPlanner(outbox, STRICT, Ids())
+    await planner.reload()
+    node = FailingOnceNode()
+    recorded: list[tuple[str, int]] = []
+    monitor = ClusterMonitor(
+        SimulatorSource(seed=1),
+        cast(Node, node),
+        MonitorSettings(),
+        clock=lambda: NOW,
+        new_id=Ids("m"),
+        record=lambda note, deliveries: recorded.append((note.id, len(deliveries))),
+        plan=planner.plan,
+        unplan=planner.forget,
+    )
+    jobs = listing(waiting("5"))
+    with pytest.raises(PublishError):
+        await monitor._commit([], NOW, jobs=jobs)
+    assert recorded == []
+    # The poller re-diffs the same step: the long wait is planned, published and stored.
+    await monitor._commit([], NOW, jobs=jobs)
+    assert len(recorded) == 1 and recorded[0][1] == 1
+    assert [type(e).__name__ for e in node.committed[0]] == ["Notification"]
+
+
+async def test_a_planner_taking_over_reads_what_another_poller_told(outbox: OutboxStore) -> None:
+    await save(outbox, make_rule("wait", "job_pending_long", pending_minutes=60))
+    standby = DeliveryPlanner(outbox, STRICT, Ids(), clock=lambda: NOW)
+    await standby.reload()  # started before the leader told anything
+    leader = DeliveryPlanner(outbox, STRICT, Ids(), clock=lambda: NOW)
+    await leader.reload()
+    await store_planned(outbox, leader.plan([], NOW, listing(waiting("5"))), NOW)
+    await standby.take_over()
+    assert standby.plan([], NOW, listing(waiting("5"))) == []

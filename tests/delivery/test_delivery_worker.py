@@ -10,9 +10,11 @@ import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from slurmcast.core.notifications import Notification, NotificationType, Severity
 from slurmcast.core.notify.retry import RetryPolicy
@@ -666,3 +668,47 @@ async def test_a_mail_to_default_reaches_the_owners_mailbox(outbox: OutboxStore)
     dead = await stored(outbox, refused)
     assert dead.state is DeliveryState.DEAD
     assert dead.last_error is not None and "550" in dead.last_error
+
+
+# --- cut off, and rows nothing can read
+
+
+async def test_a_batch_cut_off_by_a_shutdown_records_what_was_sent(outbox: OutboxStore) -> None:
+    ids = [await put(outbox) for _ in range(4)]
+    sink = ScriptedSink("webhook", OK, OK, OK, Hang())
+    worker = make_worker(outbox, sink)
+    task = asyncio.create_task(worker.run())
+    await until(lambda: len(sink.calls) == 4)
+    # The shutdown could not wait for the fourth: the worker is cancelled mid-batch.
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    states = [(await stored(outbox, id)).state for id in ids]
+    # The three sent are recorded (not sent again after their lease); the fourth comes back.
+    assert states == [DeliveryState.DELIVERED] * 3 + [DeliveryState.DELIVERING]
+    assert sink.cancelled == 1
+
+
+async def test_a_row_nothing_can_read_is_a_dead_letter_and_the_rest_go(tmp_path: Path) -> None:
+    async with migrated_outbox(f"sqlite+aiosqlite:///{tmp_path}/n.db") as outbox:
+        bad, good = await put(outbox), await put(outbox)
+        async with outbox._engine.begin() as conn:  # another program's idea of a date
+            await conn.execute(
+                text("UPDATE deliveries SET created_at = '2026-13-45 99:00:00' WHERE id = :id"),
+                {"id": bad},
+            )
+        sink = ScriptedSink("webhook")
+        worker = make_worker(outbox, sink, clock=lambda: START + timedelta(hours=1))
+        async with running(worker) as task:
+            await eventually(
+                lambda: stored(outbox, good), lambda d: d.state is DeliveryState.DELIVERED
+            )
+            assert not task.done()
+        async with outbox._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT state, last_error FROM deliveries WHERE id = :id"), {"id": bad}
+                )
+            ).one()
+    assert tuple(row) == ("dead", "the stored delivery cannot be read")
+    assert [call.delivery_id for call in sink.calls] == [good]

@@ -368,7 +368,7 @@ async def test_an_open_server_acts_as_an_admin_and_needs_an_owner() -> None:
         assert (status, reply["code"]) == (400, "invalid_field")
 
 
-async def test_an_api_key_without_jwt_auth_guards_the_writes() -> None:
+async def test_an_api_key_without_jwt_auth_guards_reads_and_writes() -> None:
     async with running_server(**QUIET, sinks=SINKS, api_key=KEY) as app:
         status, reply = await http_json(app, "POST", "/notify/rules", rule(owner="ivan"))
         assert (status, reply["code"]) == (401, "unauthorized")
@@ -383,8 +383,11 @@ async def test_an_api_key_without_jwt_auth_guards_the_writes() -> None:
             app, "POST", "/notify/rules", rule(owner="ivan"), headers={"X-API-Key": "wrong"}
         )
         assert status == 401
-        # Reading is open, as on /notifications.
-        _, listed = await http_json(app, "GET", "/notify/rules")
+        # Reading too: rules hold addresses and webhook URLs (a Slack URL is a credential).
+        for path in ("/notify/rules", "/notify/rules/r1", "/notify/deliveries", "/notify/config"):
+            status, reply = await http_json(app, "GET", path)
+            assert (status, reply["code"]) == (401, "unauthorized"), path
+        _, listed = await http_json(app, "GET", "/notify/rules", headers=BY_KEY)
         assert [r["id"] for r in listed["rules"]] == ["r1"]
 
 

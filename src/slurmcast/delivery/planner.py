@@ -70,7 +70,10 @@ class DeliveryPlanner:
     async def run(self) -> None:
         while True:
             self._changed.clear()
-            await self.reload()
+            try:
+                await self.reload()
+            except Exception:  # the rules in force stay; the next reload may do better
+                log.exception("cannot reload the notification rules")
             self.loaded.set()
             try:
                 async with asyncio.timeout(self._refresh_s):
@@ -96,10 +99,26 @@ class DeliveryPlanner:
         for row in stored:
             try:
                 rules.append(restore_rule(row.spec, row.owner, row.id, self._url_policy))
-            except ProtocolError as exc:
+            except (ProtocolError, ValueError) as exc:
                 log.warning("notification rule %s of %s is not used: %s", row.id, row.owner, exc)
         self.rules = rules
         self.reloads += 1
+
+    async def take_over(self) -> None:
+        """This instance starts polling (again): what another poller told since this one
+        started is in the database, not in this one's memory; read it afresh."""
+        self._told = set()
+        self._stored_pending = None
+        await self.reload()
+
+    def forget(self, planned: Sequence[Planned]) -> None:
+        """A step's plan was not published (its commit failed): the next step plans its
+        long waits again, so they are not marked told."""
+        for item in planned:
+            if item.notification.id.startswith(PENDING_ID_PREFIX):
+                job_id = str(item.notification.details.get("job_id"))
+                for delivery in item.deliveries:
+                    self._told.discard((job_id, delivery.rule_id))
 
     def plan(
         self,

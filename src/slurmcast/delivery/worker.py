@@ -116,11 +116,13 @@ class DeliveryWorker:
                 )
             except StorageError as exc:
                 failures += 1
-                delay = min(
-                    self._config.poll_interval * 2.0 ** min(failures, 16), STORAGE_RETRY_MAX
-                )
                 log.warning("cannot claim deliveries (attempt %d): %s", failures, exc.message)
-                await self._sleep(delay)
+                await self._sleep(self._backoff(failures))
+                continue
+            except Exception:  # a row nothing can read must not stop every delivery
+                failures += 1
+                log.exception("cannot claim deliveries (attempt %d)", failures)
+                await self._sleep(self._backoff(failures))
                 continue
             failures = 0
             if claimed:
@@ -128,6 +130,9 @@ class DeliveryWorker:
                 if len(claimed) == BATCH:
                     continue  # more may be due
             await self._sleep(self._config.poll_interval)
+
+    def _backoff(self, failures: int) -> float:
+        return min(self._config.poll_interval * 2.0 ** min(failures, 16), STORAGE_RETRY_MAX)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -140,17 +145,27 @@ class DeliveryWorker:
         await self._record([await self._attempt(delivery)])
 
     async def _deliver_batch(self, claimed: list[Delivery]) -> None:
-        """Attempt a claimed batch at once; record every outcome in one transaction."""
-        results = await asyncio.gather(*(self._attempt(d) for d in claimed), return_exceptions=True)
-        outcomes = []
-        for delivery, result in zip(claimed, results, strict=True):
-            if isinstance(result, BaseException):
-                if not isinstance(result, Exception):
-                    raise result  # cancellation
-                log.error("delivery %s: the attempt failed", delivery.id, exc_info=result)
-                continue  # its lease brings it back
-            outcomes.append(result)
-        await self._record(outcomes)
+        """Attempt a claimed batch at once; record every outcome in one transaction.
+
+        Cut off (a shutdown that could not wait for a slow send), the outcomes of the
+        attempts that finished are still recorded: a delivery sent must not be sent again
+        when its lease runs out. Those cut off come back with their lease.
+        """
+        tasks = {asyncio.create_task(self._attempt(d)): d for d in claimed}
+        try:
+            await asyncio.wait(tasks)
+        finally:
+            outcomes: list[Outcome] = []
+            for task, delivery in tasks.items():
+                if not task.done():
+                    task.cancel()
+                elif task.cancelled():
+                    continue
+                elif (exc := task.exception()) is not None:
+                    log.error("delivery %s: the attempt failed", delivery.id, exc_info=exc)
+                else:
+                    outcomes.append(task.result())
+            await self._record(outcomes)
 
     async def _record(self, outcomes: list[Outcome]) -> None:
         try:
@@ -237,7 +252,7 @@ class DeliveryWorker:
         now = self._monotonic()
         if self._reserved.pop(delivery.id, None) is not None:
             return 0.0
-        if len(self._pacers) > 10_000:
+        if len(self._pacers) > 10_000 or len(self._reserved) > 10_000:
             self._pacers = {k: p for k, p in self._pacers.items() if not p.idle_since(now)}
             # A slot another instance's claim made useless is forgotten after a while.
             horizon = now - RESERVATION_TTL_S

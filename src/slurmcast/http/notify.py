@@ -84,9 +84,10 @@ def caller(request: web.Request, *, write: bool = False) -> Caller:
     if principal is API_KEY_ADMIN:
         return Caller(None, admin=True)
     if not principal.authenticated:
-        if write and guard.protected:
-            # An API key without JWT auth: reading stays open as on /notifications, but a
-            # rule can mail any address or call a webhook from inside the site.
+        if guard.protected:
+            # An API key without JWT auth: rules hold people's addresses and webhook URLs
+            # (a Slack URL is a secret), and a rule can mail any address or call a webhook
+            # from inside the site: reading and writing both want the key.
             guard.require_admin(request)
         return Caller(None, admin=True)
     return Caller(principal.user, admin=principal.is_admin, email=principal.email)

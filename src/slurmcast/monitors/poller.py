@@ -72,6 +72,7 @@ class ClusterMonitor:
             [Sequence[Event], datetime, JobsListing | None], list[Planned]
         ] = lambda events, now, jobs: [],
         fence: Callable[[], str | None] = lambda: None,
+        unplan: Callable[[Sequence[Planned]], None] = lambda planned: None,
     ) -> None:
         self.source = source
         self.node = node
@@ -80,6 +81,8 @@ class ClusterMonitor:
         self.new_id = new_id
         self.record = record
         self.plan = plan
+        #: Told when a step's plan was not published (see ``_commit``).
+        self.unplan = unplan
         self.fence = fence
         self.health = SourceHealth(source.kind)
         self.alerts = AlertBook(settings.thresholds)
@@ -308,9 +311,13 @@ class ClusterMonitor:
         """
         planned = await self._planned(events, now, jobs)
         made = [p.notification for p in planned if p.new]
-        await self.node.commit(
-            [*events, *made], now, seeds=seeds, checkpoint=parts, fence=self.fence()
-        )
+        try:
+            await self.node.commit(
+                [*events, *made], now, seeds=seeds, checkpoint=parts, fence=self.fence()
+            )
+        except BaseException:
+            self.unplan(planned)  # not published: the next step plans the same again
+            raise
         deliveries = {p.notification.id: p.deliveries for p in planned}
         for event in [*events, *made]:
             if isinstance(event, Notification):

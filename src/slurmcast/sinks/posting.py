@@ -71,7 +71,8 @@ class HttpSinkSettings:
     """
 
     policy: UrlPolicy = field(default_factory=UrlPolicy)
-    default_url: str | None = None
+    #: A Slack URL carries its token: never in a repr.
+    default_url: str | None = field(default=None, repr=False)
     timeout_s: float = 10.0
     connect_timeout_s: float = 5.0
     response_limit: int = RESPONSE_LIMIT

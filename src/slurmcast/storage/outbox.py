@@ -447,8 +447,8 @@ class OutboxStore:
             else:
                 # One statement: SQLite runs one writer at a time.
                 statement = claim.where(table.c.id.in_(due.scalar_subquery()))
-            rows = (await conn.execute(statement.returning(*table.c))).all()
-        claimed = [Delivery.from_row(r._mapping) for r in rows]
+            ids = (await conn.execute(statement.returning(table.c.id))).scalars().all()
+            claimed = await _read_claimed(conn, list(ids))
         claimed.sort(key=lambda d: (d.created_at, d.id))
         return claimed
 
@@ -772,6 +772,36 @@ class OutboxStore:
         return StorageError(
             f"cannot {action}: the notifications database is unavailable ({reason})"
         )
+
+
+async def _read_claimed(conn: AsyncConnection, ids: builtins.list[str]) -> builtins.list[Delivery]:
+    """The claimed rows; one nothing can read (another program's value) becomes a dead
+    letter instead of failing every claim that takes it and the rows claimed with it."""
+    table = _DELIVERIES
+    if not ids:
+        return []
+    try:
+        rows = (await conn.execute(select(table).where(table.c.id.in_(ids)))).all()
+        return [Delivery.from_row(r._mapping) for r in rows]
+    except (ValueError, TypeError, KeyError):
+        pass
+    claimed, unreadable = [], []
+    for id in ids:
+        try:
+            row = (await conn.execute(select(table).where(table.c.id == id))).one()
+            claimed.append(Delivery.from_row(row._mapping))
+        except (ValueError, TypeError, KeyError):
+            unreadable.append(id)
+    await conn.execute(
+        update(table)
+        .where(table.c.id.in_(unreadable))
+        .values(
+            state=DeliveryState.DEAD.value,
+            last_error="the stored delivery cannot be read",
+            claimed_until=None,
+        )
+    )
+    return claimed
 
 
 def _insert_ignoring(conn: AsyncConnection, table: Table, column: str = "id") -> Insert:

@@ -217,6 +217,7 @@ def test_unsafe_urls(url: str) -> None:
         "https://" + "a" * 64 + ".example.com/",
         "https://example.com/" + "a" * 2048,
         "https://[fe80::1%25eth0]/",
+        "https://[::1",  # an unbalanced bracket: urlsplit itself refuses it
     ],
 )
 def test_malformed_urls(url: str) -> None:

@@ -102,7 +102,10 @@ def check_url(
         raise InvalidRule(f"url must be 1 to {MAX_URL_LENGTH} characters", field="url")
     if not url.isprintable() or any(ch.isspace() for ch in url):
         raise InvalidRule("url has whitespace or a control character", field="url")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "https://[::1": an unbalanced bracket
+        raise InvalidRule("url is malformed", field="url") from None
     scheme = parts.scheme.lower()
     allowed = ("https", "http") if allow_http else ("https",)
     if scheme not in allowed:
