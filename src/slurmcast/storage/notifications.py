@@ -25,22 +25,20 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from alembic.util import CommandError
 from sqlalchemy import Table, and_, false, or_, select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import ColumnElement
 
 import slurmcast.storage.engine as engines
 from slurmcast.core.notifications import Notification
 from slurmcast.core.notify.plan import DeliverySpec
-from slurmcast.errors import ErrorCode, ProtocolError, StorageError
+from slurmcast.errors import ProtocolError
 from slurmcast.ports import NotificationPage
 from slurmcast.storage.availability import Availability
+from slurmcast.storage.guard import StoreGuard
 from slurmcast.storage.migrate import upgrade
 from slurmcast.storage.models import NotificationRow
 from slurmcast.storage.outbox import (
@@ -50,7 +48,7 @@ from slurmcast.storage.outbox import (
     delivery_values,
     write_notifications,
 )
-from slurmcast.storage.rows import decode_cursor, encode_cursor, is_row_error, row_values, wire
+from slurmcast.storage.rows import decode_cursor, encode_cursor, row_values, wire
 from slurmcast.storage.writer import BatchWriter
 
 log = logging.getLogger("slurmcast.storage")
@@ -103,9 +101,14 @@ class NotificationStore:
         #: Called after a write that stored deliveries (the delivery worker wakes up).
         self.on_deliveries: Callable[[], None] = lambda: None
         #: The outbox and the rules, on the same engine (issue 18).
-        self.outbox = OutboxStore(
-            self._engine, availability=self._availability, prepare=self._ensure_ready
+        self._guard = StoreGuard(
+            self._availability,
+            self._url.password,
+            prepare=self._ensure_ready,
+            waiting=lambda: self._writer.pending,
+            on_outage=lambda: self._writer.wake(),  # it checks for the recovery
         )
+        self.outbox = OutboxStore(self._engine, guard=self._guard)
         self._writer = BatchWriter(
             insert=self._insert,
             prepare=self._ensure_ready,
@@ -341,36 +344,3 @@ class NotificationStore:
                 engines.ensure_sqlite_directory(self._url)
                 await upgrade(self._engine)
                 self._migrated = True
-
-    @contextlib.asynccontextmanager
-    async def _guard(self, action: str, *, write: bool) -> AsyncIterator[None]:
-        """Report what an API call found out about the database.
-
-        Any failure to reach it starts an outage; only a write ends one: a
-        database that still answers reads while it refuses writes would
-        otherwise raise and resolve its alert again with every read.
-        A value the database refuses is the caller's error, not an outage.
-        """
-        try:
-            await self._ensure_ready()
-            yield
-        except SQLAlchemyError as exc:
-            if not is_row_error(exc):
-                raise await self._unavailable(action, exc) from exc
-            raise ProtocolError(
-                ErrorCode.INVALID_FIELD,
-                f"cannot {action}: the database refuses a value "
-                f"({self._availability.describe(exc)})",
-            ) from None
-        # CommandError: the database's schema is from a newer slurmcast.
-        except (OSError, CommandError) as exc:
-            raise await self._unavailable(action, exc) from exc
-        if write:
-            await self._availability.succeeded()
-
-    async def _unavailable(self, action: str, exc: BaseException) -> StorageError:
-        reason = await self._availability.failed(exc, self._writer.pending)
-        self._writer.wake()  # it checks for the recovery
-        return StorageError(
-            f"cannot {action}: the notifications database is unavailable ({reason})"
-        )

@@ -43,27 +43,25 @@ written again (see ``write_notifications``).
 from __future__ import annotations
 
 import builtins
-import contextlib
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from alembic.util import CommandError
 from sqlalchemy import Select, Table, and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
 from slurmcast.core.notifications import Notification
 from slurmcast.core.notify.rules import DestinationKind
 from slurmcast.core.timefmt import iso_z
-from slurmcast.errors import ErrorCode, ProtocolError, StorageError
+from slurmcast.errors import ErrorCode, ProtocolError
 from slurmcast.storage.availability import Availability
+from slurmcast.storage.guard import StoreGuard
 from slurmcast.storage.models import (
     ID_LENGTH,
     IDEMPOTENCY_KEY_LENGTH,
@@ -78,9 +76,7 @@ from slurmcast.storage.models import (
 from slurmcast.storage.rows import (
     UNREADABLE,
     decode_cursor,
-    describe_error,
     encode_cursor,
-    is_row_error,
     row_values,
 )
 
@@ -361,6 +357,8 @@ class OutboxStore:
             recoveries; None to report nothing.
         prepare: awaited before each operation (the store's migration);
             None when the schema is known to be current.
+        guard: the notification store's own guard, used instead of one built from
+            ``availability`` and ``prepare`` (its outages also wake its writer).
     """
 
     def __init__(
@@ -369,10 +367,10 @@ class OutboxStore:
         *,
         availability: Availability | None = None,
         prepare: Callable[[], Awaitable[None]] | None = None,
+        guard: StoreGuard | None = None,
     ) -> None:
         self._engine = engine
-        self._availability = availability
-        self._prepare = prepare
+        self._guard = guard or StoreGuard(availability, engine.url.password, prepare=prepare)
         self._postgres = engine.dialect.name == "postgresql"
 
     # -- writing ------------------------------------------------------------
@@ -739,39 +737,6 @@ class OutboxStore:
         async with self._guard("list rules", write=False), self._engine.connect() as conn:
             rows = (await conn.execute(statement)).all()
         return [StoredRule.from_row(r._mapping) for r in rows]
-
-    @contextlib.asynccontextmanager
-    async def _guard(self, action: str, *, write: bool) -> AsyncIterator[None]:
-        """As ``NotificationStore._guard``: outages reported, refused values the caller's error."""
-        try:
-            if self._prepare is not None:
-                await self._prepare()
-            yield
-        except SQLAlchemyError as exc:
-            if not is_row_error(exc):
-                raise await self._unavailable(action, exc) from exc
-            reason = self._describe(exc)
-            raise ProtocolError(
-                ErrorCode.INVALID_FIELD, f"cannot {action}: the database refuses a value ({reason})"
-            ) from None
-        except (OSError, CommandError) as exc:
-            raise await self._unavailable(action, exc) from exc
-        if write and self._availability is not None:
-            await self._availability.succeeded()
-
-    def _describe(self, exc: BaseException) -> str:
-        if self._availability is not None:
-            return self._availability.describe(exc)
-        return describe_error(exc, self._engine.url.password)
-
-    async def _unavailable(self, action: str, exc: BaseException) -> StorageError:
-        if self._availability is not None:
-            reason = await self._availability.failed(exc, 0)
-        else:
-            reason = self._describe(exc)
-        return StorageError(
-            f"cannot {action}: the notifications database is unavailable ({reason})"
-        )
 
 
 async def _read_claimed(conn: AsyncConnection, ids: builtins.list[str]) -> builtins.list[Delivery]:
