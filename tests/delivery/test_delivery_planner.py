@@ -34,7 +34,7 @@ from slurmcast.storage.outbox import DestinationKind, NewDelivery, OutboxStore
 from support.builders import T0, finished, job
 from support.databases import ADMIN_DSN, Backend, DownDatabase
 from support.notify_rules import LOCAL, STRICT, Ids, make_rule, migrated_outbox, outbox_on
-from support.waiting import until
+from support.waiting import running, until
 
 NOW = T0 + timedelta(hours=4)
 ENDS = sorted(event.value for event in FINAL_EVENTS)
@@ -84,17 +84,6 @@ async def store_planned(outbox: OutboxStore, planned: Sequence[Planned], now: da
         ],
         now,
     )
-
-
-@contextlib.asynccontextmanager
-async def running(planner: DeliveryPlanner) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(planner.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 # --- loading the rules
@@ -239,7 +228,7 @@ async def test_run_sets_loaded_while_the_database_is_down_and_reads_it_when_back
     down = backend.make_down()
     async with outbox_on(down.url) as (store, _):
         planner = DeliveryPlanner(store, STRICT, Ids(), refresh_s=3600)
-        async with running(planner) as task:
+        async with running(planner.run()) as task:
             await asyncio.wait_for(planner.loaded.wait(), 30)
             # The first poll is planned with no rules rather than waiting for the database.
             assert (planner.rules, planner.reloads, task.done()) == ([], 0, False)
@@ -256,7 +245,7 @@ async def test_run_sets_loaded_while_the_database_is_down_and_reads_it_when_back
 
 async def test_changed_reloads_at_once(outbox: OutboxStore) -> None:
     planner = DeliveryPlanner(outbox, STRICT, Ids(), refresh_s=3600)
-    async with running(planner) as task:
+    async with running(planner.run()) as task:
         await asyncio.wait_for(planner.loaded.wait(), 30)
         await until(lambda: planner.reloads == 1)
         assert planner.rules == []
@@ -273,7 +262,7 @@ async def test_changed_reloads_at_once(outbox: OutboxStore) -> None:
 
 async def test_rules_changed_elsewhere_arrive_with_the_refresh(outbox: OutboxStore) -> None:
     planner = DeliveryPlanner(outbox, STRICT, Ids(), refresh_s=0.05)
-    async with running(planner):
+    async with running(planner.run()):
         await asyncio.wait_for(planner.loaded.wait(), 30)
         mail = make_rule("mail", "job_failed")
         await save(outbox, mail)  # another instance's API: no changed() here

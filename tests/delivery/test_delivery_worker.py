@@ -44,7 +44,7 @@ from support.builders import T0, job_data
 from support.databases import Backend
 from support.notify_rules import LOCAL, migrated_outbox, outbox_on
 from support.receivers import WEBHOOK_SECRET, hook_receiver, smtp_relay
-from support.waiting import eventually, until
+from support.waiting import eventually, running, until
 
 INSTANCE = "worker-a"
 LEASE = 30.0
@@ -191,17 +191,6 @@ async def stored(outbox: OutboxStore, id: str) -> Delivery:
     delivery = await outbox.get(id)
     assert delivery is not None
     return delivery
-
-
-@contextlib.asynccontextmanager
-async def running(worker: DeliveryWorker) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(worker.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 # --- one attempt
@@ -545,7 +534,7 @@ async def test_wake_makes_the_worker_look_at_once(outbox: OutboxStore) -> None:
     first = await put(outbox)
     sink = ScriptedSink("webhook")
     worker = make_worker(outbox, sink, poll_interval=3600.0)
-    async with running(worker) as task:
+    async with running(worker.run()) as task:
         await eventually(
             lambda: stored(outbox, first), lambda d: d.state is DeliveryState.DELIVERED
         )
@@ -563,7 +552,7 @@ async def test_a_full_batch_is_followed_by_another_claim(outbox: OutboxStore) ->
     ids = [await put(outbox) for _ in range(BATCH + 4)]
     sink = ScriptedSink("webhook")
     worker = make_worker(outbox, sink, poll_interval=3600.0, rate_burst=100)
-    async with running(worker):
+    async with running(worker.run()):
         delivered = await eventually(
             lambda: outbox.list(state=DeliveryState.DELIVERED, limit=100),
             lambda page: len(page.items) == len(ids),
@@ -585,7 +574,7 @@ async def test_run_sends_concurrently_and_records_every_outcome(outbox: OutboxSt
             return await super().send(outgoing)
 
     worker = make_worker(outbox, Flaky("webhook"), poll_interval=3600.0)
-    async with running(worker):
+    async with running(worker.run()):
         await until(lambda: sum(worker.outcomes.values()) == 3)
     assert worker.outcomes == {
         ("webhook", "delivered"): 1,
@@ -608,7 +597,7 @@ async def test_the_worker_outlives_a_database_outage(
     async with outbox_on(down.url) as (store, _):
         sink = ScriptedSink("webhook")
         worker = make_worker(store, sink, poll_interval=0.01)
-        async with running(worker) as task:
+        async with running(worker.run()) as task:
             await until(lambda: "cannot claim deliveries (attempt 2)" in caplog.text or task.done())
             assert not task.done() and sink.calls == []
             await down.bring_up()
@@ -699,7 +688,7 @@ async def test_a_row_nothing_can_read_is_a_dead_letter_and_the_rest_go(tmp_path:
             )
         sink = ScriptedSink("webhook")
         worker = make_worker(outbox, sink, clock=lambda: START + timedelta(hours=1))
-        async with running(worker) as task:
+        async with running(worker.run()) as task:
             await eventually(
                 lambda: stored(outbox, good), lambda d: d.state is DeliveryState.DELIVERED
             )

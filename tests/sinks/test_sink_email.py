@@ -25,21 +25,11 @@ from slurmcast.sinks.base import Outgoing, PermanentFailure, TemporaryFailure, l
 from slurmcast.sinks.email import EmailSink, SmtpSettings, TlsMode, message_id
 from slurmcast.storage.outbox import Delivery, DeliveryState
 
+from support.notify_rules import FAILED_JOB as JOB
 from support.receivers import Relay, smtp_relay, start_relay
 
 NOW = datetime(2026, 11, 28, 6, 25, 20, tzinfo=UTC)
 KEY = "5f0c" * 16
-JOB: dict[str, Any] = {
-    "job_id": "1251",
-    "name": "train",
-    "status": "FAILED",
-    "user": "carol",
-    "partition": "cpu",
-    "nodes": ["node001"],
-    "start_time": "2026-11-28T04:20:13Z",
-    "end_time": "2026-11-28T06:25:13Z",
-    "exit_code": 3,
-}
 
 
 @pytest.fixture

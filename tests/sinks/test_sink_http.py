@@ -32,21 +32,13 @@ from slurmcast.sinks.posting import HttpSinkSettings, Resolve, parse_retry_after
 from slurmcast.sinks.slack import SlackSink
 from slurmcast.sinks.webhook import WebhookSink
 
+from support.notify_rules import FAILED_JOB as JOB
+from support.receivers import served
+
 NOW = datetime(2026, 11, 28, 6, 25, 20, tzinfo=UTC)
 SECRET = "whsec-test-0123456789"
 KEY = "9d2e" * 16
 HUGE = 1 << 30
-JOB: dict[str, Any] = {
-    "job_id": "1251",
-    "name": "train",
-    "status": "FAILED",
-    "user": "carol",
-    "partition": "cpu",
-    "nodes": ["node001"],
-    "start_time": "2026-11-28T04:20:13Z",
-    "end_time": "2026-11-28T06:25:13Z",
-    "exit_code": 3,
-}
 LOOPBACK_ALLOWED = UrlPolicy(allow_http=True, allowed_networks=parse_networks(["127.0.0.0/8"]))
 
 
@@ -150,18 +142,11 @@ def build_app(receiver: Receiver) -> web.Application:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     found = Receiver(port=0)
-    runner = web.AppRunner(build_app(found))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server = site._server
-    assert isinstance(server, asyncio.Server)
-    found.port = server.sockets[0].getsockname()[1]
-    try:
-        yield found
-    finally:
-        found.release.set()
-        await runner.cleanup()
+    async with served(build_app(found)) as found.port:
+        try:
+            yield found
+        finally:
+            found.release.set()
 
 
 def outgoing(target: str, key: str = KEY) -> Outgoing:

@@ -17,6 +17,18 @@ from slurmcast.storage.engine import create_engine, ensure_sqlite_directory, par
 from slurmcast.storage.migrate import upgrade
 from slurmcast.storage.outbox import OutboxStore
 
+#: A failed job's ``job_update`` data, as the sinks' tests render it.
+FAILED_JOB: dict[str, Any] = {
+    "job_id": "1251",
+    "name": "train",
+    "status": "FAILED",
+    "user": "carol",
+    "partition": "cpu",
+    "nodes": ["node001"],
+    "start_time": "2026-11-28T04:20:13Z",
+    "end_time": "2026-11-28T06:25:13Z",
+    "exit_code": 3,
+}
 #: The operator's default policy: https to public hosts only.
 STRICT = UrlPolicy()
 #: A lab's policy: plain http to this machine.

@@ -160,20 +160,28 @@ class HookReceiver:
 
 
 @contextlib.asynccontextmanager
-async def hook_receiver(**options: Any) -> AsyncIterator[HookReceiver]:
-    receiver = HookReceiver(**options)
-    app = web.Application()
-    app.router.add_post("/hook", receiver._handle)
-    app.router.add_post("/slack", receiver._handle)
+async def served(app: web.Application) -> AsyncIterator[int]:
+    """``app`` served on a free loopback port (yielded) for the block."""
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     server = site._server
     assert isinstance(server, asyncio.Server)
-    receiver.port = server.sockets[0].getsockname()[1]
     try:
-        yield receiver
+        yield server.sockets[0].getsockname()[1]
     finally:
-        receiver.release.set()
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def hook_receiver(**options: Any) -> AsyncIterator[HookReceiver]:
+    receiver = HookReceiver(**options)
+    app = web.Application()
+    app.router.add_post("/hook", receiver._handle)
+    app.router.add_post("/slack", receiver._handle)
+    async with served(app) as receiver.port:
+        try:
+            yield receiver
+        finally:
+            receiver.release.set()
