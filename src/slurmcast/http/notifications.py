@@ -25,10 +25,10 @@ from aiohttp import web
 from slurmcast.core.channels import is_valid_user_name
 from slurmcast.core.notifications import Notification, NotificationType, Severity
 from slurmcast.core.policy import Principal
-from slurmcast.errors import ErrorCode, ProtocolError, StorageError
+from slurmcast.errors import ErrorCode
 from slurmcast.http.bodies import json_object
 from slurmcast.http.context import GUARD_KEY, NEW_ID_KEY, NODE_KEY, STORE_KEY
-from slurmcast.http.errors import HttpError
+from slurmcast.http.errors import HttpError, from_store, page_limit
 from slurmcast.http.responses import json_response
 from slurmcast.storage.models import ID_LENGTH
 
@@ -53,26 +53,12 @@ def _whose(request: web.Request, principal: Principal) -> str | None:
     return principal.user
 
 
-async def _stored(call: Any) -> Any:
-    try:
-        return await call
-    except StorageError as exc:
-        raise HttpError(503, exc.code, exc.message) from None
-    except ProtocolError as exc:
-        raise HttpError(400, exc.code, exc.message) from None
-
-
 async def list_notifications(request: web.Request) -> web.Response:
     principal = request.app[GUARD_KEY].reader(request)
     user = _whose(request, principal)
     unread = request.query.get("unread", "false").lower() in ("1", "true", "yes")
-    try:
-        limit = int(request.query.get("limit", "50"))
-    except ValueError:
-        raise HttpError(400, ErrorCode.INVALID_FIELD, "'limit' must be an integer") from None
-    if not 0 < limit <= 500:
-        raise HttpError(400, ErrorCode.INVALID_FIELD, "'limit' must be from 1 to 500")
-    page = await _stored(
+    limit = page_limit(request)
+    page = await from_store(
         request.app[STORE_KEY].list(
             user, unread_only=unread, limit=limit, before=request.query.get("before") or None
         )
@@ -86,7 +72,7 @@ async def create_notification(request: web.Request) -> web.Response:
     who = request.app[GUARD_KEY].require_admin(request)
     body = await json_object(request)
     notification = _notification_from(body, request.app[NEW_ID_KEY]())
-    await _stored(request.app[STORE_KEY].add([notification]))
+    await from_store(request.app[STORE_KEY].add([notification]))
     await request.app[NODE_KEY].publish_events([notification], notification.created_at)
     data = notification.data()
     data["created_by"] = who
@@ -146,7 +132,7 @@ async def mark_one_read(request: web.Request) -> web.Response:
     if len(notification_id) > ID_LENGTH or "\0" in notification_id:
         # Names no notification (the database would refuse it as a value).
         raise HttpError(404, ErrorCode.NOT_FOUND, f"no notification {notification_id[:64]!r}")
-    marked = await _stored(request.app[STORE_KEY].mark_read([notification_id], marker))
+    marked = await from_store(request.app[STORE_KEY].mark_read([notification_id], marker))
     if not marked:
         raise HttpError(
             404, ErrorCode.NOT_FOUND, f"no notification {notification_id[:64]!r} of yours to mark"
@@ -157,7 +143,7 @@ async def mark_one_read(request: web.Request) -> web.Response:
 async def mark_all_read(request: web.Request) -> web.Response:
     principal = request.app[GUARD_KEY].reader(request)
     marker = _marker(request, principal)
-    count = await _stored(request.app[STORE_KEY].mark_all_read(marker))
+    count = await from_store(request.app[STORE_KEY].mark_all_read(marker))
     return json_response({"success": True, "marked": count})
 
 

@@ -41,7 +41,7 @@ from slurmcast.core.timefmt import iso_z
 from slurmcast.errors import ErrorCode, ProtocolError, StorageError
 from slurmcast.http.bodies import json_object
 from slurmcast.http.context import GUARD_KEY, NOTIFY_KEY, NotifyApi
-from slurmcast.http.errors import HttpError
+from slurmcast.http.errors import HttpError, from_store, page_limit
 from slurmcast.http.guard import API_KEY_ADMIN
 from slurmcast.http.responses import json_response
 from slurmcast.sinks.config import SinksConfig
@@ -292,16 +292,6 @@ def _path_id(request: web.Request, what: str, length: int) -> str:
     return value
 
 
-async def _stored(call: Any) -> Any:
-    """As ``http.notifications``: the database down is a 503, a value it refuses a 400."""
-    try:
-        return await call
-    except StorageError as exc:
-        raise HttpError(503, exc.code, exc.message) from None
-    except ProtocolError as exc:
-        raise HttpError(400, exc.code, exc.message) from None
-
-
 def _no_rule(rule_id: str) -> HttpError:
     return HttpError(404, ErrorCode.NOT_FOUND, f"no rule {rule_id!r} of yours")
 
@@ -334,7 +324,7 @@ async def list_rules(request: web.Request) -> web.Response:
     who = caller(request)
     owner = listed_owner(request, who)
     outbox = request.app[NOTIFY_KEY].outbox
-    rules = await _stored(outbox.rules_for(owner) if owner is not None else outbox.all_rules())
+    rules = await from_store(outbox.rules_for(owner) if owner is not None else outbox.all_rules())
     return json_response({"success": True, "rules": [rule_data(r) for r in rules]})
 
 
@@ -361,7 +351,7 @@ async def _add_rule(notify: NotifyApi, rule: Rule, enabled: bool) -> StoredRule:
     except ProtocolError as exc:
         # The id is the table's key, shared by all users; parse_rule has checked the rest.
         # Asking again afterwards also catches two requests racing for one id.
-        if await _stored(notify.outbox.get_rule(rule.id)) is not None:
+        if await from_store(notify.outbox.get_rule(rule.id)) is not None:
             raise HttpError(
                 409, CONFLICT, f"the rule id {rule.id!r} is taken: choose another"
             ) from None
@@ -371,7 +361,7 @@ async def _add_rule(notify: NotifyApi, rule: Rule, enabled: bool) -> StoredRule:
 async def get_rule(request: web.Request) -> web.Response:
     who = caller(request)
     rule_id = _path_id(request, "rule", RULE_ID_LENGTH)
-    stored = await _stored(request.app[NOTIFY_KEY].outbox.get_rule(rule_id, owner=who.scope))
+    stored = await from_store(request.app[NOTIFY_KEY].outbox.get_rule(rule_id, owner=who.scope))
     if stored is None:
         raise _no_rule(rule_id)
     return json_response({"success": True, "rule": rule_data(stored)})
@@ -381,7 +371,7 @@ async def replace_rule(request: web.Request) -> web.Response:
     who = caller(request, write=True)
     notify = request.app[NOTIFY_KEY]
     rule_id = _path_id(request, "rule", RULE_ID_LENGTH)
-    existing = await _stored(notify.outbox.get_rule(rule_id, owner=who.scope))
+    existing = await from_store(notify.outbox.get_rule(rule_id, owner=who.scope))
     if existing is None:
         raise _no_rule(rule_id)
     body = await json_object(request)
@@ -395,7 +385,7 @@ async def replace_rule(request: web.Request) -> web.Response:
     # Checked for the stored owner, whoever edits it: an admin's edit of bob's rule may
     # mail any address, bob's own may not.
     rule, enabled = rule_from(body, existing.owner, who, notify.sinks, rule_id=rule_id)
-    updated = await _stored(
+    updated = await from_store(
         notify.outbox.update_rule(
             rule_id, notify.clock(), owner=who.scope, spec=rule.data(), enabled=enabled
         )
@@ -421,7 +411,7 @@ async def patch_rule(request: web.Request) -> web.Response:
     enabled = body.get("enabled")
     if not isinstance(enabled, bool):
         raise HttpError(400, ErrorCode.INVALID_FIELD, "'enabled' must be true or false")
-    updated = await _stored(
+    updated = await from_store(
         notify.outbox.update_rule(rule_id, notify.clock(), owner=who.scope, enabled=enabled)
     )
     if updated is None:
@@ -434,7 +424,7 @@ async def delete_rule(request: web.Request) -> web.Response:
     who = caller(request, write=True)
     notify = request.app[NOTIFY_KEY]
     rule_id = _path_id(request, "rule", RULE_ID_LENGTH)
-    if not await _stored(notify.outbox.delete_rule(rule_id, owner=who.scope)):
+    if not await from_store(notify.outbox.delete_rule(rule_id, owner=who.scope)):
         raise _no_rule(rule_id)
     notify.rules_changed()
     return json_response({"success": True, "deleted": rule_id})
@@ -444,13 +434,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
     who = caller(request)
     owner = listed_owner(request, who)
     state = _state(request.query.get("state") or None)
-    try:
-        limit = int(request.query.get("limit", "50"))
-    except ValueError:
-        raise HttpError(400, ErrorCode.INVALID_FIELD, "'limit' must be an integer") from None
-    if not 0 < limit <= 500:
-        raise HttpError(400, ErrorCode.INVALID_FIELD, "'limit' must be from 1 to 500")
-    page = await _stored(
+    limit = page_limit(request)
+    page = await from_store(
         request.app[NOTIFY_KEY].outbox.list(
             state=state, owner=owner, limit=limit, before=request.query.get("before") or None
         )
@@ -477,7 +462,7 @@ def _state(value: str | None) -> DeliveryState | None:
 async def get_delivery(request: web.Request) -> web.Response:
     who = caller(request)
     delivery_id = _path_id(request, "delivery", ID_LENGTH)
-    delivery = await _stored(request.app[NOTIFY_KEY].outbox.get(delivery_id, owner=who.scope))
+    delivery = await from_store(request.app[NOTIFY_KEY].outbox.get(delivery_id, owner=who.scope))
     if delivery is None:
         raise _no_delivery(delivery_id)
     return json_response({"success": True, "delivery": delivery.data()})
@@ -487,10 +472,10 @@ async def retry_delivery(request: web.Request) -> web.Response:
     who = caller(request, write=True)
     notify = request.app[NOTIFY_KEY]
     delivery_id = _path_id(request, "delivery", ID_LENGTH)
-    retried = await _stored(notify.outbox.retry(delivery_id, notify.clock(), owner=who.scope))
+    retried = await from_store(notify.outbox.retry(delivery_id, notify.clock(), owner=who.scope))
     if retried is None:
         # Only a dead one is put back; which answer is due depends on whether it exists.
-        current = await _stored(notify.outbox.get(delivery_id, owner=who.scope))
+        current = await from_store(notify.outbox.get(delivery_id, owner=who.scope))
         if current is None:
             raise _no_delivery(delivery_id)
         raise HttpError(
